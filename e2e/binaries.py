@@ -1,0 +1,140 @@
+"""Build and cache the control-plane binaries that the local clusters run.
+
+Kubernetes publishes no prebuilt binaries that this machine may download, and
+`go install k8s.io/kubernetes/cmd/...` is refused because that module's go.mod
+uses `replace` for its staging repositories. So we write a throw-away helper
+module that requires `k8s.io/kubernetes` and replaces every staging module with
+its published `v0.X.Y` twin, the list generated from the release's own go.mod.
+
+The binaries land in `~/.cache/flotilla/k8s-<version>/` (outside the clone,
+keyed by version) so only the first run on a machine pays for the build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# One pinned release: tests assert that /version reports it.
+K8S_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.6.4"
+K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+
+ETCD_MAIN = """package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+
+
+def cache_root() -> Path:
+    if explicit := os.environ.get("FLOTILLA_CACHE"):
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flotilla"
+
+
+def k8s_dir() -> Path:
+    return cache_root() / f"k8s-{K8S_VERSION}"
+
+
+def etcd_dir() -> Path:
+    return cache_root() / f"etcd-{ETCD_VERSION}"
+
+
+def binary(name: str) -> Path:
+    folder = etcd_dir() if name == "etcd" else k8s_dir()
+    return folder / "bin" / name
+
+
+def _go(args: list[str], cwd: Path) -> str:
+    env = dict(os.environ, GOFLAGS="-buildvcs=false", CGO_ENABLED="0")
+    proc = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"e2e: go {' '.join(args[:2])} failed in {cwd}:\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def _staging_replaces(work: Path) -> list[str]:
+    """The staging modules named by the release's own go.mod, pinned to their tags."""
+    info = json.loads(_go(["mod", "download", "-json", f"k8s.io/kubernetes@{K8S_VERSION}"], work))
+    gomod = Path(info["GoMod"]).read_text()
+    staging = re.findall(r"^\s*(k8s\.io/[\w.-]+)\s*=>\s*\./staging/", gomod, re.MULTILINE)
+    twin = "v0." + K8S_VERSION.removeprefix("v1.")
+    return [f"\t{mod} => {mod} {twin}" for mod in staging]
+
+
+def _ldflags() -> str:
+    major, minor = K8S_VERSION.removeprefix("v").split(".")[:2]
+    stamps = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        stamps += [
+            f"-X {pkg}.gitVersion={K8S_VERSION}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+        ]
+    return "-s -w " + " ".join(stamps)
+
+
+def build_k8s() -> None:
+    out = k8s_dir()
+    if all((out / "bin" / cmd).exists() for cmd in K8S_COMMANDS):
+        return
+    work = out / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    replaces = "\n".join(_staging_replaces(work))
+    (work / "go.mod").write_text(
+        f"module flotilla.local/k8sbuild\n\ngo 1.24.0\n\nreplace (\n{replaces}\n)\n"
+    )
+    packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in K8S_COMMANDS]
+    _go(["get", *(f"{p}@{K8S_VERSION}" for p in packages)], work)
+    (out / "bin").mkdir(exist_ok=True)
+    for cmd, pkg in zip(K8S_COMMANDS, packages):
+        _log(f"building {cmd} {K8S_VERSION}")
+        _go(["build", "-trimpath", "-ldflags", _ldflags(), "-o", str(out / "bin" / cmd), pkg], work)
+
+
+def build_etcd() -> None:
+    out = etcd_dir()
+    if (out / "bin" / "etcd").exists():
+        return
+    work = out / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "go.mod").write_text("module flotilla.local/etcdbuild\n\ngo 1.24.0\n")
+    (work / "main.go").write_text(ETCD_MAIN)
+    _go(["get", f"go.etcd.io/etcd/server/v3@{ETCD_VERSION}"], work)
+    _go(["mod", "tidy"], work)
+    (out / "bin").mkdir(exist_ok=True)
+    _log(f"building etcd {ETCD_VERSION}")
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "bin" / "etcd"), "."], work)
+
+
+def _log(message: str) -> None:
+    print(f"e2e: {message}", file=sys.stderr, flush=True)
+
+
+def ensure_built() -> None:
+    """Build whatever is missing; a warm cache returns at once."""
+    started = time.monotonic()
+    missing = not binary("etcd").exists() or not all(binary(c).exists() for c in K8S_COMMANDS)
+    build_etcd()
+    build_k8s()
+    if missing:
+        _log(f"control-plane binaries ready in {time.monotonic() - started:.0f}s")
+    for folder in (k8s_dir(), etcd_dir()):
+        shutil.rmtree(folder / "build", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ensure_built()
