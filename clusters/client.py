@@ -1,0 +1,194 @@
+"""One member cluster's connection: a reused ApiClient, a bound on requests in flight.
+
+kubernetes_asyncio gives us authentication (tokens, client certificates, exec plugins)
+and an aiohttp session; it has no rate limiter and its generated models are slow to
+build, so every call here goes through `request`, which returns the raw JSON and maps
+failures onto `clusters.errors`. One `ClusterClient` per cluster, created once and reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.config import load_kube_config_from_dict
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from clusters.errors import ClusterError, Unauthorized, Unreachable, api_error
+
+# A member cluster that does not answer within this is treated as unreachable: long
+# enough for a loaded API server across an ocean, short enough that `join` answers fast.
+DEFAULT_TIMEOUT = 10.0
+# Requests in flight per cluster. API servers' priority-and-fairness queues start
+# rejecting a single client well above this; beyond it latency only grows.
+DEFAULT_MAX_IN_FLIGHT = 16
+
+JSON = "application/json"
+APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class ClusterClient:
+    """Requests to one API server, bounded and timed out, answering raw JSON."""
+
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        *,
+        server: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self.api = api
+        self.server = server
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    @classmethod
+    async def connect(
+        cls,
+        document: Mapping[str, Any],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        temp_dir: Path | None = None,
+    ) -> ClusterClient:
+        """Build the client from a self-contained kubeconfig (see clusters.kubeconfig).
+
+        Runs an exec credential plugin if the kubeconfig has one; a failing plugin is
+        reported as Unauthorized without its output, which may contain a token.
+        """
+        configuration = k8s.Configuration()
+        configuration.connection_pool_maxsize = max_in_flight
+        try:
+            await load_kube_config_from_dict(
+                dict(document),
+                client_configuration=configuration,
+                temp_file_path=str(temp_dir) if temp_dir else None,
+            )
+        except (ConfigException, OSError, ssl.SSLError, ValueError) as e:
+            raise Unauthorized(f"{_server_of(document)}: cannot load credentials") from e
+        try:
+            api = k8s.ApiClient(configuration)
+        except (ssl.SSLError, OSError) as e:
+            raise Unauthorized(
+                f"{_server_of(document)}: certificate or key is not usable ({type(e).__name__})"
+            ) from e
+        return cls(
+            api, server=str(configuration.host), timeout=timeout, max_in_flight=max_in_flight
+        )
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        body: Any = None,
+        content_type: str = JSON,
+        timeout: float | None = None,
+    ) -> Any:
+        """One call; the parsed JSON body (or text for non-JSON answers like /readyz)."""
+        async with self._response(method, path, query, body, content_type, timeout) as resp:
+            data = await resp.read()
+        if resp.content_type == JSON:
+            return json.loads(data)
+        return data.decode(errors="replace")
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, str | int | bool] | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A long-lived GET (a watch); the caller reads lines from `response.content`."""
+        timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=read_timeout)
+        async with self._response("GET", path, query, None, JSON, timeout) as resp:
+            yield resp
+
+    @asynccontextmanager
+    async def _response(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str | int | bool] | None,
+        body: Any,
+        content_type: str,
+        timeout: float | aiohttp.ClientTimeout | None,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        params = {k: _query_value(v) for k, v in (query or {}).items()}
+        async with self._slots:
+            try:
+                resp = await self.api.call_api(
+                    path,
+                    method,
+                    query_params=list(params.items()),
+                    header_params={"Content-Type": content_type, "Accept": JSON},
+                    body=body,
+                    auth_settings=["BearerToken"],
+                    _preload_content=False,
+                    _request_timeout=timeout if timeout is not None else self.timeout,
+                )
+            except TimeoutError as e:
+                raise Unreachable(f"{self.server}: no answer within the timeout") from e
+            except aiohttp.ClientSSLError as e:
+                raise Unreachable(f"{self.server}: TLS failed ({_tls_reason(e)})") from e
+            except aiohttp.ClientError as e:
+                raise Unreachable(f"{self.server}: cannot connect ({type(e).__name__})") from e
+            except (ConfigException, ssl.SSLError, OSError) as e:
+                raise Unreachable(f"{self.server}: cannot connect ({type(e).__name__})") from e
+            try:
+                if resp.status >= 400:
+                    await _raise_for_status(resp, self.server, method, path)
+                yield resp
+            finally:
+                resp.release()
+
+
+async def _raise_for_status(
+    resp: aiohttp.ClientResponse, server: str, method: str, path: str
+) -> None:
+    text = await resp.text(errors="replace")
+    message, reason = text.strip()[:300], ""
+    try:
+        status = json.loads(text)
+        message, reason = status.get("message", message), status.get("reason", "")
+    except (ValueError, AttributeError):
+        pass
+    if resp.status == 401:
+        raise Unauthorized(f"{server}: credentials rejected (401 Unauthorized)")
+    raise api_error(resp.status, f"{method} {path}: {message}", reason)
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _tls_reason(error: aiohttp.ClientSSLError) -> str:
+    cause = getattr(error, "certificate_error", None) or error.__cause__ or error
+    text = str(getattr(cause, "verify_message", "") or getattr(cause, "reason", "") or "")
+    return text or type(cause).__name__
+
+
+def _server_of(document: Mapping[str, Any]) -> str:
+    try:
+        return str(document["clusters"][0]["cluster"]["server"])
+    except (KeyError, IndexError, TypeError):
+        return "cluster"
+
+
+__all__ = ["APPLY_PATCH", "JSON", "MERGE_PATCH", "ClusterClient", "ClusterError"]

@@ -1,0 +1,203 @@
+"""The hub's HTTP API (aiohttp): the only way the CLI, scripts and dashboards act.
+
+Binds 127.0.0.1 by default and demands the bearer token on every route, because the
+process holds credentials for every member cluster. Errors leave as JSON
+`{"error": one line, "exit_code": n}`; tracebacks stay in the log, scrubbed of secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from clusters.kubeconfig import redact
+from hub.errors import FlotillaError, InvalidInput
+from hub.home import Home
+from hub.redaction import Scrubber
+from hub.registry import Registry
+from hub.store import ClusterRecord, Store
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+SCRUBBER: web.AppKey[Scrubber] = web.AppKey("scrubber", Scrubber)
+
+
+def create_app(registry: Registry, scrubber: Scrubber, token: str) -> web.Application:
+    app = web.Application(middlewares=[_errors(scrubber), _auth(token)])
+    app[REGISTRY] = registry
+    app[SCRUBBER] = scrubber
+    app.router.add_get("/api/v1/clusters", list_clusters)
+    app.router.add_post("/api/v1/clusters", join_cluster)
+    app.router.add_get("/api/v1/clusters/{name}", show_cluster)
+    app.router.add_patch("/api/v1/clusters/{name}/labels", label_cluster)
+    app.router.add_post("/api/v1/clusters/{name}/rename", rename_cluster)
+    app.router.add_delete("/api/v1/clusters/{name}", detach_cluster)
+    return app
+
+
+def _auth(token: str) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {"error": "unauthorized: wrong or missing token", "exit_code": 6}, status=401
+            )
+        return await handler(request)
+
+    return middleware
+
+
+def _errors(scrubber: Scrubber) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except FlotillaError as e:
+            body = {"error": scrubber.scrub(str(e)), "exit_code": e.exit_code}
+            return web.json_response(body, status=e.http_status)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            body = {"error": "internal error in the hub; see its log", "exit_code": 1}
+            return web.json_response(body, status=500)
+
+    return middleware
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidInput("request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+def cluster_view(record: ClusterRecord, *, detail: bool = False) -> dict[str, Any]:
+    """The public shape of a cluster: never the raw kubeconfig."""
+    view: dict[str, Any] = {
+        "name": record.name,
+        "labels": record.labels,
+        "server": record.server,
+        "version": record.version,
+        "health": record.health,
+        "reason": record.reason,
+        "lastSeen": _timestamp(record.last_seen),
+        "joinedAt": _timestamp(record.joined_at),
+        "credential": record.credential,
+        "warnings": record.warnings,
+    }
+    if detail:
+        view["kubeconfig"] = redact(record.kubeconfig)
+    return view
+
+
+def _timestamp(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def list_clusters(request: web.Request) -> web.Response:
+    records = request.app[REGISTRY].store.clusters()
+    return web.json_response({"clusters": [cluster_view(r) for r in records]})
+
+
+async def show_cluster(request: web.Request) -> web.Response:
+    record = request.app[REGISTRY].store.cluster(request.match_info["name"])
+    return web.json_response(cluster_view(record, detail=True))
+
+
+async def join_cluster(request: web.Request) -> web.Response:
+    body = await _body(request)
+    labels = body.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidInput("labels: expected a map of strings")
+    document = body.get("kubeconfig")
+    if not isinstance(document, dict):
+        raise InvalidInput("kubeconfig: expected the kubeconfig document as a JSON object")
+    record = await request.app[REGISTRY].join(
+        document,
+        source=str(body.get("source") or "kubeconfig"),
+        name=body.get("name") or None,
+        labels=labels,
+    )
+    return web.json_response(cluster_view(record), status=201)
+
+
+async def label_cluster(request: web.Request) -> web.Response:
+    body = await _body(request)
+    record = request.app[REGISTRY].label(
+        request.match_info["name"], dict(body.get("add") or {}), list(body.get("remove") or [])
+    )
+    return web.json_response(cluster_view(record))
+
+
+async def rename_cluster(request: web.Request) -> web.Response:
+    body = await _body(request)
+    record = request.app[REGISTRY].rename(request.match_info["name"], str(body.get("name", "")))
+    return web.json_response(cluster_view(record))
+
+
+async def detach_cluster(request: web.Request) -> web.Response:
+    await request.app[REGISTRY].detach(request.match_info["name"])
+    return web.json_response({"detached": request.match_info["name"]})
+
+
+async def serve(home: Home, listen: str, *, probe_interval: float) -> None:
+    """Run the hub until SIGTERM or SIGINT; state is in the store, so stopping is cheap."""
+    home.prepare()
+    scrubber = Scrubber()
+    logging.getLogger().addFilter(scrubber)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(scrubber)
+    store = Store(home.store)
+    registry = Registry(store, scrubber, temp_dir=home.temp, probe_interval=probe_interval)
+    token = home.write_token()
+    scrubber.add([token])
+    runner = web.AppRunner(create_app(registry, scrubber, token), access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
+    await site.start()
+    bound = runner.addresses[0]
+    url = f"http://{bound[0]}:{bound[1]}"
+    home.write_hub_file(url)
+    log.info("hub listening on %s (home %s)", url, home.root)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    prober = asyncio.create_task(registry.probe_forever(), name="prober")
+    prober.add_done_callback(_report_death)
+    started = time.monotonic()
+    await stop.wait()
+    log.info("hub stopping after %.0fs", time.monotonic() - started)
+    prober.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await prober
+    home.remove_hub_file()
+    await runner.cleanup()
+    await registry.close()
+    store.close()
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    """A background task that dies is logged, never silently lost."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s died", task.get_name(), exc_info=task.exception())
