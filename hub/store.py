@@ -71,9 +71,9 @@ class Store:
         # FULL: a transaction the hub reported as done survives even a power cut.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        with self.transaction() as db:
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # executescript commits on its own; every statement in SCHEMA is idempotent.
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
