@@ -35,6 +35,68 @@ CREATE TABLE IF NOT EXISTS clusters (
     last_seen   REAL,
     joined_at   REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS applications (
+    name        TEXT PRIMARY KEY,
+    revision    INTEGER NOT NULL,
+    phase       TEXT NOT NULL,
+    message     TEXT NOT NULL DEFAULT '',
+    suspend     INTEGER NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    app             TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+    number          INTEGER NOT NULL,
+    publish_version TEXT NOT NULL DEFAULT '',
+    digest          TEXT NOT NULL,
+    spec            TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT '',
+    rollback_of     INTEGER,
+    outcome         TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    finished_at     REAL,
+    PRIMARY KEY (app, number)
+);
+CREATE TABLE IF NOT EXISTS steps (
+    app         TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+    revision    INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    phase       TEXT NOT NULL,
+    message     TEXT NOT NULL DEFAULT '',
+    resume_at   REAL,
+    started_at  REAL,
+    finished_at REAL,
+    PRIMARY KEY (app, revision, name)
+);
+CREATE TABLE IF NOT EXISTS targets (
+    app         TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+    revision    INTEGER NOT NULL,
+    step        TEXT NOT NULL,
+    cluster     TEXT NOT NULL,
+    component   TEXT NOT NULL,
+    namespace   TEXT NOT NULL,
+    release     TEXT NOT NULL,
+    chart       TEXT NOT NULL DEFAULT '',
+    phase       TEXT NOT NULL,
+    message     TEXT NOT NULL DEFAULT '',
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (app, revision, step, cluster, component)
+);
+CREATE TABLE IF NOT EXISTS inventory (
+    app         TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+    cluster     TEXT NOT NULL,
+    component   TEXT NOT NULL,
+    revision    INTEGER NOT NULL,
+    objects     TEXT NOT NULL,
+    PRIMARY KEY (app, cluster, component)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    app         TEXT NOT NULL,
+    at          REAL NOT NULL,
+    message     TEXT NOT NULL
+);
 """
 
 
@@ -74,6 +136,10 @@ class Store:
         # executescript commits on its own; every statement in SCHEMA is idempotent.
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -171,3 +237,259 @@ def _cluster(row: sqlite3.Row) -> ClusterRecord:
         last_seen=row["last_seen"],
         joined_at=row["joined_at"],
     )
+
+
+@dataclass
+class AppRecord:
+    name: str
+    revision: int
+    phase: str  # running | suspended | succeeded | failed | deleting
+    message: str
+    suspend: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class RevisionRecord:
+    app: str
+    number: int
+    publish_version: str
+    digest: str
+    spec: dict[str, Any]
+    source: str
+    rollback_of: int | None
+    outcome: str  # running | succeeded | failed | superseded
+    created_at: float
+    finished_at: float | None
+
+
+@dataclass
+class StepRecord:
+    app: str
+    revision: int
+    name: str
+    type: str
+    phase: str  # pending | running | suspended | succeeded | failed
+    message: str
+    resume_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass
+class TargetRecord:
+    app: str
+    revision: int
+    step: str
+    cluster: str
+    component: str
+    namespace: str
+    release: str
+    chart: str
+    phase: str  # pending | applying | waiting | healthy | failed
+    message: str
+    updated_at: float = field(default_factory=time.time)
+
+
+class AppStore:
+    """Applications, revisions and workflow state, on the same connection as the registry."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store.connection
+
+    def create_revision(
+        self,
+        app: str,
+        *,
+        spec: dict[str, Any],
+        digest: str,
+        publish_version: str,
+        source: str,
+        steps: list[tuple[str, str]],
+        rollback_of: int | None = None,
+    ) -> RevisionRecord:
+        """A new revision becomes the one the workflow drives, atomically: the application
+        row, the revision, its pending steps, and the superseding of a running predecessor."""
+        now = time.time()
+        with self._store.transaction() as db:
+            row = db.execute("SELECT MAX(number) FROM revisions WHERE app = ?", (app,)).fetchone()
+            number = (row[0] or 0) + 1
+            db.execute(
+                "INSERT INTO applications (name, revision, phase, message, suspend, created_at,"
+                " updated_at) VALUES (?, ?, 'running', '', 0, ?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET revision = excluded.revision, phase = 'running', message = '', suspend = 0,"
+                " updated_at = excluded.updated_at",
+                (app, number, now, now),
+            )
+            db.execute(
+                "UPDATE revisions SET outcome = 'superseded', finished_at = ?"
+                " WHERE app = ? AND outcome = 'running'",
+                (now, app),
+            )
+            db.execute(
+                "INSERT INTO revisions (app, number, publish_version, digest, spec, source,"
+                " rollback_of, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                (app, number, publish_version, digest, json.dumps(spec), source, rollback_of, now),
+            )
+            db.executemany(
+                "INSERT INTO steps (app, revision, name, type, phase)"
+                " VALUES (?, ?, ?, ?, 'pending')",
+                [(app, number, name, kind) for name, kind in steps],
+            )
+        return self.revision(app, number)
+
+    def apps(self) -> list[AppRecord]:
+        rows = self._db.execute("SELECT * FROM applications ORDER BY name").fetchall()
+        return [_app(r) for r in rows]
+
+    def app(self, name: str) -> AppRecord:
+        row = self._db.execute("SELECT * FROM applications WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"application {name!r} not found")
+        return _app(row)
+
+    def set_app(self, name: str, *, phase: str, message: str = "") -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE applications SET phase = ?, message = ?, updated_at = ? WHERE name = ?",
+                (phase, message, time.time(), name),
+            )
+
+    def set_suspend(self, name: str, suspend: bool) -> None:
+        with self._store.transaction() as db:
+            db.execute("UPDATE applications SET suspend = ? WHERE name = ?", (suspend, name))
+
+    def delete_app(self, name: str) -> None:
+        with self._store.transaction() as db:
+            for table in ("events", "inventory", "targets", "steps", "revisions"):
+                db.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
+            db.execute("DELETE FROM applications WHERE name = ?", (name,))
+
+    def revisions(self, app: str) -> list[RevisionRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM revisions WHERE app = ? ORDER BY number", (app,)
+        ).fetchall()
+        return [_revision(r) for r in rows]
+
+    def revision(self, app: str, number: int) -> RevisionRecord:
+        row = self._db.execute(
+            "SELECT * FROM revisions WHERE app = ? AND number = ?", (app, number)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"application {app!r} has no revision {number}")
+        return _revision(row)
+
+    def finish_revision(self, app: str, number: int, outcome: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE revisions SET outcome = ?, finished_at = ? WHERE app = ? AND number = ?",
+                (outcome, time.time(), app, number),
+            )
+
+    def steps(self, app: str, revision: int) -> list[StepRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM steps WHERE app = ? AND revision = ? ORDER BY rowid", (app, revision)
+        ).fetchall()
+        return [StepRecord(**dict(r)) for r in rows]
+
+    def set_step(
+        self,
+        app: str,
+        revision: int,
+        name: str,
+        *,
+        phase: str,
+        message: str = "",
+        resume_at: float | None = None,
+    ) -> None:
+        now = time.time()
+        started = now if phase == "running" else None
+        finished = now if phase in ("succeeded", "failed") else None
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE steps SET phase = ?, message = ?, resume_at = ?,"
+                " started_at = COALESCE(started_at, ?), finished_at = ?"
+                " WHERE app = ? AND revision = ? AND name = ?",
+                (phase, message, resume_at, started, finished, app, revision, name),
+            )
+
+    def put_target(self, target: TargetRecord) -> None:
+        target.updated_at = time.time()
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO targets (app, revision, step, cluster, component,"
+                " namespace, release, chart, phase, message, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    target.app,
+                    target.revision,
+                    target.step,
+                    target.cluster,
+                    target.component,
+                    target.namespace,
+                    target.release,
+                    target.chart,
+                    target.phase,
+                    target.message,
+                    target.updated_at,
+                ),
+            )
+
+    def targets(self, app: str, revision: int) -> list[TargetRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM targets WHERE app = ? AND revision = ?"
+            " ORDER BY step, cluster, component",
+            (app, revision),
+        ).fetchall()
+        return [TargetRecord(**dict(r)) for r in rows]
+
+    def inventory(self, app: str) -> dict[tuple[str, str], tuple[int, list[dict[str, Any]]]]:
+        """(cluster, component) -> (revision, object references) of what is applied."""
+        rows = self._db.execute("SELECT * FROM inventory WHERE app = ?", (app,)).fetchall()
+        return {
+            (r["cluster"], r["component"]): (r["revision"], json.loads(r["objects"])) for r in rows
+        }
+
+    def set_inventory(
+        self, app: str, cluster: str, component: str, revision: int, objects: list[dict[str, Any]]
+    ) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO inventory (app, cluster, component, revision, objects)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (app, cluster, component, revision, json.dumps(objects)),
+            )
+
+    def drop_inventory(self, app: str, cluster: str, component: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM inventory WHERE app = ? AND cluster = ? AND component = ?",
+                (app, cluster, component),
+            )
+
+    def add_event(self, app: str, message: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT INTO events (app, at, message) VALUES (?, ?, ?)",
+                (app, time.time(), message),
+            )
+
+    def events(self, app: str, limit: int = 50) -> list[tuple[float, str]]:
+        rows = self._db.execute(
+            "SELECT at, message FROM events WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit)
+        ).fetchall()
+        return [(r["at"], r["message"]) for r in reversed(rows)]
+
+
+def _app(row: sqlite3.Row) -> AppRecord:
+    data = dict(row)
+    data["suspend"] = bool(data["suspend"])
+    return AppRecord(**data)
+
+
+def _revision(row: sqlite3.Row) -> RevisionRecord:
+    data = dict(row)
+    data["spec"] = json.loads(data["spec"])
+    return RevisionRecord(**data)
