@@ -78,6 +78,7 @@ CREATE TABLE IF NOT EXISTS targets (
     namespace   TEXT NOT NULL,
     release     TEXT NOT NULL,
     chart       TEXT NOT NULL DEFAULT '',
+    spec        TEXT NOT NULL DEFAULT '{}',
     phase       TEXT NOT NULL,
     message     TEXT NOT NULL DEFAULT '',
     updated_at  REAL NOT NULL,
@@ -287,8 +288,9 @@ class TargetRecord:
     namespace: str
     release: str
     chart: str
+    spec: dict[str, Any]  # what to deploy: chart reference and final values
     phase: str  # pending | applying | waiting | healthy | failed
-    message: str
+    message: str = ""
     updated_at: float = field(default_factory=time.time)
 
 
@@ -308,6 +310,7 @@ class AppStore:
         publish_version: str,
         source: str,
         steps: list[tuple[str, str]],
+        targets: list[TargetRecord],
         rollback_of: int | None = None,
     ) -> RevisionRecord:
         """A new revision becomes the one the workflow drives, atomically: the application
@@ -338,6 +341,9 @@ class AppStore:
                 " VALUES (?, ?, ?, ?, 'pending')",
                 [(app, number, name, kind) for name, kind in steps],
             )
+            for target in targets:
+                target.app, target.revision = app, number
+                _insert_target(db, target)
         return self.revision(app, number)
 
     def apps(self) -> list[AppRecord]:
@@ -416,26 +422,8 @@ class AppStore:
             )
 
     def put_target(self, target: TargetRecord) -> None:
-        target.updated_at = time.time()
         with self._store.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO targets (app, revision, step, cluster, component,"
-                " namespace, release, chart, phase, message, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    target.app,
-                    target.revision,
-                    target.step,
-                    target.cluster,
-                    target.component,
-                    target.namespace,
-                    target.release,
-                    target.chart,
-                    target.phase,
-                    target.message,
-                    target.updated_at,
-                ),
-            )
+            _insert_target(db, target)
 
     def targets(self, app: str, revision: int) -> list[TargetRecord]:
         rows = self._db.execute(
@@ -443,7 +431,7 @@ class AppStore:
             " ORDER BY step, cluster, component",
             (app, revision),
         ).fetchall()
-        return [TargetRecord(**dict(r)) for r in rows]
+        return [_target(r) for r in rows]
 
     def inventory(self, app: str) -> dict[tuple[str, str], tuple[int, list[dict[str, Any]]]]:
         """(cluster, component) -> (revision, object references) of what is applied."""
@@ -493,3 +481,32 @@ def _revision(row: sqlite3.Row) -> RevisionRecord:
     data = dict(row)
     data["spec"] = json.loads(data["spec"])
     return RevisionRecord(**data)
+
+
+def _target(row: sqlite3.Row) -> TargetRecord:
+    data = dict(row)
+    data["spec"] = json.loads(data["spec"])
+    return TargetRecord(**data)
+
+
+def _insert_target(db: sqlite3.Connection, target: TargetRecord) -> None:
+    target.updated_at = time.time()
+    db.execute(
+        "INSERT OR REPLACE INTO targets (app, revision, step, cluster, component,"
+        " namespace, release, chart, spec, phase, message, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            target.app,
+            target.revision,
+            target.step,
+            target.cluster,
+            target.component,
+            target.namespace,
+            target.release,
+            target.chart,
+            json.dumps(target.spec),
+            target.phase,
+            target.message,
+            target.updated_at,
+        ),
+    )
