@@ -1,0 +1,297 @@
+"""Put objects on one cluster with server-side apply, and take them off again.
+
+One field manager (`flotilla`) owns every field we set, so a re-apply of the same
+manifests is a no-op on the server (no new resourceVersion, no rollout) and a field
+someone else owns is taken over only because we say `force`. The result of an apply is
+an inventory (`AppliedRef`s): the hub stores it, and the next revision deletes what it
+no longer contains. Nothing here deletes on its own; deletes are explicit.
+
+Order matters only between phases (`apply_order`): namespaces and CRDs first, what
+workloads mount or run as next, then Services, workloads, and the routes that send
+traffic last. Objects of one phase are applied concurrently, phases in sequence;
+deletes walk the phases backwards.
+
+This module never decides *what* to apply; it gets plain manifests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, TypeVar
+
+from clusters.client import APPLY_PATCH
+from clusters.errors import ClusterError, NotFound, reworded
+from clusters.resources import Connection, ObjectRef, ResourceClient
+
+logger = logging.getLogger(__name__)
+
+FIELD_MANAGER = "flotilla"
+
+# Kinds by phase. A kind not listed (custom resources, webhooks, APIServices) goes last,
+# as Helm does: its CRD is in phase 0, and a webhook registered before its backend
+# runs would reject everything applied after it.
+_PHASES: tuple[frozenset[str], ...] = (
+    frozenset({"Namespace", "CustomResourceDefinition"}),
+    frozenset(
+        {
+            "ServiceAccount",
+            "Role",
+            "ClusterRole",
+            "RoleBinding",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "Secret",
+            "PersistentVolume",
+            "PersistentVolumeClaim",
+            "StorageClass",
+            "ResourceQuota",
+            "LimitRange",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "PriorityClass",
+        }
+    ),
+    frozenset({"Service"}),
+    frozenset(
+        {
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "ReplicaSet",
+            "Pod",
+            "Job",
+            "CronJob",
+            "HorizontalPodAutoscaler",
+        }
+    ),
+    frozenset({"IngressClass", "Ingress", "Gateway", "HTTPRoute", "GRPCRoute"}),
+)
+_PHASE_OF_KIND = {kind: number for number, kinds in enumerate(_PHASES) for kind in kinds}
+_LAST_PHASE = len(_PHASES)
+
+# How long a freshly applied CRD may take until the API server serves its kind. Usually
+# well under a second; a loaded server can take several.
+CRD_SERVED_TIMEOUT = 60.0
+_CRD_POLL_INTERVAL = 0.25
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AppliedRef(ObjectRef):
+    """One entry of the inventory: what was applied, and the uid it got."""
+
+    uid: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> AppliedRef:
+        """The inventory entry for an object as the API server returned it."""
+        ref = ObjectRef.of(obj)
+        return cls(ref.api_version, ref.kind, ref.namespace, ref.name, uid=obj["metadata"]["uid"])
+
+
+def phase(kind: str) -> int:
+    """The apply phase of a kind: the one place that decides ordering."""
+    return _PHASE_OF_KIND.get(kind, _LAST_PHASE)
+
+
+def apply_order(objects: Iterable[T], kind: Callable[[T], str] | None = None) -> list[T]:
+    """`objects` in the order to apply them: by phase, stable within a phase.
+
+    `kind` reads an item's kind; by default items are manifests (`item["kind"]`).
+    """
+    kind_of = kind or _manifest_kind
+    return sorted(objects, key=lambda item: phase(kind_of(item)))
+
+
+def delete_order(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+    """`refs` in the order to delete them: exactly the reverse of applying them."""
+    return apply_order(refs, lambda ref: ref.kind)[::-1]
+
+
+async def apply(
+    connection: Connection,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    default_namespace: str,
+    field_manager: str = FIELD_MANAGER,
+    force: bool = True,
+) -> list[AppliedRef]:
+    """Server-side apply `objects`, phase by phase; the inventory, in the input order.
+
+    Namespaced objects without a namespace get `default_namespace`. Namespaces that the
+    objects need but do not declare are created (by an apply of a bare Namespace) and
+    left out of the inventory: a prune must never delete a namespace the user did not
+    ask for, with everything else that lives in it.
+    """
+    for index, obj in enumerate(objects):
+        _check_manifest(index, obj)
+    rc = ResourceClient(connection)
+    declared = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+    ensured: set[str] = set()
+    applied: dict[int, AppliedRef] = {}
+
+    async def apply_one(index: int, body: dict[str, Any]) -> None:
+        ref = ObjectRef.of(body)
+        path = await _path(rc, ref, f"apply {ref}")
+        result = await rc.call(
+            "PATCH",
+            path,
+            what=f"apply {ref}",
+            query={"fieldManager": field_manager, "force": force},
+            body=body,
+            content_type=APPLY_PATCH,
+        )
+        applied[index] = AppliedRef.of(result)
+        if body["kind"] == "CustomResourceDefinition":
+            await _until_served(rc, body)
+
+    indexed = list(enumerate(objects))
+    for group in _phases(indexed, lambda item: str(item[1]["kind"])):
+        bodies = [(index, await _placed(rc, obj, default_namespace)) for index, obj in group]
+        missing = {
+            ns
+            for _, body in bodies
+            if (ns := body["metadata"].get("namespace")) and ns not in declared | ensured
+        }
+        await _all(_ensure_namespace(rc, ns, field_manager) for ns in sorted(missing))
+        ensured |= missing
+        await _all(apply_one(index, body) for index, body in bodies)
+    return [applied[index] for index in range(len(objects))]
+
+
+async def delete(
+    connection: Connection, refs: Iterable[ObjectRef], *, propagation: str = "Background"
+) -> None:
+    """Delete `refs`, phases in reverse; an object already gone counts as deleted.
+
+    So does an object whose kind the cluster no longer serves: its CRD is gone, and
+    with it every object of the kind.
+    """
+    rc = ResourceClient(connection)
+    options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+
+    async def delete_one(ref: ObjectRef) -> None:
+        try:
+            path = await _path(rc, ref, f"delete {ref}")
+            await rc.call("DELETE", path, what=f"delete {ref}", body=options)
+        except NotFound:
+            logger.debug("delete %s: already gone", ref)
+
+    for group in _phases(delete_order(refs), lambda ref: ref.kind):
+        await _all(delete_one(ref) for ref in group)
+
+
+async def get(connection: Connection, ref: ObjectRef) -> dict[str, Any] | None:
+    """The object as the cluster has it now, or None if it (or its kind) does not exist."""
+    rc = ResourceClient(connection)
+    try:
+        path = await _path(rc, ref, f"get {ref}")
+        result: dict[str, Any] = await rc.call("GET", path, what=f"get {ref}")
+    except NotFound:
+        return None
+    return result
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _manifest_kind(obj: Any) -> str:
+    return str(obj["kind"])
+
+
+def _phases(items: Iterable[T], kind: Callable[[T], str]) -> list[list[T]]:
+    """Consecutive runs of one phase, from items already in apply (or delete) order."""
+    return [list(run) for _, run in groupby(items, key=lambda item: phase(kind(item)))]
+
+
+def _check_manifest(index: int, obj: Mapping[str, Any]) -> None:
+    """Fail before the first request: half a release applied is worse than none."""
+    metadata = obj.get("metadata")
+    if not (obj.get("apiVersion") and obj.get("kind")):
+        raise ValueError(f"object #{index}: apiVersion and kind are required")
+    if not isinstance(metadata, Mapping) or not metadata.get("name"):
+        raise ValueError(
+            f"object #{index} ({obj['kind']}): metadata.name is required for server-side apply"
+        )
+
+
+async def _path(rc: ResourceClient, ref: ObjectRef, what: str) -> str:
+    try:
+        return await rc.path(ref)
+    except ClusterError as e:
+        raise reworded(e, f"{what}: {e}") from e
+
+
+async def _placed(
+    rc: ResourceClient, obj: Mapping[str, Any], default_namespace: str
+) -> dict[str, Any]:
+    """A copy of `obj` with its namespace settled: defaulted for namespaced kinds,
+    dropped for cluster-scoped ones (charts often template it onto ClusterRoles, and
+    the API server rejects an apply whose body and URL disagree)."""
+    ref = ObjectRef.of(obj)
+    what = f"apply {ref}"
+    try:
+        resource = await rc.resolve(ref.api_version, ref.kind)
+    except ClusterError as e:
+        raise reworded(e, f"{what}: {e}") from e
+    metadata = dict(obj["metadata"])
+    if resource.namespaced:
+        metadata["namespace"] = metadata.get("namespace") or default_namespace
+    else:
+        metadata.pop("namespace", None)
+    return {**obj, "metadata": metadata}
+
+
+async def _ensure_namespace(rc: ResourceClient, name: str, field_manager: str) -> None:
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    await rc.call(
+        "PATCH",
+        f"/api/v1/namespaces/{name}",
+        what=f"create namespace {name}",
+        query={"fieldManager": field_manager, "force": True},
+        body=body,
+        content_type=APPLY_PATCH,
+    )
+
+
+async def _until_served(rc: ResourceClient, crd: Mapping[str, Any]) -> None:
+    """Wait until the API server serves a CRD's kind, so that its custom resources,
+    applied in a later phase of this same call, can be resolved."""
+    spec = crd.get("spec") or {}
+    kind = (spec.get("names") or {}).get("kind")
+    served = [v["name"] for v in spec.get("versions") or () if v.get("served", True)]
+    if not kind or not served:
+        return
+    api_version = f"{spec['group']}/{served[0]}"
+    deadline = asyncio.get_running_loop().time() + CRD_SERVED_TIMEOUT
+    while True:
+        try:
+            await rc.resolve(api_version, kind)
+            return
+        except NotFound as e:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise reworded(
+                    e,
+                    f"apply CustomResourceDefinition {crd['metadata']['name']}: "
+                    f"{kind} ({api_version}) not served after {CRD_SERVED_TIMEOUT:.0f}s",
+                ) from e
+        await asyncio.sleep(_CRD_POLL_INTERVAL)
+
+
+async def _all(calls: Iterable[Awaitable[None]]) -> None:
+    """Run `calls` concurrently and let every one finish; then raise the first failure.
+
+    Letting the others finish (rather than cancelling them) leaves the cluster in a
+    state we know: each object of the phase was either applied or reported.
+    """
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for extra in failures[1:]:
+        logger.warning("also failed: %s", extra)
+    if failures:
+        raise failures[0]
