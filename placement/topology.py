@@ -1,0 +1,101 @@
+"""Topology policies: which member clusters an environment is, with KubeVela's semantics.
+
+`clusters` names clusters explicitly and wins over any selector; every name must be a
+registered cluster, since a typo would otherwise shrink a production rollout silently. A
+`clusterLabelSelector` that matches nothing is an error unless `allowEmpty` says an empty
+environment is expected. `namespace` overrides where the environment's releases go.
+
+KubeVela falls back to its own control-plane cluster ("local") when a topology names no
+cluster; Flotilla's hub is not a cluster, so that case is refused when the file is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Self
+
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from placement.errors import PlacementError
+from placement.names import DnsLabel
+from placement.selectors import LabelSelector
+from placement.strict import StrictModel
+
+NO_LOCAL_CLUSTER = (
+    "Flotilla deploys only to registered member clusters: the hub is not a cluster, so there "
+    'is no "local" cluster to fall back to'
+)
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """A registered member cluster as placement sees it: a name and its labels."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class Topology(StrictModel):
+    clusters: list[str] | None = None
+    cluster_label_selector: LabelSelector | None = None
+    cluster_selector: LabelSelector | None = None
+    """KubeVela's deprecated name for `clusterLabelSelector`, still accepted by KubeVela."""
+    namespace: DnsLabel | None = None
+    allow_empty: bool = False
+
+    @model_validator(mode="after")
+    def _names_clusters(self) -> Self:
+        if self.cluster_label_selector is not None and self.cluster_selector is not None:
+            raise PydanticCustomError(
+                "topology",
+                "clusterSelector is the deprecated name of clusterLabelSelector: set only one",
+            )
+        if self.clusters is None and self.selector is None:
+            raise PydanticCustomError(
+                "topology",
+                "set clusters or clusterLabelSelector: {reason}",
+                {"reason": NO_LOCAL_CLUSTER},
+            )
+        if self.clusters is not None and not self.clusters:
+            raise PydanticCustomError("topology", "clusters is empty: name at least one cluster")
+        if self.clusters is not None and len(set(self.clusters)) < len(self.clusters):
+            raise PydanticCustomError("topology", "clusters names a cluster twice")
+        return self
+
+    @property
+    def selector(self) -> LabelSelector | None:
+        if self.cluster_label_selector is not None:
+            return self.cluster_label_selector
+        return self.cluster_selector
+
+    def select(self, name: str, registered: Mapping[str, ClusterInfo]) -> list[ClusterInfo]:
+        """The clusters this topology (called `name` in messages) places on, in a stable order.
+
+        Explicit clusters keep the order they are listed in; selected ones are sorted by name.
+        """
+        selector = self.selector
+        if self.clusters is not None or selector is None:  # never neither: see the validator
+            named = self.clusters or []
+            missing = [c for c in named if c not in registered]
+            if missing:
+                raise PlacementError(
+                    f"topology {name!r}: {_quoted(missing)} "
+                    f"{'is' if len(missing) == 1 else 'are'} not a registered cluster"
+                    f" (registered: {_quoted(sorted(registered)) or 'none'})"
+                )
+            return [registered[c] for c in named]
+        chosen = [
+            registered[c] for c in sorted(registered) if selector.matches(registered[c].labels)
+        ]
+        if not chosen and not self.allow_empty:
+            raise PlacementError(
+                f"topology {name!r}: no registered cluster matches {selector} "
+                "(set allowEmpty: true if an empty environment is expected)"
+            )
+        return chosen
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names)
