@@ -1,0 +1,366 @@
+"""A per-cluster cache of the objects we care about, kept current by watches.
+
+Status reads (the status tree, the canary's readiness gate, `flotilla status --watch`)
+would otherwise poll every API server for every object; with many clusters that is the
+load that gets a client throttled. Instead each watched kind is listed once and then
+watched from that resourceVersion, with bookmarks so a quiet watch can resume without a
+re-list; a 410 Gone (our resourceVersion is older than the server's window) re-lists.
+
+A cluster may vanish for minutes. The cache then keeps the last objects it saw and says
+so (`synced` False, `last_error`, `last_seen`), reconnecting with exponential backoff
+and resuming the watch where it stopped. Waiters (`wait_for`) are woken by every change,
+never by a timer, so the engine waits for health without asking the API server.
+
+One stream per kind (per namespace, if the cache is limited to namespaces) holds one
+connection of the cluster's client for as long as the cache runs: keep the kinds few
+and prefer one cluster-wide stream with a label selector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from clusters.errors import ClusterError, Gone, api_error
+from clusters.resources import Backoff, Connection, ResourceClient, ResourceType
+
+logger = logging.getLogger(__name__)
+
+# Server-side watch timeout. A watch that ends cleanly is resumed at once, so this only
+# bounds how long a connection lives; API servers cap it themselves (30-60 min).
+WATCH_TIMEOUT = 300
+# A watch with no byte for this long is presumed dead (a silently dropped connection
+# never says so). Bookmarks arrive about once a minute, and the server ends the watch
+# at WATCH_TIMEOUT, so a live stream always speaks sooner.
+READ_TIMEOUT = WATCH_TIMEOUT + 30
+# Items per list page: bounds the memory of one answer on clusters with many objects.
+LIST_PAGE = 500
+# Reconnecting: quick at first (a blip), then no more than twice a minute (an outage).
+RECONNECT = Backoff(first=0.5, factor=2.0, cap=30.0)
+
+Key = tuple[str, str]  # (namespace or "" for cluster-scoped, name)
+Object = dict[str, Any]
+
+
+@dataclass
+class _Stream:
+    """One list+watch: a kind in one namespace (or cluster-wide), and how it fares."""
+
+    kind: str
+    namespace: str | None
+    keys: set[Key] = field(default_factory=set)
+    resource_version: str | None = None
+    synced: bool = False
+    error: str | None = None
+    last_seen: float | None = None
+
+
+@dataclass
+class _Kind:
+    api_version: str
+    kind: str
+    objects: dict[Key, Object] = field(default_factory=dict)
+    streams: list[_Stream] = field(default_factory=list)
+    resolved: bool = False
+    error: str | None = None
+
+
+class ClusterCache:
+    """Objects of a few kinds on one cluster, as last seen by list+watch.
+
+    `kinds` are (apiVersion, kind) pairs; reads name a kind by its `kind` alone, so two
+    entries may not share one. `label_selector` (Kubernetes syntax) limits what is
+    listed and watched; `namespaces` limits namespaced kinds to those namespaces.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        kinds: Sequence[tuple[str, str]],
+        *,
+        label_selector: str | None = None,
+        namespaces: Collection[str] | None = None,
+        backoff: Backoff = RECONNECT,
+    ) -> None:
+        self._rc = ResourceClient(connection)
+        self._label_selector = label_selector
+        self._namespaces = sorted(namespaces) if namespaces is not None else None
+        self._backoff = backoff
+        self._kinds: dict[str, _Kind] = {}
+        for api_version, kind in kinds:
+            if kind in self._kinds:
+                raise ValueError(f"kind {kind} is listed twice; one apiVersion per kind")
+            self._kinds[kind] = _Kind(api_version, kind)
+        self._tasks: builtins.list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._version = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start one background task per kind; returns at once, before the first list."""
+        if self._tasks:
+            return
+        for state in self._kinds.values():
+            task = asyncio.create_task(self._run_kind(state), name=f"watch {state.kind}")
+            task.add_done_callback(self._on_task_done)
+            self._tasks.append(task)
+
+    async def stop(self) -> None:
+        """Stop every watch; the cache keeps what it had, marked not synced."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for state in self._kinds.values():
+            for stream in state.streams:
+                stream.synced = False
+        self._notify()
+
+    async def __aenter__(self) -> ClusterCache:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def synced(self) -> bool:
+        """Every kind listed, and every watch connected right now."""
+        return all(
+            state.resolved and all(stream.synced for stream in state.streams)
+            for state in self._kinds.values()
+        )
+
+    @property
+    def last_error(self) -> str | None:
+        """What currently keeps the cache from being synced, if anything failed."""
+        for state in self._kinds.values():
+            for error in (state.error, *(s.error for s in state.streams)):
+                if error:
+                    return error
+        return None
+
+    @property
+    def last_seen(self) -> float | None:
+        """When (epoch seconds) the cluster last answered any of our lists or watches."""
+        seen = [s.last_seen for st in self._kinds.values() for s in st.streams if s.last_seen]
+        return max(seen, default=None)
+
+    @property
+    def version(self) -> int:
+        """Increases on every change of objects or sync state: `wait_for` a new one."""
+        return self._version
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Object | None:
+        """One object as last seen, or None; `namespace` None for cluster-scoped kinds."""
+        return self._state(kind).objects.get((namespace or "", name))
+
+    def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        selector: Mapping[str, str] | None = None,
+    ) -> builtins.list[Object]:
+        """Objects of `kind`, optionally in one namespace and carrying all `selector` labels."""
+        wanted = (selector or {}).items()
+        return [
+            obj
+            for (ns, _), obj in self._state(kind).objects.items()
+            if (namespace is None or ns == namespace)
+            and wanted <= ((obj.get("metadata") or {}).get("labels") or {}).items()
+        ]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `predicate()` holds, re-checking on every change; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await self._changed.wait()
+        except TimeoutError:
+            return predicate()
+        return True
+
+    # ------------------------------------------------------------------ background
+
+    def _state(self, kind: str) -> _Kind:
+        try:
+            return self._kinds[kind]
+        except KeyError:
+            raise KeyError(f"{kind} is not watched by this cache") from None
+
+    def _notify(self) -> None:
+        self._version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        """A watch task only ends by cancellation; anything else is a bug, made loud."""
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        logger.error("%s: task died", task.get_name(), exc_info=error)
+        kind = task.get_name().removeprefix("watch ")
+        if state := self._kinds.get(kind):
+            state.error = f"watch of {kind} stopped: {type(error).__name__}: {error}"
+            for stream in state.streams:
+                stream.synced = False
+        self._notify()
+
+    async def _run_kind(self, state: _Kind) -> None:
+        """Find the kind (retrying: its CRD may come later), then run its streams."""
+        failures = 0
+        while True:
+            try:
+                resource = await self._rc.resolve(state.api_version, state.kind)
+                break
+            except ClusterError as e:
+                state.error = str(e)
+                self._notify()
+                await asyncio.sleep(self._backoff.delay(failures))
+                failures += 1
+        state.error = None
+        scopes: Sequence[str | None] = (
+            self._namespaces if resource.namespaced and self._namespaces is not None else [None]
+        )
+        state.streams = [_Stream(state.kind, namespace) for namespace in scopes]
+        state.resolved = True
+        async with asyncio.TaskGroup() as group:
+            for stream in state.streams:
+                group.create_task(self._run_stream(state, resource, stream))
+
+    async def _run_stream(self, state: _Kind, resource: ResourceType, stream: _Stream) -> None:
+        """List, then watch for ever; re-list on 410, back off and resume on failures."""
+        failures = 0
+        while True:
+            try:
+                if stream.resource_version is None:
+                    await self._list(state, resource, stream)
+                while True:
+                    await self._watch(state, resource, stream)
+                    failures = 0
+            except Gone:
+                logger.info("%s: resourceVersion expired, re-listing", _where(stream))
+                stream.resource_version = None
+            except (ClusterError, aiohttp.ClientError, TimeoutError, ValueError) as e:
+                stream.synced = False
+                stream.error = f"{_where(stream)}: {_describe(e)}"
+                logger.warning("%s", stream.error)
+                self._notify()
+                await asyncio.sleep(self._backoff.delay(failures))
+                failures += 1
+
+    def _query(self, **extra: str | int | bool) -> dict[str, str | int | bool]:
+        query: dict[str, str | int | bool] = dict(extra)
+        if self._label_selector:
+            query["labelSelector"] = self._label_selector
+        return query
+
+    async def _list(self, state: _Kind, resource: ResourceType, stream: _Stream) -> None:
+        path = resource.path(stream.namespace)
+        items: builtins.list[Object] = []
+        page: dict[str, str | int | bool] = self._query(limit=LIST_PAGE)
+        while True:
+            answer = await self._rc.call("GET", path, what=f"list {_where(stream)}", query=page)
+            items.extend(answer.get("items") or ())
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                break
+            page = self._query(limit=LIST_PAGE, **{"continue": token})
+        fresh = {}
+        for item in items:
+            obj = _normalized(item, resource)
+            fresh[_key(obj)] = obj
+        for gone in stream.keys - fresh.keys():
+            state.objects.pop(gone, None)
+        state.objects.update(fresh)
+        stream.keys = set(fresh)
+        stream.resource_version = str(answer["metadata"]["resourceVersion"])
+        self._mark_alive(stream)
+
+    async def _watch(self, state: _Kind, resource: ResourceType, stream: _Stream) -> None:
+        """One watch connection, until the server ends it; raises on failures and on 410."""
+        query = self._query(
+            watch=True,
+            resourceVersion=stream.resource_version or "",
+            allowWatchBookmarks=True,
+            timeoutSeconds=WATCH_TIMEOUT,
+        )
+        async with self._rc.client.stream(
+            resource.path(stream.namespace), query=query, read_timeout=READ_TIMEOUT
+        ) as response:
+            self._mark_alive(stream)
+            async for line in response.content:
+                if line.strip():
+                    self._apply_event(state, resource, stream, json.loads(line))
+
+    def _apply_event(
+        self, state: _Kind, resource: ResourceType, stream: _Stream, event: Mapping[str, Any]
+    ) -> None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        if kind == "ERROR":
+            code = int(obj.get("code") or 500)
+            message = f"watch {_where(stream)}: {obj.get('message', '')}"
+            raise api_error(code, message, str(obj.get("reason", "")))
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if kind in ("ADDED", "MODIFIED"):
+            normalized = _normalized(obj, resource)
+            state.objects[_key(normalized)] = normalized
+            stream.keys.add(_key(normalized))
+        elif kind == "DELETED":
+            state.objects.pop(_key(obj), None)
+            stream.keys.discard(_key(obj))
+        if version:
+            stream.resource_version = str(version)
+        self._mark_alive(stream)
+
+    def _mark_alive(self, stream: _Stream) -> None:
+        stream.last_seen = time.time()
+        stream.synced = True
+        stream.error = None
+        self._notify()
+
+
+def _normalized(obj: Object, resource: ResourceType) -> Object:
+    """List items come without apiVersion and kind, which health rules need; managed
+    fields are bulky and only matter to the API server."""
+    obj["apiVersion"] = resource.api_version
+    obj["kind"] = resource.kind
+    (obj.get("metadata") or {}).pop("managedFields", None)
+    return obj
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace") or ""), str(metadata.get("name", "")))
+
+
+def _where(stream: _Stream) -> str:
+    return f"{stream.kind} in {stream.namespace}" if stream.namespace else stream.kind
+
+
+def _describe(error: BaseException) -> str:
+    """One line about a failure; transport errors by type only (see clusters.errors)."""
+    if isinstance(error, ClusterError):
+        return str(error)
+    if isinstance(error, TimeoutError):
+        return "the watch went silent; reconnecting"
+    if isinstance(error, ValueError):
+        return "the server sent an unreadable event"
+    return f"connection lost ({type(error).__name__})"
