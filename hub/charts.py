@@ -56,6 +56,17 @@ PLAIN_HTTP_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 VERSIONS_SHOWN = 10
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # index.yaml files can be huge
+
+
+class _ManifestLoader(_YAML_LOADER):  # type: ignore[valid-type,misc]
+    """Safe YAML that leaves timestamps as strings, as Helm sends them to Kubernetes."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
 _HELM_TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
 
 
@@ -156,8 +167,11 @@ class ChartCache:
             if cached is not None:
                 return cached
             data = await repository.download(version)
-        digest = await asyncio.to_thread(self._archives.put, _key(ref, version), data)
-        return await asyncio.to_thread(self._load_archive, ref, version, digest, data)
+        digest = _sha256(data)
+        # Loaded before it is stored, so an archive Helm rejects never enters the cache.
+        loaded = await asyncio.to_thread(self._load_archive, ref, version, digest, data)
+        await asyncio.to_thread(self._archives.put, _key(ref, version), digest, data)
+        return loaded
 
     def _load_cached(self, ref: ChartRef, version: str) -> LoadedChart | None:
         found = self._archives.get(_key(ref, version))
@@ -189,7 +203,7 @@ class ChartCache:
             digest = _directory_digest(path)
             handle = helm_python.Chart.load(path)
         except (OSError, helm_python.HelmError) as e:
-            raise InvalidChart(f"{ref}: {path}: {_one_line(_detail(e))}") from e
+            raise InvalidChart(f"{ref}: {path}: {_one_line(str(e))}") from e
         loaded = LoadedChart(handle, digest, self._renders)
         if ref.version:
             resolve_version(ref, [loaded.version])  # raises unless the directory matches
@@ -308,7 +322,7 @@ class LoadedChart:
 
     def _parse(self, path: str, text: str) -> Iterable[dict[str, Any]]:
         try:
-            documents = list(yaml.load_all(text, Loader=_YAML_LOADER))
+            documents = list(yaml.load_all(text, Loader=_ManifestLoader))
         except yaml.YAMLError as e:
             raise ChartRenderError(
                 f"{self._subject}: {path} renders invalid YAML: {_one_line(str(e))}"
@@ -367,7 +381,7 @@ _MASTERMINDS_ALIASES = (("=>", ">="), ("=<", "<="), ("~>", "~"))
 
 
 def _constraint(ref: ChartRef) -> semantic_version.NpmSpec:
-    text = _SPACE_AFTER_OPERATOR.sub(r"\1", str(ref.version)).replace(",", " ")
+    text = " ".join(_SPACE_AFTER_OPERATOR.sub(r"\1", str(ref.version)).replace(",", " ").split())
     for alias, operator in _MASTERMINDS_ALIASES:
         text = text.replace(alias, operator)
     try:
@@ -536,15 +550,11 @@ class _ArchiveStore:
             return None
         return (digest, data) if _sha256(data) == digest else None
 
-    def put(self, key: tuple[str, str, str], data: bytes) -> str:
-        digest = _sha256(data)
-        archive = self._archive_path(digest)
-        if not archive.exists():
-            _write_atomically(archive, data)
+    def put(self, key: tuple[str, str, str], digest: str, data: bytes) -> None:
+        _write_atomically(self._archive_path(digest), data)  # also heals a corrupt copy
         url, chart, version = key
         record = {"url": url, "chart": chart, "version": version, "digest": digest}
         _write_atomically(self._ref_path(key), json.dumps(record).encode())
-        return digest
 
     def _archive_path(self, digest: str) -> Path:
         return self._archives / f"{digest.removeprefix('sha256:')}.tgz"
@@ -645,10 +655,6 @@ def _schema_cause(detail: str, chart: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _detail(error: Exception) -> str:
-    return error.detail if isinstance(error, helm_python.HelmError) else str(error)
 
 
 def _display_url(url: str) -> str:

@@ -1,0 +1,31 @@
+"""Chart servers for integration tests: real ones on 127.0.0.1, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e.chartrepo import ChartRepo, OciRegistry, start_chart_repo, start_oci_registry
+from hub.charts import ChartCache
+
+
+@pytest.fixture(scope="session")
+def chart_repo() -> Iterator[ChartRepo]:
+    """A Helm HTTP repository serving every e2e chart at 1.0.0 and 2.0.0."""
+    with start_chart_repo() as repo:
+        yield repo
+
+
+@pytest.fixture(scope="session")
+def oci_registry() -> Iterator[OciRegistry]:
+    """A distribution registry holding every e2e chart at 1.0.0 and 2.0.0 under `.url`."""
+    with start_oci_registry() as registry:
+        yield registry
+
+
+@pytest.fixture
+def chart_cache(tmp_path: Path) -> ChartCache:
+    """A chart cache of its own per test, so no test sees another's downloads."""
+    return ChartCache(tmp_path / "charts", timeout=5.0)
