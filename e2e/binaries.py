@@ -12,6 +12,7 @@ keyed by version) so only the first run on a machine pays for the build.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -57,6 +58,11 @@ def binary(name: str) -> Path:
     return folder / "bin" / name
 
 
+def kubectl() -> Path:
+    """The kubectl of the pinned release; an older one on PATH may lack flags."""
+    return binary("kubectl")
+
+
 def _go(args: list[str], cwd: Path) -> str:
     env = dict(os.environ, GOFLAGS="-buildvcs=false", CGO_ENABLED="0")
     proc = subprocess.run(["go", *args], cwd=cwd, env=env, capture_output=True, text=True)
@@ -87,6 +93,14 @@ def _ldflags() -> str:
     return "-s -w " + " ".join(stamps)
 
 
+def _build(args: list[str], target: Path, work: Path) -> None:
+    """`go build` beside `target`, then rename: an interrupted build never leaves
+    a truncated binary that a later run would take for a finished one."""
+    partial = target.with_name(target.name + ".partial")
+    _go(["build", "-trimpath", "-o", str(partial), *args], work)
+    partial.replace(target)
+
+
 def build_k8s() -> None:
     out = k8s_dir()
     if all((out / "bin" / cmd).exists() for cmd in K8S_COMMANDS):
@@ -100,9 +114,9 @@ def build_k8s() -> None:
     packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in K8S_COMMANDS]
     _go(["get", *(f"{p}@{K8S_VERSION}" for p in packages)], work)
     (out / "bin").mkdir(exist_ok=True)
-    for cmd, pkg in zip(K8S_COMMANDS, packages):
+    for cmd, pkg in zip(K8S_COMMANDS, packages, strict=True):
         _log(f"building {cmd} {K8S_VERSION}")
-        _go(["build", "-trimpath", "-ldflags", _ldflags(), "-o", str(out / "bin" / cmd), pkg], work)
+        _build(["-ldflags", _ldflags(), pkg], out / "bin" / cmd, work)
 
 
 def build_etcd() -> None:
@@ -117,23 +131,33 @@ def build_etcd() -> None:
     _go(["mod", "tidy"], work)
     (out / "bin").mkdir(exist_ok=True)
     _log(f"building etcd {ETCD_VERSION}")
-    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "bin" / "etcd"), "."], work)
+    _build(["-ldflags", "-s -w", "."], out / "bin" / "etcd", work)
 
 
 def _log(message: str) -> None:
     print(f"e2e: {message}", file=sys.stderr, flush=True)
 
 
+def _missing() -> bool:
+    return not all(binary(name).exists() for name in ("etcd", *K8S_COMMANDS))
+
+
 def ensure_built() -> None:
-    """Build whatever is missing; a warm cache returns at once."""
+    """Build whatever is missing; a warm cache returns at once. A file lock makes
+    a second caller wait for a build in progress instead of starting another."""
+    if not _missing():
+        return
     started = time.monotonic()
-    missing = not binary("etcd").exists() or not all(binary(c).exists() for c in K8S_COMMANDS)
-    build_etcd()
-    build_k8s()
-    if missing:
-        _log(f"control-plane binaries ready in {time.monotonic() - started:.0f}s")
-    for folder in (k8s_dir(), etcd_dir()):
-        shutil.rmtree(folder / "build", ignore_errors=True)
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with (cache_root() / ".build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _missing():
+            return
+        build_etcd()
+        build_k8s()
+        for folder in (k8s_dir(), etcd_dir()):
+            shutil.rmtree(folder / "build", ignore_errors=True)
+    _log(f"control-plane binaries ready in {time.monotonic() - started:.0f}s")
 
 
 if __name__ == "__main__":
