@@ -84,6 +84,10 @@ class ChartRepoUnreachable(ChartError):
     http_status = HTTPStatus.BAD_GATEWAY
 
 
+class InvalidChartRef(ChartError, InvalidInput):
+    """The reference itself is wrong: an unknown repoType, or a version that is no semver."""
+
+
 class InvalidChart(ChartError, InvalidInput):
     """The archive or directory is not a chart Helm can load."""
 
@@ -149,6 +153,10 @@ class ChartCache:
         """Fetch, cache and load the chart `ref` names."""
         if ref.repo_type == "local":
             return await asyncio.to_thread(self._load_local, ref)
+        if ref.repo_type not in ("helm", "oci"):
+            raise InvalidChartRef(
+                f"{ref}: repoType {ref.repo_type!r} is not one of helm, oci, local"
+            )
         if ref.version and _semver(ref.version) is not None:
             cached = await asyncio.to_thread(self._load_cached, ref, ref.version)
             if cached is not None:
@@ -387,7 +395,7 @@ def _constraint(ref: ChartRef) -> semantic_version.NpmSpec:
     try:
         return semantic_version.NpmSpec(text)
     except ValueError as e:
-        raise InvalidInput(f"{ref}: not a version or a semver constraint") from e
+        raise InvalidChartRef(f"{ref}: not a version or a semver constraint") from e
 
 
 class _Repository(Protocol):

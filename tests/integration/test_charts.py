@@ -24,6 +24,7 @@ from hub.charts import (
     ChartRepoUnreachable,
     InvalidValues,
     LoadedChart,
+    RepoType,
 )
 
 
@@ -216,16 +217,15 @@ async def test_unknown_version_names_the_versions_that_exist(
     chart_repo: ChartRepo,
     oci_registry: OciRegistry,
     chart_cache: ChartCache,
-    repo_type: str,
+    repo_type: RepoType,
 ) -> None:
     url = chart_repo.url if repo_type == "helm" else oci_registry.url
-    ref = ChartRef("helm" if repo_type == "helm" else "oci", url, "canary-demo", "9.9.9")
 
     with pytest.raises(ChartNotFound) as error:
-        await chart_cache.fetch(ref)
+        await chart_cache.fetch(ChartRef(repo_type, url, "canary-demo", "9.9.9"))
 
-    assert (
-        one_line(error) == f"chart canary-demo 9.9.9: no such version in {url}; it has 2.0.0, 1.0.0"
+    assert one_line(error) == (
+        f"chart canary-demo 9.9.9: no such version in {url}; it has 2.0.0, 1.0.0"
     )
 
 
@@ -236,23 +236,18 @@ async def test_unknown_oci_chart(oci_registry: OciRegistry, chart_cache: ChartCa
     assert one_line(error) == f"chart nginx 1.0.0: no chart nginx in {oci_registry.url}"
 
 
-@pytest.mark.parametrize("repo_type", ["helm", "oci"])
-async def test_refused_connection_fails_at_once(
-    chart_cache: ChartCache, closed_port: int, repo_type: str
+@pytest.mark.parametrize(("repo_type", "scheme"), [("helm", "http"), ("oci", "oci")])
+async def test_refused_connection_fails_at_once_without_credentials(
+    chart_cache: ChartCache, closed_port: int, repo_type: RepoType, scheme: str
 ) -> None:
-    scheme = "http" if repo_type == "helm" else "oci"
-    ref = ChartRef(
-        "helm" if repo_type == "helm" else "oci",
-        f"{scheme}://127.0.0.1:{closed_port}",
-        "x",
-        "1.0.0",
-    )
+    url = f"{scheme}://flotilla:s3cret@127.0.0.1:{closed_port}"
 
     with pytest.raises(ChartRepoUnreachable) as error:
-        await chart_cache.fetch(ref)
+        await chart_cache.fetch(ChartRef(repo_type, url, "x", "1.0.0"))
 
     assert one_line(error).startswith("chart x 1.0.0: cannot reach ")
-    assert f"127.0.0.1:{closed_port}" in one_line(error)
+    assert f"{scheme}://127.0.0.1:{closed_port}" in one_line(error)
+    assert "s3cret" not in one_line(error)
 
 
 async def test_silent_repo_times_out(tmp_path: Path, silent_port: int) -> None:

@@ -17,6 +17,7 @@ from hub.charts import (
     ChartRef,
     ChartRenderError,
     InvalidChart,
+    InvalidChartRef,
     InvalidValues,
     LoadedChart,
 )
@@ -206,3 +207,12 @@ async def test_broken_chart_is_invalid(tmp_path: Path) -> None:
 
     assert str(error.value).startswith(f"chart app (latest): {root / 'app'}: ")
     assert "\n" not in str(error.value)
+
+
+async def test_unsupported_repo_type_is_invalid_input(tmp_path: Path) -> None:
+    ref = ChartRef("git", "https://example.com/repo.git", "app", "1.0.0")  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidChartRef) as error:
+        await ChartCache(tmp_path).fetch(ref)
+
+    assert str(error.value) == "chart app 1.0.0: repoType 'git' is not one of helm, oci, local"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.charts import ChartNotFound, ChartRef, resolve_version
-from hub.errors import InvalidInput
+from hub.charts import ChartNotFound, ChartRef, InvalidChartRef, resolve_version
 
 AVAILABLE = ["1.0.0", "1.2.3", "1.10.0", "2.0.0-rc.1", "v2.1.0", "0.9.0"]
 
@@ -64,5 +63,5 @@ def test_only_prereleases_is_no_latest() -> None:
 
 
 def test_garbage_constraint_is_invalid_input() -> None:
-    with pytest.raises(InvalidInput, match="chart app latest: not a version or a semver"):
+    with pytest.raises(InvalidChartRef, match="chart app latest: not a version or a semver"):
         resolve_version(ref("latest"), AVAILABLE)
