@@ -131,17 +131,23 @@ async def apply(
     for index, obj in enumerate(objects):
         _check_manifest(index, obj)
     rc = ResourceClient(connection)
+    # Every kind the cluster should already serve is resolved before anything is
+    # written, so a typo in a kind fails the whole apply instead of its last phase.
+    new_kinds = {_defined_kind(o) for o in objects if o["kind"] == "CustomResourceDefinition"}
+    placed = {
+        index: await _placed(rc, obj, default_namespace)
+        for index, obj in enumerate(objects)
+        if (_group(obj), obj["kind"]) not in new_kinds
+    }
     declared = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
     ensured: set[str] = set()
     applied: dict[int, AppliedRef] = {}
 
-    async def apply_one(index: int, body: dict[str, Any]) -> None:
-        ref = ObjectRef.of(body)
-        path = await _path(rc, ref, f"apply {ref}")
+    async def apply_one(index: int, body: dict[str, Any], path: str) -> None:
         result = await rc.call(
             "PATCH",
             path,
-            what=f"apply {ref}",
+            what=f"apply {ObjectRef.of(body)}",
             query={"fieldManager": field_manager, "force": force},
             body=body,
             content_type=APPLY_PATCH,
@@ -150,17 +156,22 @@ async def apply(
         if body["kind"] == "CustomResourceDefinition":
             await _until_served(rc, body)
 
-    indexed = list(enumerate(objects))
-    for group in _phases(indexed, lambda item: str(item[1]["kind"])):
-        bodies = [(index, await _placed(rc, obj, default_namespace)) for index, obj in group]
+    def kind_of(item: tuple[int, Mapping[str, Any]]) -> str:
+        return str(item[1]["kind"])
+
+    for group in _phases(apply_order(enumerate(objects), kind_of), kind_of):
+        batch = [
+            (index, placed.get(index) or await _placed(rc, obj, default_namespace))
+            for index, obj in group
+        ]
         missing = {
             ns
-            for _, body in bodies
+            for _, (body, _) in batch
             if (ns := body["metadata"].get("namespace")) and ns not in declared | ensured
         }
         await _all(_ensure_namespace(rc, ns, field_manager) for ns in sorted(missing))
         ensured |= missing
-        await _all(apply_one(index, body) for index, body in bodies)
+        await _all(apply_one(index, body, path) for index, (body, path) in batch)
     return [applied[index] for index in range(len(objects))]
 
 
@@ -229,22 +240,34 @@ async def _path(rc: ResourceClient, ref: ObjectRef, what: str) -> str:
 
 async def _placed(
     rc: ResourceClient, obj: Mapping[str, Any], default_namespace: str
-) -> dict[str, Any]:
-    """A copy of `obj` with its namespace settled: defaulted for namespaced kinds,
-    dropped for cluster-scoped ones (charts often template it onto ClusterRoles, and
-    the API server rejects an apply whose body and URL disagree)."""
+) -> tuple[dict[str, Any], str]:
+    """A copy of `obj` with its namespace settled, and its REST path.
+
+    The namespace is defaulted for namespaced kinds and dropped for cluster-scoped ones:
+    charts often template it onto ClusterRoles, and the API server rejects an apply
+    whose body and URL disagree.
+    """
     ref = ObjectRef.of(obj)
-    what = f"apply {ref}"
     try:
         resource = await rc.resolve(ref.api_version, ref.kind)
     except ClusterError as e:
-        raise reworded(e, f"{what}: {e}") from e
+        raise reworded(e, f"apply {ref}: {e}") from e
     metadata = dict(obj["metadata"])
     if resource.namespaced:
         metadata["namespace"] = metadata.get("namespace") or default_namespace
     else:
         metadata.pop("namespace", None)
-    return {**obj, "metadata": metadata}
+    return {**obj, "metadata": metadata}, resource.path(metadata.get("namespace"), ref.name)
+
+
+def _group(obj: Mapping[str, Any]) -> str:
+    return str(obj["apiVersion"]).rpartition("/")[0]
+
+
+def _defined_kind(crd: Mapping[str, Any]) -> tuple[str, str]:
+    """The (group, kind) a CustomResourceDefinition manifest introduces."""
+    spec = crd.get("spec") or {}
+    return str(spec.get("group", "")), str((spec.get("names") or {}).get("kind", ""))
 
 
 async def _ensure_namespace(rc: ResourceClient, name: str, field_manager: str) -> None:
