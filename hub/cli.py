@@ -212,3 +212,22 @@ def raise_invalid(message: str) -> Any:
 
 def main() -> None:
     app()
+
+
+def _read_app(path: Path) -> dict[str, Any]:
+    """The file is read here, where the user is; the hub validates its content."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise_invalid(f"{path}: no such file")
+    except OSError as e:
+        raise_invalid(f"{path}: cannot read ({type(e).__name__})")
+    return {"source": str(path), "text": text}
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the Application format, for editors and CI linters."""
+    from hub.spec import json_schema
+
+    emit(json_schema(), Format.json)

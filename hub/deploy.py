@@ -1,0 +1,211 @@
+"""One target's deploy: render, apply, prune, wait until healthy.
+
+The inventory is written before anything changes on the cluster (as the union of what
+was there and what is coming) and again after (exactly what is there now), so a hub
+killed between the two knows of every object it may have created and the next run
+prunes correctly. Objects carry labels naming the application, component and revision;
+the labels go on object metadata only, never into pod templates, so a new revision that
+changes nothing in a workload does not restart its pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from clusters.apply import apply, delete, get
+from clusters.client import ClusterClient
+from clusters.health import Health, HealthStatus, assess, worst
+from clusters.resources import ObjectRef
+from hub.charts import ChartCache, ChartRef
+from hub.errors import FlotillaError
+from hub.registry import Registry
+from hub.store import AppStore, TargetRecord
+
+APP_LABEL = "app.oam.dev/name"
+COMPONENT_LABEL = "app.oam.dev/component"
+REVISION_LABEL = "flotilla.dev/revision"
+MANAGED_BY = "flotilla.dev/managed-by"
+# How long a step waits for its objects to become healthy before failing the target.
+DEFAULT_STEP_TIMEOUT = 300.0
+POLL_INTERVAL = 1.0
+
+
+class TargetFailed(FlotillaError):
+    """The target could not be deployed, or did not become healthy in time."""
+
+
+def ref_dict(ref: ObjectRef) -> dict[str, Any]:
+    return {
+        "apiVersion": ref.api_version,
+        "kind": ref.kind,
+        "namespace": ref.namespace,
+        "name": ref.name,
+    }
+
+
+def ref_of(entry: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef(entry["apiVersion"], entry["kind"], entry.get("namespace"), entry["name"])
+
+
+def _key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        entry["apiVersion"].split("/")[0] if "/" in entry["apiVersion"] else "",
+        entry["kind"],
+        entry.get("namespace") or "",
+        entry["name"],
+    )
+
+
+def labelled(
+    objects: Iterable[dict[str, Any]], app: str, component: str, revision: int
+) -> list[dict[str, Any]]:
+    out = []
+    for obj in objects:
+        metadata = obj.setdefault("metadata", {})
+        labels = metadata.get("labels") or {}
+        labels |= {
+            APP_LABEL: app,
+            COMPONENT_LABEL: component,
+            REVISION_LABEL: str(revision),
+            MANAGED_BY: "flotilla",
+        }
+        metadata["labels"] = labels
+        out.append(obj)
+    return out
+
+
+class Deployer:
+    def __init__(
+        self,
+        apps: AppStore,
+        registry: Registry,
+        charts: ChartCache,
+        *,
+        step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    ) -> None:
+        self.apps = apps
+        self.registry = registry
+        self.charts = charts
+        self.step_timeout = step_timeout
+
+    async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
+        """The manifests of a target, labelled; the chart comes from the digest cache."""
+        spec = target.spec
+        if spec.get("type") == "k8s-objects":
+            objects = [dict(o) for o in spec.get("objects", [])]
+        else:
+            chart = await self.charts.fetch(ChartRef(**spec["chart"]))
+            objects = await chart.render_async(
+                spec.get("values") or {},
+                release_name=target.release,
+                namespace=target.namespace,
+                revision=target.revision,
+            )
+        return labelled(objects, target.app, target.component, target.revision)
+
+    async def __call__(self, target: TargetRecord) -> None:
+        self._mark(target, "applying")
+        objects = await self.render(target)
+        client = await self.registry.client(target.cluster)
+        refs = await self.apply(
+            target.app,
+            target.cluster,
+            target.component,
+            target.revision,
+            target.namespace,
+            objects,
+            client,
+        )
+        self._mark(target, "waiting", "waiting for the objects to become healthy")
+        await self.wait_healthy(client, refs, target)
+        self._mark(target, "healthy")
+
+    async def apply(
+        self,
+        app: str,
+        cluster: str,
+        component: str,
+        revision: int,
+        namespace: str,
+        objects: list[dict[str, Any]],
+        client: ClusterClient,
+    ) -> list[dict[str, Any]]:
+        """Apply, then prune what the previous inventory had and these objects do not."""
+        previous = self.apps.inventory(app).get((cluster, component), (0, []))[1]
+        coming = [
+            {**ref_dict(ObjectRef.of(o)), "namespace": _namespace_of(o, namespace)} for o in objects
+        ]
+        keys = {_key(e) for e in coming}
+        stale = [e for e in previous if _key(e) not in keys]
+        self.apps.set_inventory(app, cluster, component, revision, previous + coming)
+        applied = await apply(client, objects, default_namespace=namespace)
+        current = [{**ref_dict(r), "uid": r.uid} for r in applied]
+        if stale:
+            await delete(client, [ref_of(e) for e in stale])
+        self.apps.set_inventory(app, cluster, component, revision, current)
+        return current
+
+    async def wait_healthy(
+        self, client: ClusterClient, refs: list[dict[str, Any]], target: TargetRecord
+    ) -> None:
+        deadline = time.monotonic() + self.step_timeout
+        while True:
+            verdict = await self.health(client, refs)
+            if verdict.status is HealthStatus.HEALTHY:
+                return
+            if time.monotonic() > deadline:
+                raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
+            if target.message != verdict.reason:
+                self._mark(target, "waiting", verdict.reason)
+            await asyncio.sleep(POLL_INTERVAL)
+
+    async def health(self, client: ClusterClient, refs: list[dict[str, Any]]) -> Health:
+        objects = await asyncio.gather(*(get(client, ref_of(r)) for r in refs))
+        verdicts = []
+        for ref, obj in zip(refs, objects, strict=True):
+            health = assess(obj)
+            if health.status is not HealthStatus.HEALTHY:
+                where = f"{ref['kind']} {ref.get('namespace') or ''}/{ref['name']}".replace(
+                    " /", " "
+                )
+                health = Health(health.status, f"{where}: {health.reason}")
+            verdicts.append(health)
+        return worst(verdicts)
+
+    async def remove(self, app: str, cluster: str, component: str) -> None:
+        """Delete everything the inventory says the app has on `cluster` for `component`."""
+        entries = self.apps.inventory(app).get((cluster, component), (0, []))[1]
+        client = await self.registry.client(cluster)
+        await delete(client, [ref_of(e) for e in entries])
+        self.apps.drop_inventory(app, cluster, component)
+
+    def _mark(self, target: TargetRecord, phase: str, message: str = "") -> None:
+        target.phase, target.message = phase, message
+        self.apps.put_target(target)
+
+
+def _namespace_of(obj: Mapping[str, Any], default: str) -> str | None:
+    """The namespace an object lands in; None for cluster-scoped kinds we know of."""
+    if obj.get("kind") in _CLUSTER_SCOPED:
+        return None
+    return (obj.get("metadata") or {}).get("namespace") or default
+
+
+_CLUSTER_SCOPED = frozenset(
+    {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "PersistentVolume",
+        "StorageClass",
+        "PriorityClass",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+        "APIService",
+        "GatewayClass",
+    }
+)

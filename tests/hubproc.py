@@ -1,0 +1,123 @@
+"""A real hub process for integration tests, and the real CLI run as a subprocess.
+
+Tests drive Flotilla exactly as a user does: `flotilla serve` in the background and
+`flotilla ...` commands against it, each with its own FLOTILLA_HOME so tests never share
+a hub. Everything the hub logged is kept for assertions (secrets must never appear).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def yaml(self) -> Any:
+        return yaml.safe_load(self.stdout)
+
+
+class HubProcess:
+    def __init__(self, home: Path, *, probe_interval: float = 1.0) -> None:
+        self.home = home
+        self.probe_interval = probe_interval
+        self.log_path = home.parent / f"{home.name}-hub.log"
+        self.outputs: list[str] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_HUB")}
+        env.pop("FLOTILLA_TOKEN", None)
+        return env | {"FLOTILLA_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200"}
+
+    def start(self) -> None:
+        (self.home / "hub.json").unlink(missing_ok=True)
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hub",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--probe-interval",
+                str(self.probe_interval),
+                "--log-level",
+                "debug",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not (self.home / "hub.json").exists():
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"hub exited at start:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hub did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        """SIGTERM, the clean way; returns the exit code."""
+        return self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL: the hub gets no chance to tidy up."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> int:
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            self._proc.send_signal(sig)
+        code = self._proc.wait(timeout=30)
+        self._proc = None
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def cli(self, *args: str, timeout: float = 120) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        self.outputs += [proc.stdout, proc.stderr]
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, timeout: float = 120) -> Result:
+        result = self.cli(*args, timeout=timeout)
+        assert result.code == 0, (
+            f"flotilla {' '.join(args)} failed ({result.code}): {result.stderr}"
+        )
+        return result
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def everything_printed(self) -> str:
+        return "\n".join(self.outputs) + "\n" + self.log()
