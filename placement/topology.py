@@ -24,8 +24,7 @@ from placement.selectors import LabelSelector
 from placement.strict import StrictModel
 
 NO_LOCAL_CLUSTER = (
-    "Flotilla deploys only to registered member clusters: the hub is not a cluster, so there "
-    'is no "local" cluster to fall back to'
+    'the hub is not a cluster, so there is no "local" cluster to fall back to as KubeVela does'
 )
 
 
@@ -55,7 +54,7 @@ class Topology(StrictModel):
         if self.clusters is None and self.selector is None:
             raise PydanticCustomError(
                 "topology",
-                "set clusters or clusterLabelSelector: {reason}",
+                "set clusters or clusterLabelSelector ({reason})",
                 {"reason": NO_LOCAL_CLUSTER},
             )
         if self.clusters is not None and not self.clusters:

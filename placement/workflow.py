@@ -57,7 +57,12 @@ class Workflow:
         topologies = [name for name, policy in policies.items() if isinstance(policy, Topology)]
         if not topologies:
             raise PlacementError(
-                [Problem(f"no topology policy: {NO_LOCAL_CLUSTER}", ("policies",))]
+                [
+                    Problem(
+                        f"no topology policy says which clusters to deploy to ({NO_LOCAL_CLUSTER})",
+                        ("policies",),
+                    )
+                ]
             )
         steps = [Step(f"deploy-{name}", policies=(*overrides, name)) for name in topologies]
         return cls(steps, policies)
@@ -107,8 +112,8 @@ class Workflow:
                     )
             if not any(isinstance(policies.get(name), Topology) for name in step.policies):
                 yield Problem(
-                    f"step {step.name!r} names no topology policy, so it would deploy nowhere: "
-                    f"{NO_LOCAL_CLUSTER}",
+                    f"step {step.name!r} names no topology policy, so it would deploy nowhere "
+                    f"({NO_LOCAL_CLUSTER})",
                     where,
                 )
 
