@@ -259,9 +259,11 @@ class ClusterCache:
                 logger.info("%s: resourceVersion expired, re-listing", _where(stream))
                 stream.resource_version = None
             except (ClusterError, aiohttp.ClientError, TimeoutError, ValueError) as e:
-                stream.synced = False
-                stream.error = f"{_where(stream)}: {_describe(e)}"
-                logger.warning("%s", stream.error)
+                error = f"{_where(stream)}: {_describe(e)}"
+                # An outage repeats the same failure on every retry: say it once.
+                level = logging.DEBUG if error == stream.error else logging.WARNING
+                logger.log(level, "%s (retrying)", error)
+                stream.synced, stream.error = False, error
                 self._notify()
                 await asyncio.sleep(self._backoff.delay(failures))
                 failures += 1
