@@ -68,6 +68,12 @@ def serve(
         float, typer.Option(help="Seconds between health probes of each member cluster.")
     ] = 5.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    step_timeout: Annotated[
+        float, typer.Option(help="Seconds a deploy step waits for its objects to be healthy.")
+    ] = 300.0,
+    fanout: Annotated[
+        int, typer.Option(help="Clusters deployed at once when a step sets no parallelism.")
+    ] = 32,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.server import serve as serve_hub
@@ -75,7 +81,15 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    run(serve_hub(Home.default(), listen, probe_interval=probe_interval))
+    run(
+        serve_hub(
+            Home.default(),
+            listen,
+            probe_interval=probe_interval,
+            step_timeout=step_timeout,
+            fanout=fanout,
+        )
+    )
 
 
 @cluster_app.command("join")

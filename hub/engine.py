@@ -33,6 +33,8 @@ DeployTarget = Callable[[TargetRecord], Awaitable[None]]
 StepOrder = Callable[[str, int], list[list[str]]]
 # Extra per-step settings the engine needs from the spec: (auto, parallelism, duration).
 StepSettings = Callable[[str, int, str], tuple[bool, int | None, float | None]]
+# Called once a revision succeeded, before the application is marked succeeded.
+AfterSuccess = Callable[[str, int], Awaitable[None]]
 
 
 class Engine:
@@ -43,12 +45,14 @@ class Engine:
         deploy: DeployTarget,
         order: StepOrder,
         settings: StepSettings,
+        after_success: AfterSuccess,
         fanout: int = DEFAULT_FANOUT,
     ) -> None:
         self.apps = apps
         self._deploy = deploy
         self._order = order
         self._settings = settings
+        self._after_success = after_success
         self._fanout = fanout
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
@@ -131,6 +135,8 @@ class Engine:
                 continue  # superseded by a newer revision: drive that one now
             if outcome is None:
                 return  # suspended: `resume` starts a new runner
+            if outcome == "succeeded":
+                await self._after_success(app, revision)
             self.apps.finish_revision(app, revision, outcome)
             phase = "succeeded" if outcome == "succeeded" else "failed"
             message = "" if phase == "succeeded" else self._failure_summary(app, revision)

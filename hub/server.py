@@ -14,27 +14,33 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from clusters.kubeconfig import redact
+from hub.apps import Applications
+from hub.charts import ChartCache
 from hub.errors import FlotillaError, InvalidInput
 from hub.home import Home
 from hub.redaction import Scrubber
 from hub.registry import Registry
 from hub.store import ClusterRecord, Store
+from hub.timefmt import timestamp
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+APPS: web.AppKey[Applications] = web.AppKey("apps", Applications)
 SCRUBBER: web.AppKey[Scrubber] = web.AppKey("scrubber", Scrubber)
 
 
-def create_app(registry: Registry, scrubber: Scrubber, token: str) -> web.Application:
+def create_app(
+    registry: Registry, apps: Applications, scrubber: Scrubber, token: str
+) -> web.Application:
     app = web.Application(middlewares=[_errors(scrubber), _auth(token)])
     app[REGISTRY] = registry
+    app[APPS] = apps
     app[SCRUBBER] = scrubber
     app.router.add_get("/api/v1/clusters", list_clusters)
     app.router.add_post("/api/v1/clusters", join_cluster)
@@ -42,6 +48,13 @@ def create_app(registry: Registry, scrubber: Scrubber, token: str) -> web.Applic
     app.router.add_patch("/api/v1/clusters/{name}/labels", label_cluster)
     app.router.add_post("/api/v1/clusters/{name}/rename", rename_cluster)
     app.router.add_delete("/api/v1/clusters/{name}", detach_cluster)
+    app.router.add_post("/api/v1/plan", plan_app)
+    app.router.add_get("/api/v1/apps", list_apps)
+    app.router.add_post("/api/v1/apps", up_app)
+    app.router.add_get("/api/v1/apps/{name}", app_status)
+    app.router.add_get("/api/v1/apps/{name}/history", app_history)
+    app.router.add_post("/api/v1/apps/{name}/workflow/{verb}", workflow_verb)
+    app.router.add_delete("/api/v1/apps/{name}", delete_app)
     return app
 
 
@@ -97,20 +110,14 @@ def cluster_view(record: ClusterRecord, *, detail: bool = False) -> dict[str, An
         "version": record.version,
         "health": record.health,
         "reason": record.reason,
-        "lastSeen": _timestamp(record.last_seen),
-        "joinedAt": _timestamp(record.joined_at),
+        "lastSeen": timestamp(record.last_seen),
+        "joinedAt": timestamp(record.joined_at),
         "credential": record.credential,
         "warnings": record.warnings,
     }
     if detail:
         view["kubeconfig"] = redact(record.kubeconfig)
     return view
-
-
-def _timestamp(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def list_clusters(request: web.Request) -> web.Response:
@@ -159,7 +166,64 @@ async def detach_cluster(request: web.Request) -> web.Response:
     return web.json_response({"detached": request.match_info["name"]})
 
 
-async def serve(home: Home, listen: str, *, probe_interval: float) -> None:
+def _file(body: dict[str, Any]) -> tuple[str, str]:
+    text, source = body.get("text"), body.get("source") or "application"
+    if not isinstance(text, str):
+        raise InvalidInput("text: expected the Application file's content")
+    return text, str(source)
+
+
+async def plan_app(request: web.Request) -> web.Response:
+    body = await _body(request)
+    explain = body.get("explain")
+    view = await request.app[APPS].plan(*_file(body), str(explain) if explain else None)
+    return web.json_response(view)
+
+
+async def up_app(request: web.Request) -> web.Response:
+    result = await request.app[APPS].up(*_file(await _body(request)))
+    return web.json_response(result, status=201 if result["created"] else 200)
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[APPS].ls())
+
+
+async def app_status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[APPS].status(request.match_info["name"]))
+
+
+async def app_history(request: web.Request) -> web.Response:
+    return web.json_response(request.app[APPS].history(request.match_info["name"]))
+
+
+async def workflow_verb(request: web.Request) -> web.Response:
+    name, verb = request.match_info["name"], request.match_info["verb"]
+    apps = request.app[APPS]
+    if verb == "resume":
+        return web.json_response({"name": name, "resumed": apps.engine.resume(name)})
+    if verb == "suspend":
+        apps.engine.suspend(name)
+        return web.json_response({"name": name, "suspended": True})
+    if verb == "restart":
+        apps.engine.restart(name)
+        return web.json_response({"name": name, "restarted": True})
+    if verb == "rollback":
+        body = await _body(request)
+        revision = body.get("revision")
+        if revision is not None and not isinstance(revision, int):
+            raise InvalidInput("revision: expected a revision number")
+        return web.json_response(await apps.rollback(name, revision), status=201)
+    raise web.HTTPNotFound(text=f"unknown workflow verb {verb!r}")
+
+
+async def delete_app(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[APPS].delete(request.match_info["name"]))
+
+
+async def serve(
+    home: Home, listen: str, *, probe_interval: float, step_timeout: float, fanout: int
+) -> None:
     """Run the hub until SIGTERM or SIGINT; state is in the store, so stopping is cheap."""
     home.prepare()
     scrubber = Scrubber()
@@ -168,9 +232,12 @@ async def serve(home: Home, listen: str, *, probe_interval: float) -> None:
         handler.addFilter(scrubber)
     store = Store(home.store)
     registry = Registry(store, scrubber, temp_dir=home.temp, probe_interval=probe_interval)
+    apps = Applications(
+        store, registry, ChartCache(home.charts), step_timeout=step_timeout, fanout=fanout
+    )
     token = home.write_token()
     scrubber.add([token])
-    runner = web.AppRunner(create_app(registry, scrubber, token), access_log=None)
+    runner = web.AppRunner(create_app(registry, apps, scrubber, token), access_log=None)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     site = web.TCPSite(runner, host or "127.0.0.1", int(port))
@@ -185,6 +252,7 @@ async def serve(home: Home, listen: str, *, probe_interval: float) -> None:
         loop.add_signal_handler(sig, stop.set)
     prober = asyncio.create_task(registry.probe_forever(), name="prober")
     prober.add_done_callback(_report_death)
+    apps.engine.start()
     started = time.monotonic()
     await stop.wait()
     log.info("hub stopping after %.0fs", time.monotonic() - started)
@@ -193,6 +261,7 @@ async def serve(home: Home, listen: str, *, probe_interval: float) -> None:
         await prober
     home.remove_hub_file()
     await runner.cleanup()
+    await apps.engine.stop()
     await registry.close()
     store.close()
 

@@ -1,0 +1,266 @@
+"""Applications: the verbs behind `plan`, `up`, `workflow ...`, `history`, `delete`, `ls`.
+
+A file is checked completely before anything is stored: the spec, placement against the
+registered clusters, the charts, every target's values against its chart's schema, and a
+render of every target. Only a file that passes becomes a revision; the engine then drives
+that revision in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from functools import lru_cache
+from typing import Any
+
+from hub.charts import ChartCache
+from hub.deploy import Deployer
+from hub.engine import Engine
+from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
+from hub.planner import PlannedTarget, failures, plan, plan_view
+from hub.registry import Registry
+from hub.spec import Application, DeployStep, SuspendStep, load_application
+from hub.status import application_status
+from hub.store import AppStore, Store, TargetRecord
+from hub.timefmt import timestamp
+
+log = logging.getLogger(__name__)
+
+
+def spec_digest(document: Any) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class Applications:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        charts: ChartCache,
+        *,
+        step_timeout: float,
+        fanout: int,
+    ) -> None:
+        self.apps = AppStore(store)
+        self.registry = registry
+        self.charts = charts
+        self.deployer = Deployer(self.apps, registry, charts, step_timeout=step_timeout)
+        self.engine = Engine(
+            self.apps,
+            deploy=self.deployer,
+            order=self._order,
+            settings=self._settings,
+            after_success=self._collect_garbage,
+            fanout=fanout,
+        )
+
+    # reading revisions back
+
+    def _application(self, app: str, revision: int) -> Application:
+        return _parse_stored(json.dumps(self.apps.revision(app, revision).spec))
+
+    def _order(self, app: str, revision: int) -> list[list[str]]:
+        return self._application(app, revision).to_placement().workflow.generations()
+
+    def _settings(
+        self, app: str, revision: int, step: str
+    ) -> tuple[bool, int | None, float | None]:
+        workflow = self._application(app, revision).spec.workflow
+        for candidate in workflow.steps if workflow else []:
+            if candidate.name != step:
+                continue
+            if isinstance(candidate, SuspendStep):
+                return True, None, candidate.properties.seconds
+            if isinstance(candidate, DeployStep):
+                props = candidate.properties
+                parallelism = props.parallelism if "parallelism" in props.model_fields_set else None
+                return props.auto, parallelism, None
+        return True, None, None
+
+    # plan and up
+
+    async def _plan(self, text: str, source: str) -> tuple[Application, list[PlannedTarget]]:
+        app = load_application(text, source)
+        planned = await plan(app, source, self.registry.store.clusters(), self.charts)
+        return app, planned
+
+    async def plan(self, text: str, source: str, explain: str | None) -> dict[str, Any]:
+        app, planned = await self._plan(text, source)
+        return plan_view(app, planned, explain)
+
+    async def up(self, text: str, source: str) -> dict[str, Any]:
+        app, planned = await self._plan(text, source)
+        problems = failures(planned)
+        if problems:
+            raise InvalidInput(f"{source}: nothing was deployed:\n{problems}")
+        name = app.metadata.name
+        document = app.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        digest = spec_digest(document)
+        try:
+            current = self.apps.app(name)
+        except NotFound:
+            current = None
+        if current is not None and self.apps.revision(name, current.revision).digest == digest:
+            return {
+                "name": name,
+                "revision": current.revision,
+                "created": False,
+                "phase": current.phase,
+                "message": f"revision {current.revision} already has this spec; nothing to do",
+            }
+        return self._create(app, planned, source, digest, document, rollback_of=None)
+
+    def _create(
+        self,
+        app: Application,
+        planned: list[PlannedTarget],
+        source: str,
+        digest: str,
+        document: dict[str, Any],
+        rollback_of: int | None,
+    ) -> dict[str, Any]:
+        name = app.metadata.name
+        workflow = app.to_placement().workflow
+        kinds = _step_types(app)
+        steps = [(s.name, kinds.get(s.name, "deploy")) for s in workflow.steps]
+        targets = [
+            TargetRecord(
+                app=name,
+                revision=0,
+                step=p.target.step,
+                cluster=p.target.cluster,
+                component=p.target.component,
+                namespace=p.target.namespace,
+                release=p.target.release_name,
+                chart=p.chart_label,
+                spec=p.spec,
+                phase="pending",
+            )
+            for p in planned
+        ]
+        revision = self.apps.create_revision(
+            name,
+            spec=document,
+            digest=digest,
+            publish_version=app.publish_version or "",
+            source=source,
+            steps=steps,
+            targets=targets,
+            rollback_of=rollback_of,
+        )
+        what = f"rollback to revision {rollback_of}" if rollback_of else "new spec"
+        self.apps.add_event(name, f"revision {revision.number} created ({what})")
+        self.engine.kick(name)
+        return {
+            "name": name,
+            "revision": revision.number,
+            "created": True,
+            "phase": "running",
+            "message": f"revision {revision.number} accepted; the hub is deploying it",
+        }
+
+    # workflow verbs
+
+    async def rollback(self, name: str, revision: int | None) -> dict[str, Any]:
+        record = self.apps.app(name)
+        history = self.apps.revisions(name)
+        if revision is None:
+            good = [r for r in history if r.outcome == "succeeded" and r.number != record.revision]
+            if not good:
+                raise Conflict(f"application {name!r} has no earlier succeeded revision")
+            revision = good[-1].number
+        chosen = self.apps.revision(name, revision)
+        source = f"revision {revision}"
+        app = _parse_stored(json.dumps(chosen.spec))
+        planned = await plan(app, source, self.registry.store.clusters(), self.charts)
+        problems = failures(planned)
+        if problems:
+            raise InvalidInput(f"cannot roll back to revision {revision}:\n{problems}")
+        await self.engine.cancel(name)
+        return self._create(app, planned, source, chosen.digest, chosen.spec, rollback_of=revision)
+
+    async def delete(self, name: str) -> dict[str, Any]:
+        self.apps.app(name)
+        await self.engine.cancel(name)
+        self.apps.set_app(name, phase="deleting", message="deleting from every cluster")
+        failed = []
+        for cluster, component in sorted(self.apps.inventory(name)):
+            try:
+                await self.deployer.remove(name, cluster, component)
+            except Exception as e:  # report every cluster, keep the records for a retry
+                failed.append(f"{cluster}: {e}")
+        if failed:
+            self.apps.set_app(name, phase="failed", message="delete incomplete")
+            raise ClusterUnavailable(
+                f"application {name!r} could not be removed from: {'; '.join(failed)}; "
+                "its records are kept; run delete again when the clusters answer"
+            )
+        self.apps.delete_app(name)
+        return {"deleted": name}
+
+    async def _collect_garbage(self, name: str, revision: int) -> None:
+        """Delete what the app left on clusters (or components) the revision no longer targets."""
+        wanted = {(t.cluster, t.component) for t in self.apps.targets(name, revision)}
+        for cluster, component in sorted(set(self.apps.inventory(name)) - wanted):
+            try:
+                await self.deployer.remove(name, cluster, component)
+                self.apps.add_event(
+                    name, f"removed {component} from {cluster} (no longer targeted)"
+                )
+            except Exception as e:
+                self.apps.add_event(name, f"could not remove {component} from {cluster}: {e}")
+
+    # reads
+
+    async def ls(self) -> dict[str, Any]:
+        records = self.apps.apps()
+        statuses = await asyncio.gather(*(self.status(r.name) for r in records))
+        rows = [
+            {
+                "name": record.name,
+                "revision": record.revision,
+                "publishVersion": status["publishVersion"],
+                "phase": record.phase,
+                "health": status["health"],
+                "message": record.message,
+                "updated": timestamp(record.updated_at),
+            }
+            for record, status in zip(records, statuses, strict=True)
+        ]
+        return {"applications": rows}
+
+    def history(self, name: str) -> dict[str, Any]:
+        self.apps.app(name)
+        return {
+            "name": name,
+            "revisions": [
+                {
+                    "revision": r.number,
+                    "publishVersion": r.publish_version or None,
+                    "created": timestamp(r.created_at),
+                    "finished": timestamp(r.finished_at),
+                    "outcome": r.outcome,
+                    "rollbackOf": r.rollback_of,
+                    "source": r.source,
+                }
+                for r in self.apps.revisions(name)
+            ],
+            "events": [{"at": timestamp(at), "message": m} for at, m in self.apps.events(name)],
+        }
+
+    async def status(self, name: str) -> dict[str, Any]:
+        return await application_status(self.apps, self.registry, name)
+
+
+def _step_types(app: Application) -> dict[str, str]:
+    workflow = app.spec.workflow
+    return {s.name: s.type for s in workflow.steps} if workflow else {}
+
+
+@lru_cache(maxsize=256)
+def _parse_stored(text: str) -> Application:
+    """Stored specs were valid when stored; parsed once per revision, not per step."""
+    return Application.model_validate_json(text)

@@ -1,0 +1,186 @@
+"""The status tree: application -> step -> cluster -> release -> objects, health rolled up.
+
+Built from the store (what the workflow did) and the member clusters (what the objects
+look like now). A cluster the prober marks unreachable is not asked at all, so one dead
+cluster costs nothing: its objects show as Unknown with when it was last seen.
+The worst health of the children is the health of the parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from clusters.apply import get
+from clusters.client import ClusterClient
+from clusters.errors import ClusterError
+from clusters.health import Health, HealthStatus, assess, worst
+from hub.deploy import ref_of
+from hub.registry import Registry
+from hub.store import AppRecord, AppStore, ClusterRecord, StepRecord, TargetRecord
+from hub.timefmt import timestamp
+
+# Per cluster, for the live reads of one status call: a slow cluster must not make
+# `status` slow for everyone.
+READ_TIMEOUT = 3.0
+Objects = list[dict[str, Any]]
+
+
+async def application_status(apps: AppStore, registry: Registry, name: str) -> dict[str, Any]:
+    record = apps.app(name)
+    revision = apps.revision(name, record.revision)
+    steps = apps.steps(name, record.revision)
+    targets = apps.targets(name, record.revision)
+    inventory = apps.inventory(name)
+    clusters = {c.name: c for c in registry.store.clusters()}
+    live = await _read_objects(registry, clusters, targets, inventory)
+    step_views = [
+        _step_view(record, step, [t for t in targets if t.step == step.name], clusters, live)
+        for step in steps
+    ]
+    healths = [_health(v) for v in step_views if v["type"] == "deploy"]
+    overall = worst(healths)
+    return {
+        "name": name,
+        "revision": record.revision,
+        "publishVersion": revision.publish_version or None,
+        "phase": record.phase,
+        "health": overall.status.value,
+        "reason": overall.reason,
+        "message": record.message,
+        "next": next_action(record, steps),
+        "steps": step_views,
+    }
+
+
+def next_action(record: AppRecord, steps: list[StepRecord]) -> str | None:
+    """What the operator must do now, as a command they can paste."""
+    if record.phase == "suspended":
+        return f"run `flotilla workflow resume {record.name}`"
+    if record.phase == "failed":
+        return (
+            f"fix the cause, then `flotilla workflow restart {record.name}`; "
+            f"or `flotilla workflow rollback {record.name}`"
+        )
+    return None
+
+
+async def _read_objects(
+    registry: Registry,
+    clusters: Mapping[str, ClusterRecord],
+    targets: list[TargetRecord],
+    inventory: Mapping[tuple[str, str], tuple[int, Objects]],
+) -> dict[tuple[str, str], list[tuple[dict[str, Any], Health]]]:
+    """Each (cluster, component)'s objects with their health, read concurrently."""
+    wanted = {(t.cluster, t.component) for t in targets}
+
+    async def read(key: tuple[str, str]) -> list[tuple[dict[str, Any], Health]]:
+        refs = inventory.get(key, (0, []))[1]
+        cluster = clusters.get(key[0])
+        if cluster is None or cluster.health == "Unreachable":
+            why = "cluster unreachable" if cluster else "cluster not registered"
+            return [(r, Health(HealthStatus.UNKNOWN, why)) for r in refs]
+        try:
+            client = await registry.client(key[0])
+            async with asyncio.timeout(READ_TIMEOUT):
+                objects = await asyncio.gather(*(_get(client, r) for r in refs))
+        except (TimeoutError, ClusterError) as e:
+            reason = "no answer in time" if isinstance(e, TimeoutError) else str(e)
+            return [(r, Health(HealthStatus.UNKNOWN, reason)) for r in refs]
+        return [(r, assess(o)) for r, o in zip(refs, objects, strict=True)]
+
+    keys = sorted(wanted)
+    results = await asyncio.gather(*(read(k) for k in keys))
+    return dict(zip(keys, results, strict=True))
+
+
+async def _get(client: ClusterClient, ref: Mapping[str, Any]) -> dict[str, Any] | None:
+    return await get(client, ref_of(ref))
+
+
+def _step_view(
+    record: AppRecord,
+    step: StepRecord,
+    targets: list[TargetRecord],
+    clusters: Mapping[str, ClusterRecord],
+    live: Mapping[tuple[str, str], list[tuple[dict[str, Any], Health]]],
+) -> dict[str, Any]:
+    by_cluster: dict[str, list[TargetRecord]] = {}
+    for target in targets:
+        by_cluster.setdefault(target.cluster, []).append(target)
+    cluster_views = []
+    for name, cluster_targets in sorted(by_cluster.items()):
+        cluster = clusters.get(name)
+        releases = [
+            _release_view(record, step, t, live.get((t.cluster, t.component), []))
+            for t in cluster_targets
+        ]
+        health = worst(_health(r) for r in releases)
+        if cluster is not None and cluster.health != "Healthy":
+            health = worst([health, Health(HealthStatus.UNKNOWN, f"cluster {cluster.health}")])
+        cluster_views.append(
+            {
+                "name": name,
+                "labels": cluster.labels if cluster else {},
+                "reachable": cluster is not None and cluster.health != "Unreachable",
+                "clusterHealth": cluster.health if cluster else "NotRegistered",
+                "lastSeen": timestamp(cluster.last_seen) if cluster else None,
+                "health": health.status.value,
+                "reason": health.reason,
+                "releases": releases,
+            }
+        )
+    health = worst(_health(c) for c in cluster_views)
+    return {
+        "name": step.name,
+        "type": step.type,
+        "phase": step.phase,
+        "message": step.message,
+        "health": health.status.value,
+        "reason": health.reason,
+        "clusters": cluster_views,
+    }
+
+
+def _release_view(
+    record: AppRecord,
+    step: StepRecord,
+    target: TargetRecord,
+    objects: list[tuple[dict[str, Any], Health]],
+) -> dict[str, Any]:
+    object_views = [
+        {
+            "kind": ref["kind"],
+            "namespace": ref.get("namespace"),
+            "name": ref["name"],
+            "health": health.status.value,
+            "reason": health.reason,
+        }
+        for ref, health in objects
+    ]
+    if target.phase == "failed":
+        health = Health(HealthStatus.DEGRADED, target.message)
+    elif target.phase == "pending":
+        waiting = record.phase == "suspended" or step.phase in ("suspended", "approved")
+        status = HealthStatus.SUSPENDED if waiting else HealthStatus.PROGRESSING
+        health = Health(status, "not deployed yet")
+    else:
+        health = worst(h for _, h in objects)
+        if target.phase != "healthy" and health.status is HealthStatus.HEALTHY:
+            health = Health(HealthStatus.PROGRESSING, target.message or target.phase)
+    return {
+        "component": target.component,
+        "release": target.release,
+        "namespace": target.namespace,
+        "chart": target.chart,
+        "phase": target.phase,
+        "message": target.message,
+        "health": health.status.value,
+        "reason": health.reason,
+        "objects": object_views,
+    }
+
+
+def _health(view: Mapping[str, Any]) -> Health:
+    return Health(HealthStatus(view["health"]), view.get("reason") or "")
