@@ -355,9 +355,11 @@ def status(
             live.update(views.status_tree(await client.call("GET", path), every_object=tree))
             await asyncio.sleep(1.0)
 
-    with Live(console=output.console, refresh_per_second=4) as live:
-        with contextlib.suppress(KeyboardInterrupt):
-            run(refresh(live))
+    with (
+        Live(console=output.console, refresh_per_second=4) as live,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        run(refresh(live))
 
 
 @app.command("ls")
