@@ -20,7 +20,10 @@ class Format(enum.StrEnum):
     yaml = "yaml"
 
 
+# Piped output is read by scripts and grep: never truncate a column to fit 80 characters.
 console = Console()
+if not console.is_terminal:
+    console = Console(width=250)
 errors = Console(stderr=True)
 
 

@@ -58,7 +58,7 @@ def status_tree(status: dict[str, Any], *, every_object: bool = False) -> Tree:
 
 
 def _objects(node: Tree, objects: list[dict[str, Any]], every_object: bool) -> None:
-    folded = 0
+    folded, shown = 0, 0
     for obj in objects:
         if obj["health"] == "Healthy" and not every_object:
             folded += 1
@@ -66,11 +66,11 @@ def _objects(node: Tree, objects: list[dict[str, Any]], every_object: bool) -> N
         where = f"{obj['namespace']}/{obj['name']}" if obj.get("namespace") else obj["name"]
         reason = f"  [dim]{obj['reason']}[/dim]" if obj.get("reason") else ""
         node.add(f"{obj['kind']} {where}  {health(obj['health'])}{reason}")
+        shown += 1
     if folded:
-        node.add(
-            f"[dim]{folded} more object{'s' if folded > 1 else ''} Healthy"
-            " (--tree shows them)[/dim]"
-        )
+        more = "more " if shown else ""
+        plural = "s" if folded > 1 else ""
+        node.add(f"[dim]{folded} {more}object{plural} Healthy (--tree shows them)[/dim]")
 
 
 def progress_table(status: dict[str, Any]) -> Group:
