@@ -44,6 +44,12 @@ class Kubeconfig:
     credential: str  # token | client-certificate | exec | basic | none
     document: dict[str, Any]
 
+    @property
+    def namespace(self) -> str | None:
+        """The context's namespace, if it names one."""
+        namespace = self.document["contexts"][0]["context"].get("namespace")
+        return str(namespace) if namespace else None
+
     def redacted(self) -> dict[str, Any]:
         return redact(self.document)
 

@@ -26,15 +26,20 @@ ANONYMOUS = "system:anonymous"
 
 @dataclass(frozen=True)
 class ClusterFacts:
-    """The answer to `probe`: version, readiness, identity and missing permissions."""
+    """The answer to `probe`: version, readiness, identity and missing permissions.
+
+    `missing` lists what the credentials may not do cluster-wide; `usable` says whether
+    they may at least deploy into `namespace` (a namespace-scoped user is usable there)."""
 
     version: str
     ready: bool
     user: str
+    namespace: str
+    usable: bool
     missing: list[str] = field(default_factory=list)
 
 
-async def probe(client: ClusterClient) -> ClusterFacts:
+async def probe(client: ClusterClient, namespace: str = "default") -> ClusterFacts:
     """Version, /readyz, who we are, and which required permissions we lack."""
     version_doc, ready, user = await asyncio.gather(
         client.request("GET", "/version"), readiness(client), whoami(client)
@@ -50,10 +55,13 @@ async def probe(client: ClusterClient) -> ClusterFacts:
         for (verb, group, resource), allowed in zip(REQUIRED_PERMISSIONS, checks, strict=True)
         if not allowed
     ]
+    usable = not missing or await can(client, "create", "apps", "deployments", namespace)
     return ClusterFacts(
         version=str(version_doc.get("gitVersion", "unknown")),
         ready=ready,
         user=user,
+        namespace=namespace,
+        usable=usable,
         missing=missing,
     )
 
@@ -78,8 +86,10 @@ async def whoami(client: ClusterClient) -> str:
     return str(user.get("username", ANONYMOUS))
 
 
-async def can(client: ClusterClient, verb: str, group: str, resource: str) -> bool:
-    """SelfSubjectAccessReview: may we `verb` `resource` cluster-wide?"""
+async def can(
+    client: ClusterClient, verb: str, group: str, resource: str, namespace: str = ""
+) -> bool:
+    """SelfSubjectAccessReview: may we `verb` `resource` (cluster-wide unless `namespace`)?"""
     try:
         review = await client.request(
             "POST",

@@ -84,7 +84,7 @@ class Registry:
         client = await _connect(config.document)
         try:
             async with asyncio.timeout(JOIN_TIMEOUT):
-                facts = await probe(client)
+                facts = await probe(client, config.namespace or "default")
         except TimeoutError:
             await client.close()
             raise ClusterUnavailable(
@@ -93,8 +93,17 @@ class Registry:
         except ClusterError as e:
             await client.close()
             raise ClusterUnavailable(f"{e}; nothing was stored") from None
+        if not facts.usable:
+            await client.close()
+            raise ClusterUnavailable(
+                f"{config.server}: user {facts.user} may not create deployments, neither "
+                f"cluster-wide nor in namespace {facts.namespace}; nothing was stored"
+            )
         warnings = (
-            [f"these credentials cannot: {', '.join(facts.missing)} (user {facts.user})"]
+            [
+                f"user {facts.user} cannot {', '.join(facts.missing)} cluster-wide; Flotilla "
+                f"can deploy only where RBAC allows (namespace {facts.namespace})"
+            ]
             if facts.missing
             else []
         )
