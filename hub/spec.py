@@ -77,9 +77,9 @@ def _release_name(name: str) -> str:
     if len(name) > RELEASE_NAME_MAX or not _RELEASE_NAME.fullmatch(name):
         raise PydanticCustomError(
             "release_name",
-            "{name!r} is not a Helm release name (lower-case letters, digits, '-' and '.', "
+            "{name} is not a Helm release name (lower-case letters, digits, '-' and '.', "
             "at most {max} characters)",
-            {"name": name, "max": RELEASE_NAME_MAX},
+            {"name": repr(name), "max": RELEASE_NAME_MAX},
         )
     return name
 
@@ -88,9 +88,9 @@ def _name(name: str) -> str:
     if len(name) > 63 or not _NAME.fullmatch(name):
         raise PydanticCustomError(
             "name",
-            "{name!r} is not a valid name (letters, digits, '-', '_' and '.', starting and "
+            "{name} is not a valid name (letters, digits, '-', '_' and '.', starting and "
             "ending with a letter or digit, at most 63 characters)",
-            {"name": name},
+            {"name": repr(name)},
         )
     return name
 
@@ -635,7 +635,8 @@ _Loader.yaml_implicit_resolvers = {
 def _yaml_message(error: yaml.YAMLError) -> str:
     if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+        problem = f"{error.context}, {error.problem}" if error.context else error.problem
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return f"not valid YAML: {error}"
 
 
@@ -708,6 +709,8 @@ def _location(
     owner: type[BaseModel] | None = None
     annotation: Any = root
     for part in loc:
+        if part == "[key]":  # pydantic's mark for an error in the key just named
+            continue
         annotation, tags = _unwrap(annotation)
         if tags is not None:
             annotation = tags.get(str(part))
@@ -723,8 +726,6 @@ def _location(
             annotation = get_args(annotation)[0]
         elif origin is dict:
             annotation = get_args(annotation)[1]
-            if part == "[key]":
-                continue
         else:
             annotation = None
         path.append(part)

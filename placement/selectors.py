@@ -16,8 +16,9 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, Field, GetJsonSchemaHandler, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from placement.errors import PlacementError
 from placement.strict import StrictModel
@@ -148,6 +149,20 @@ class LabelSelector(StrictModel):
         if problems:
             raise PydanticCustomError("label_selector", "; ".join(problems))
         return {"matchLabels": data}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Editors must accept KubeVela's plain map too, not only the Kubernetes form."""
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        kubernetes = dict(schema)
+        schema.clear()
+        schema["anyOf"] = [
+            {"type": "object", "additionalProperties": {"type": "string"}, "title": "Labels"},
+            kubernetes,
+        ]
+        return schema
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
