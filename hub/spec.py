@@ -44,7 +44,7 @@ from pydantic_core import PydanticCustomError
 
 from hub.errors import InvalidInput
 from placement.errors import PathPart, PlacementError, Problem
-from placement.names import DnsLabel
+from placement.names import DNS_LABEL_MAX, QUALIFIED_NAME, DnsLabel
 from placement.overrides import Override
 from placement.selectors import LabelKey, LabelValue
 from placement.strict import StrictModel
@@ -66,10 +66,22 @@ DEFAULT_PARALLELISM = 5
 # --- scalar types ----------------------------------------------------------------------------
 
 _RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
-_DURATION = re.compile(r"((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's time.ParseDuration units (KubeVela and kruise read durations with it); two spellings
+# of micro, as in Go.
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d*)?|\.\d+)(" + "|".join(sorted(_UNIT_SECONDS, key=len, reverse=True)) + ")"
+)
+_DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
 _PERCENT = re.compile(r"(\d{1,3})%")
 
 
@@ -85,7 +97,7 @@ def _release_name(name: str) -> str:
 
 
 def _name(name: str) -> str:
-    if len(name) > 63 or not _NAME.fullmatch(name):
+    if len(name) > DNS_LABEL_MAX or not QUALIFIED_NAME.fullmatch(name):
         raise PydanticCustomError(
             "name",
             "{name} is not a valid name (letters, digits, '-', '_' and '.', starting and "
@@ -175,6 +187,13 @@ def _type_of(value: Any) -> str | None:
 # --- components --------------------------------------------------------------------------------
 
 
+_REPOSITORY_URLS = {
+    "helm": (("http", "https"), "an http:// or https:// URL"),
+    "oci": (("oci",), "an oci:// URL"),
+    "local": (("", "file"), "a directory path or a file:// URL"),
+}
+
+
 class HelmProperties(StrictModel):
     """KubeVela's `helm` component (the fluxcd addon's), minus what only Flux can do."""
 
@@ -192,14 +211,10 @@ class HelmProperties(StrictModel):
     @classmethod
     def _url_fits_repo_type(cls, url: str, info: ValidationInfo) -> str:
         repo_type = info.data.get("repo_type")
-        scheme = url.partition("://")[0] if "://" in url else ""
-        expected = {"helm": ("http", "https"), "oci": ("oci",), "local": ("", "file")}
-        if repo_type in expected and scheme not in expected[repo_type]:
-            wanted = {
-                "helm": "an http:// or https:// URL",
-                "oci": "an oci:// URL",
-                "local": "a directory path or a file:// URL",
-            }[repo_type]
+        if repo_type not in _REPOSITORY_URLS:  # an invalid repoType has its own problem
+            return url
+        schemes, wanted = _REPOSITORY_URLS[repo_type]
+        if (url.partition("://")[0] if "://" in url else "") not in schemes:
             raise PydanticCustomError(
                 "url",
                 "repoType {repo_type} needs {wanted}",
@@ -761,15 +776,11 @@ def _unwrap(annotation: Any) -> tuple[Any, dict[str, Any] | None]:
 def _semantic_problems(app: Application) -> Iterator[Problem]:
     """What no single field shows: names used twice, references, overrides that fit nothing."""
     spec = app.spec
-    for field, items in (("components", spec.components), ("policies", spec.policies)):
-        first: dict[str, int] = {}
-        for index, item in enumerate(items):
-            earlier = first.setdefault(item.name, index)
-            if earlier != index:
-                yield Problem(
-                    f"name {item.name!r} is already used by spec.{field}[{earlier}]",
-                    ("spec", field, index, "name"),
-                )
+    yield from _twice([c.name for c in spec.components], ("spec", "components"), "name")
+    yield from _twice([p.name for p in spec.policies], ("spec", "policies"), "name")
+    for index, component in enumerate(spec.components):
+        traits = [t.type for t in component.traits]
+        yield from _twice(traits, ("spec", "components", index, "traits"), "type")
     for index, policy in enumerate(spec.policies):
         if isinstance(policy, OverridePolicy):
             yield from _override_problems(
@@ -779,6 +790,15 @@ def _semantic_problems(app: Application) -> Iterator[Problem]:
         app.to_placement()
     except PlacementError as e:
         yield from (Problem(p.message, ("spec", *p.path)) for p in e.problems)
+
+
+def _twice(names: Sequence[str], at: tuple[PathPart, ...], field: str) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        earlier = first.setdefault(name, index)
+        if earlier != index:
+            where = format_location((*at, earlier))
+            yield Problem(f"{name!r} is already used by {where}", (*at, index, field))
 
 
 def _override_problems(

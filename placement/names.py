@@ -1,5 +1,6 @@
-"""Kubernetes object names (RFC 1123 labels) for namespaces and the names Flotilla derives
-objects from; checked when a file is read so that no cluster is the first to refuse one."""
+"""Name shapes Kubernetes insists on: DNS labels for namespaces and the names objects are
+derived from, and the "qualified name" of labels. Checked when a file is read, so that no
+cluster is the first to refuse one."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from placement.errors import PlacementError
 DNS_LABEL_MAX = 63
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+QUALIFIED_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+"""apimachinery's name shape, for label names and values: letters, digits, '-', '_' and '.',
+starting and ending with a letter or digit."""
 
 
 def validate_dns_label(name: str) -> str:

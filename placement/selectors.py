@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from placement.errors import PlacementError
+from placement.names import QUALIFIED_NAME
 from placement.strict import StrictModel
 
 # apimachinery's limits: a label name and a label value fit in 63 characters, a key's prefix
@@ -28,7 +29,6 @@ from placement.strict import StrictModel
 NAME_MAX = 63
 PREFIX_MAX = 253
 
-_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAME_RULE = (
     "at most 63 characters: letters, digits, '-', '_' or '.', starting and ending with a "
@@ -47,14 +47,14 @@ def validate_label_key(key: str) -> str:
             f"label key {key!r}: the prefix before '/' must be a DNS subdomain (lower-case "
             f"letters, digits, '-' and '.', at most {PREFIX_MAX} characters)"
         )
-    if not (name and len(name) <= NAME_MAX and _NAME.fullmatch(name)):
+    if not (name and len(name) <= NAME_MAX and QUALIFIED_NAME.fullmatch(name)):
         raise PlacementError(f"label key {key!r}: the name must be {_NAME_RULE}")
     return key
 
 
 def validate_label_value(value: str) -> str:
     """Return `value` if it is a valid label value (possibly empty), else raise `PlacementError`."""
-    if value and not (len(value) <= NAME_MAX and _NAME.fullmatch(value)):
+    if value and not (len(value) <= NAME_MAX and QUALIFIED_NAME.fullmatch(value)):
         raise PlacementError(f"label value {value!r}: must be empty or {_NAME_RULE}")
     return value
 

@@ -324,7 +324,7 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "duplicate component",
         at("spec.components.1", BASE["spec"]["components"][0]),
-        ["spec.components[1].name: name 'canary-demo' is already used by spec.components[0]"],
+        ["spec.components[1].name: 'canary-demo' is already used by spec.components[0]"],
     ),
     (
         "flux-only field",
@@ -401,6 +401,14 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         [
             'spec.components[0].traits[0].type: "scaler" is not supported (supported: '
             "kruise-rollout)"
+        ],
+    ),
+    (
+        "trait twice",
+        at(f"{COMPONENT}.traits.1", BASE["spec"]["components"][0]["traits"][0]),
+        [
+            "spec.components[0].traits[1].type: 'kruise-rollout' is already used by "
+            "spec.components[0].traits[0]"
         ],
     ),
     (
@@ -551,7 +559,7 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "duplicate policy",
         at("spec.policies.1", BASE["spec"]["policies"][0]),
-        ["spec.policies[1].name: name 'all' is already used by spec.policies[0]"],
+        ["spec.policies[1].name: 'all' is already used by spec.policies[0]"],
     ),
     (
         "override matching nothing",
