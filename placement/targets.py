@@ -18,7 +18,7 @@ from typing import Any
 
 from placement.errors import PlacementError, Problem
 from placement.overrides import Override
-from placement.topology import ClusterInfo, Topology
+from placement.topology import ClusterInfo, Topology, check_registered
 from placement.values import Layer, Merged, Provenance, merge_layers, substitute_cluster
 from placement.workflow import Step, Workflow
 
@@ -129,7 +129,11 @@ class _StepResolver:
                     placements.setdefault((cluster.name, policy.namespace), name)
             except PlacementError as e:
                 problems += self._in_step(e.problems)
-        problems += self._in_step(self._unknown_override_clusters())
+        for name, override in self.overrides:
+            try:
+                check_registered(f"override {name!r}", override.clusters or (), self.registered)
+            except PlacementError as e:
+                problems += self._in_step(e.problems)
         targets: list[Target] = []
         for (cluster_name, namespace), topology in placements.items():
             cluster = self.registered[cluster_name]
@@ -186,15 +190,6 @@ class _StepResolver:
             traits=traits.values,
             provenance=merged.provenance | traits.provenance,
         )
-
-    def _unknown_override_clusters(self) -> Iterator[Problem]:
-        for name, override in self.overrides:
-            missing = [c for c in override.clusters or () if c not in self.registered]
-            if missing:
-                yield Problem(
-                    f"override {name!r}: {', '.join(map(repr, missing))} "
-                    f"{'is' if len(missing) == 1 else 'are'} not a registered cluster"
-                )
 
     def _in_step(self, problems: Iterable[Problem], where: str = "") -> list[Problem]:
         context = f"step {self.step.name!r}" + (f", {where}" if where else "")

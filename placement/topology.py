@@ -11,9 +11,9 @@ cluster; Flotilla's hub is not a cluster, so that case is refused when the file 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Any, Self
 
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
@@ -26,6 +26,9 @@ from placement.strict import StrictModel
 NO_LOCAL_CLUSTER = (
     'the hub is not a cluster, so there is no "local" cluster to fall back to as KubeVela does'
 )
+
+# A message listing the registered clusters shows this many: enough to spot a typo.
+CLUSTERS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,7 @@ class Topology(StrictModel):
         selector = self.selector
         if self.clusters is not None or selector is None:  # never neither: see the validator
             named = self.clusters or []
-            missing = [c for c in named if c not in registered]
-            if missing:
-                raise PlacementError(
-                    f"topology {name!r}: {_quoted(missing)} "
-                    f"{'is' if len(missing) == 1 else 'are'} not a registered cluster"
-                    f" (registered: {_quoted(sorted(registered)) or 'none'})"
-                )
+            check_registered(f"topology {name!r}", named, registered)
             return [registered[c] for c in named]
         chosen = [
             registered[c] for c in sorted(registered) if selector.matches(registered[c].labels)
@@ -96,5 +93,14 @@ class Topology(StrictModel):
         return chosen
 
 
-def _quoted(names: list[str]) -> str:
-    return ", ".join(repr(n) for n in names)
+def check_registered(owner: str, names: Iterable[str], registered: Mapping[str, Any]) -> None:
+    """Refuse names that are not registered clusters, naming `owner` (a policy) and them."""
+    missing = [repr(name) for name in names if name not in registered]
+    if missing:
+        known = [repr(name) for name in sorted(registered)[:CLUSTERS_SHOWN]]
+        if len(registered) > CLUSTERS_SHOWN:
+            known.append(f"and {len(registered) - CLUSTERS_SHOWN} more")
+        raise PlacementError(
+            f"{owner}: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not a "
+            f"registered cluster (registered: {', '.join(known) or 'none'})"
+        )

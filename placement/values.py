@@ -123,7 +123,9 @@ class _Merge:
             if value is None:
                 deletion = Setting(layer, deleted=True)
                 settings = self.history.setdefault(path, [])
-                if settings[-1:] != [deletion]:  # a null over nothing still shows in the history
+                if settings[-1:] != [
+                    deletion
+                ]:  # once, though dropping a leaf above recorded it already
                     settings.append(deletion)
                 if self.keep_nulls:
                     target[key] = None

@@ -76,6 +76,13 @@ def test_every_named_cluster_must_exist() -> None:
     )
 
 
+def test_a_long_list_of_registered_clusters_is_cut_short() -> None:
+    many = {f"c{i:02}": ClusterInfo(f"c{i:02}") for i in range(12)}
+    with pytest.raises(PlacementError) as raised:
+        topology(clusters=["x"]).select("t", many)
+    assert str(raised.value).endswith("'c08', 'c09', and 2 more)")
+
+
 def test_a_selector_matching_nothing_is_an_error_unless_allowed() -> None:
     with pytest.raises(PlacementError) as raised:
         topology(clusterLabelSelector={"env": "staging"}).select("staging", REGISTERED)
@@ -328,7 +335,10 @@ def test_override_naming_an_unregistered_cluster_is_refused() -> None:
     }
     with pytest.raises(PlacementError) as raised:
         resolve(app(policies, [Step("s", policies=("dev", "eu"))]), CLUSTERS)
-    assert str(raised.value) == "step 's': override 'eu': 'prod-eu-9' is not a registered cluster"
+    assert str(raised.value) == (
+        "step 's': override 'eu': 'prod-eu-9' is not a registered cluster "
+        "(registered: 'dev-1', 'prod-eu-1', 'prod-us-1')"
+    )
 
 
 def test_nulls_reach_helm_when_chart_defaults_are_unknown() -> None:

@@ -18,6 +18,7 @@ from hub.spec import (
     SpecError,
     SuspendStep,
     component_properties,
+    duration_seconds,
     json_schema,
     load_application,
     trait_properties,
@@ -164,6 +165,31 @@ def test_kruise_and_kubevela_trait_spellings_are_both_read() -> None:
         ("gateway", "api-route"),
         ("nginx", "legacy"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"),
+    [
+        (0, 0.0),
+        (45, 45.0),
+        ("0", 0.0),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("2m15s", 135.0),
+        ("1.5h", 5400.0),
+        ("500ms", 0.5),
+        ("250\u00b5s", 0.00025),
+    ],
+)
+def test_durations_read_as_go_does(written: int | str, seconds: float) -> None:
+    doc = workflow(
+        {"name": "wait", "type": "suspend", "properties": {"duration": written}}, deploy("d", "all")
+    )
+    [suspend, _] = load_application(yaml.safe_dump(doc), "a.yaml").spec.workflow.steps  # type: ignore[union-attr]
+    assert isinstance(suspend, SuspendStep)
+    assert suspend.properties.seconds == pytest.approx(seconds)
+    assert duration_seconds(written) == pytest.approx(seconds)
 
 
 def test_local_charts_and_k8s_objects() -> None:
