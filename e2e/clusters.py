@@ -36,7 +36,7 @@ import psutil
 from e2e import controlplane, kubeconfigs, processes
 from e2e.binaries import ensure_built
 from e2e.controlplane import CLIENTS, ClusterFiles
-from e2e.kubeapi import KubeAPI
+from e2e.kubeapi import KubeAPI, KubeAPIError
 from e2e.processes import ProcessRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -248,16 +248,15 @@ def _wait(
     record: ClusterRecord, what: str, probe: Callable[[KubeAPI], bool], timeout: float
 ) -> None:
     """Poll until `probe` holds, failing fast with the log's tail if a component died."""
-    api = record.api()
 
-    def check() -> bool:
+    def check(api: KubeAPI) -> bool:
         for component in COMPONENTS:
             if component in record.processes and not record.running(component):
                 log = record.files.log(component)
                 raise RuntimeError(f"{record.name}: {component} exited; {log}:\n{_tail(log)}")
         return probe(api)
 
-    api.wait_for(f"{record.name} {what}", check, timeout)
+    record.api().wait_for(f"{record.name} {what}", check, timeout)
 
 
 def _create_cluster(name: str, port: int) -> ClusterRecord:
@@ -457,6 +456,37 @@ def running() -> list[ClusterInfo]:
     if state is None or state.etcd is None or not processes.alive(state.etcd):
         return []
     return [r.info() for r in state.clusters if all(r.running(c) for c in COMPONENTS)]
+
+
+def _admin_api(info: ClusterInfo) -> KubeAPI:
+    files = ClusterFiles(state_dir() / info.name, info.name)
+    pair = files.pki.client("admin")
+    port = int(info.server.rsplit(":", 1)[1])
+    return KubeAPI(port, files.pki.ca.cert, pair.cert, pair.key)
+
+
+def create_namespace(name: str, targets: list[ClusterInfo]) -> None:
+    """Create namespace `name` on every target and wait for its `default`
+    service account, without which the API server refuses pods."""
+    for info in targets:
+        _admin_api(info).create("/api/v1/namespaces", {"metadata": {"name": name}})
+    for info in targets:
+        _admin_api(info).wait_for(
+            f"{info.name} namespace {name}",
+            lambda api: bool(api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")),
+            CLUSTER_TIMEOUT,
+        )
+
+
+def delete_namespace(name: str, targets: list[ClusterInfo]) -> None:
+    """Start deleting namespace `name` everywhere; the namespace controller and
+    the simulated kubelet finish it in the background."""
+    for info in targets:
+        try:
+            _admin_api(info).request("DELETE", f"/api/v1/namespaces/{name}")
+        except KubeAPIError as e:
+            if e.status != 404:
+                raise
 
 
 def _strays() -> list[ProcessRecord]:

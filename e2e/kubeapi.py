@@ -67,13 +67,13 @@ class KubeAPI:
             if e.status != 409:
                 raise
 
-    def wait_for(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
+    def wait_for(self, what: str, probe: Callable[[KubeAPI], bool], timeout: float) -> None:
         """Poll `probe` until it holds; connection errors and HTTP errors count as
         'not yet', since a starting server produces both."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if probe():
+                if probe(self):
                     return
             except (OSError, http.client.HTTPException, KubeAPIError):
                 pass
