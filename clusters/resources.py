@@ -93,9 +93,11 @@ class ResourceType:
         Without a namespace a namespaced kind's path is the cluster-wide collection,
         which is what a list or watch across all namespaces asks for.
         """
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        scope = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
-        return f"{base}{scope}/{self.plural}" + (f"/{name}" if name else "")
+        path = _group_version_path(self.api_version)
+        if self.namespaced and namespace:
+            path += f"/namespaces/{namespace}"
+        path += f"/{self.plural}"
+        return f"{path}/{name}" if name else path
 
 
 class _Catalogue:
@@ -167,20 +169,21 @@ class ResourceClient:
         Retries honour the server's Retry-After advice when it gives one. The error of
         the last attempt is raised, prefixed with `what` ("apply Deployment shop/web").
         """
-        for attempt in range(self.attempts):
+        failures = 0
+        while True:
             try:
                 return await self.client.request(
                     method, path, query=query, body=body, content_type=content_type
                 )
             except (Unreachable, ApiError) as e:
                 transient = isinstance(e, Unreachable) or e.status in RETRY_STATUSES
-                if not transient or attempt + 1 == self.attempts:
+                failures += 1
+                if not transient or failures >= self.attempts:
                     # The object names the failure better than the URL the client cited.
                     detail = str(e).removeprefix(f"{method} {path}: ")
                     raise reworded(e, f"{what}: {detail}") from e
                 advice = e.retry_after if isinstance(e, ApiError) else None
-                await asyncio.sleep(advice if advice else self.backoff.delay(attempt))
-        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+                await asyncio.sleep(advice or self.backoff.delay(failures - 1))
 
     async def _discover(self, api_version: str, seen: int) -> None:
         """Fetch one group-version's kinds, unless another task did since we looked."""
@@ -189,9 +192,10 @@ class ResourceClient:
         async with lock:
             if catalogue.fetches.get(api_version, 0) != seen:
                 return
-            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
             try:
-                document = await self.call("GET", base, what=f"discover {api_version}")
+                document = await self.call(
+                    "GET", _group_version_path(api_version), what=f"discover {api_version}"
+                )
             except NotFound:
                 document = {}
             catalogue.kinds[api_version] = {
@@ -200,3 +204,8 @@ class ResourceClient:
                 if "/" not in r["name"]  # subresources such as deployments/scale
             }
             catalogue.fetches[api_version] = seen + 1
+
+
+def _group_version_path(api_version: str) -> str:
+    """The core group lives under /api, every other group under /apis."""
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"

@@ -23,8 +23,9 @@ import builtins
 import json
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -91,7 +92,8 @@ class ClusterCache:
         namespaces: Collection[str] | None = None,
         backoff: Backoff = RECONNECT,
     ) -> None:
-        self._rc = ResourceClient(connection)
+        # One attempt per call: the reconnect loop below is the retry, with its own backoff.
+        self._rc = ResourceClient(connection, attempts=1)
         self._label_selector = label_selector
         self._namespaces = sorted(namespaces) if namespaces is not None else None
         self._backoff = backoff
@@ -107,13 +109,11 @@ class ClusterCache:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Start one background task per kind; returns at once, before the first list."""
+        """Start the background tasks; returns at once, before the first list."""
         if self._tasks:
             return
         for state in self._kinds.values():
-            task = asyncio.create_task(self._run_kind(state), name=f"watch {state.kind}")
-            task.add_done_callback(self._on_task_done)
-            self._tasks.append(task)
+            self._spawn(state, self._run_kind(state), f"discover {state.kind}")
 
     async def stop(self) -> None:
         """Stop every watch; the cache keeps what it had, marked not synced."""
@@ -210,17 +210,20 @@ class ClusterCache:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _on_task_done(self, task: asyncio.Task[None]) -> None:
-        """A watch task only ends by cancellation; anything else is a bug, made loud."""
-        if task.cancelled() or task.exception() is None:
+    def _spawn(self, state: _Kind, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        task.add_done_callback(partial(self._on_task_done, state))
+        self._tasks.append(task)
+
+    def _on_task_done(self, state: _Kind, task: asyncio.Task[None]) -> None:
+        """Our tasks end by cancellation or (discovery) by handing over to the streams;
+        an exception is a bug. It must not die quietly: log it and show it."""
+        if task.cancelled() or (error := task.exception()) is None:
             return
-        error = task.exception()
         logger.error("%s: task died", task.get_name(), exc_info=error)
-        kind = task.get_name().removeprefix("watch ")
-        if state := self._kinds.get(kind):
-            state.error = f"watch of {kind} stopped: {type(error).__name__}: {error}"
-            for stream in state.streams:
-                stream.synced = False
+        state.error = f"{task.get_name()} stopped: {type(error).__name__}: {error}"
+        for stream in state.streams:
+            stream.synced = False
         self._notify()
 
     async def _run_kind(self, state: _Kind) -> None:
@@ -241,9 +244,8 @@ class ClusterCache:
         )
         state.streams = [_Stream(state.kind, namespace) for namespace in scopes]
         state.resolved = True
-        async with asyncio.TaskGroup() as group:
-            for stream in state.streams:
-                group.create_task(self._run_stream(state, resource, stream))
+        for stream in state.streams:
+            self._spawn(state, self._run_stream(state, resource, stream), f"watch {_where(stream)}")
 
     async def _run_stream(self, state: _Kind, resource: ResourceType, stream: _Stream) -> None:
         """List, then watch for ever; re-list on 410, back off and resume on failures."""

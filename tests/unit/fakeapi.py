@@ -1,0 +1,116 @@
+"""A scripted stand-in for an API server's ConfigMap endpoints, for failure paths that a
+real server will not produce on demand (a 410 on the first watch, a 503 then success)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+DISCOVERY = {
+    "kind": "APIResourceList",
+    "groupVersion": "v1",
+    "resources": [
+        {"name": "configmaps", "namespaced": True, "kind": "ConfigMap", "verbs": ["list"]},
+        {"name": "namespaces", "namespaced": False, "kind": "Namespace", "verbs": ["list"]},
+        {"name": "pods/log", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
+    ],
+}
+
+
+def config_map(name: str, version: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "resourceVersion": version,
+            "managedFields": [{"manager": "flotilla"}],
+        },
+        "data": {"v": version},
+    }
+
+
+def event(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "object": obj}
+
+
+def gone() -> dict[str, Any]:
+    status = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}
+    return event("ERROR", status)
+
+
+@dataclass
+class FakeApi:
+    """`lists` answers the n-th list; `watches` scripts the n-th watch connection (its
+    events, then a clean end). Unscripted watches stay open and silent. `failures`
+    answers the first requests of any kind with (status, Status) before the script."""
+
+    lists: list[list[dict[str, Any]]] = field(default_factory=list)
+    watches: list[list[dict[str, Any]]] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)
+    seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/v1", self._discovery)
+        app.router.add_get("/api/v1/namespaces/ns/configmaps", self._configmaps)
+        app.router.add_get("/api/v1/configmaps", self._configmaps)
+        app.router.add_patch("/api/v1/namespaces/ns/configmaps/{name}", self._patch)
+        return app
+
+    def count(self, what: str) -> int:
+        return sum(1 for kind, _ in self.seen if kind == what)
+
+    def _failure(self) -> web.Response | None:
+        if not self.failures:
+            return None
+        code = self.failures.pop(0)
+        status = {"kind": "Status", "code": code, "message": f"scripted {code}"}
+        return web.json_response(status, status=code)
+
+    async def _discovery(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(("discovery", {}))
+        return self._failure() or web.json_response(DISCOVERY)
+
+    async def _patch(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(("patch", dict(request.query)))
+        return self._failure() or web.json_response(await request.json())
+
+    async def _configmaps(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch") != "true":
+            self.seen.append(("list", dict(request.query)))
+            number = self.count("list") - 1
+            items = self.lists[number] if number < len(self.lists) else []
+            version = str(100 * (number + 1))
+            return web.json_response({"metadata": {"resourceVersion": version}, "items": items})
+        self.seen.append(("watch", dict(request.query)))
+        number = self.count("watch") - 1
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if number >= len(self.watches):
+            await self.stopping.wait()  # open and silent until the server stops
+        for line in self.watches[number]:
+            await response.write(json.dumps(line).encode() + b"\n")
+        return response
+
+
+@asynccontextmanager
+async def serving(fake: FakeApi) -> AsyncIterator[ApiClient]:
+    """The fake on a local port, and a kubernetes_asyncio client pointed at it."""
+    server = TestServer(fake.app())
+    await server.start_server()
+    configuration = Configuration(host=str(server.make_url("")).rstrip("/"))
+    try:
+        async with ApiClient(configuration) as client:
+            yield client
+    finally:
+        fake.stopping.set()
+        await server.close()

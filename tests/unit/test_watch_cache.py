@@ -1,0 +1,121 @@
+"""The cache's failure paths, driven by a scripted API server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from clusters.resources import Backoff
+from clusters.watch import ClusterCache
+from tests.unit.fakeapi import FakeApi, config_map, event, gone, serving
+
+FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
+WAIT = 10.0
+CONFIG_MAPS = [("v1", "ConfigMap")]
+
+
+def watch_versions(fake: FakeApi) -> list[str]:
+    return [query["resourceVersion"] for kind, query in fake.seen if kind == "watch"]
+
+
+async def test_a_410_re_lists_and_replaces_the_stale_view() -> None:
+    fake = FakeApi(
+        lists=[[config_map("old", "1")], [config_map("new", "150")]],
+        watches=[[gone()]],
+    )
+    async with (
+        serving(fake) as api,
+        ClusterCache(api, CONFIG_MAPS, namespaces=["ns"], backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: len(watch_versions(fake)) == 2, WAIT)
+        assert cache.get("ConfigMap", "ns", "new") is not None
+        assert cache.get("ConfigMap", "ns", "old") is None
+        assert fake.count("list") == 2
+        assert watch_versions(fake) == ["100", "200"]
+
+
+async def test_a_watch_that_ends_resumes_from_the_last_version_without_a_list() -> None:
+    fake = FakeApi(
+        lists=[[config_map("a", "1")]],
+        watches=[
+            [
+                event("MODIFIED", config_map("a", "150")),
+                event("BOOKMARK", {"kind": "ConfigMap", "metadata": {"resourceVersion": "160"}}),
+            ],
+            [event("ADDED", config_map("b", "170")), event("DELETED", config_map("a", "180"))],
+        ],
+    )
+    async with (
+        serving(fake) as api,
+        ClusterCache(api, CONFIG_MAPS, label_selector="app=web", backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: len(watch_versions(fake)) == 3, WAIT)
+        assert cache.get("ConfigMap", "ns", "a") is None
+        assert [o["metadata"]["name"] for o in cache.list("ConfigMap")] == ["b"]
+    assert fake.count("list") == 1
+    assert watch_versions(fake) == ["100", "160", "180"]
+    [(_, first)] = [entry for entry in fake.seen if entry[0] == "watch"][:1]
+    assert first["allowWatchBookmarks"] == "true"
+    assert first["labelSelector"] == "app=web"
+
+
+async def test_objects_are_stored_with_kind_and_without_managed_fields() -> None:
+    fake = FakeApi(lists=[[config_map("a", "1")]])
+    async with (
+        serving(fake) as api,
+        ClusterCache(api, CONFIG_MAPS, backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: cache.synced, WAIT)
+        obj: dict[str, Any] = cache.get("ConfigMap", "ns", "a") or {}
+        assert (obj["apiVersion"], obj["kind"]) == ("v1", "ConfigMap")
+        assert "managedFields" not in obj["metadata"]
+        assert cache.list("ConfigMap", "elsewhere") == []
+        assert cache.list("ConfigMap", selector={"app": "web"}) == []
+
+
+async def test_an_unreachable_cluster_is_reported_and_retried() -> None:
+    async with (
+        ApiClient(Configuration(host="http://127.0.0.1:9")) as api,
+        ClusterCache(api, CONFIG_MAPS, backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: cache.last_error is not None, WAIT)
+        assert "cannot connect" in (cache.last_error or "")
+        assert not cache.synced
+        assert cache.last_seen is None
+        assert cache.get("ConfigMap", "ns", "a") is None
+
+
+async def test_a_task_that_dies_is_logged_and_shown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def bug(*args: object) -> None:
+        raise RuntimeError("a bug in event handling")
+
+    monkeypatch.setattr(ClusterCache, "_apply_event", bug)
+    fake = FakeApi(watches=[[event("ADDED", config_map("a", "150"))]])
+    async with (
+        serving(fake) as api,
+        ClusterCache(api, CONFIG_MAPS, backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: "stopped" in (cache.last_error or ""), WAIT)
+        assert not cache.synced
+    assert "a bug in event handling" in (cache.last_error or "")
+    died = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in died] == ["watch ConfigMap: task died"]
+
+
+async def test_a_kind_may_be_listed_once() -> None:
+    twice = [("networking.k8s.io/v1", "Ingress"), ("extensions/v1beta1", "Ingress")]
+    async with ApiClient(Configuration(host="http://127.0.0.1:9")) as api:
+        with pytest.raises(ValueError, match="listed twice"):
+            ClusterCache(api, twice)
+
+
+async def test_reading_a_kind_that_is_not_watched_is_a_clear_error() -> None:
+    async with ApiClient(Configuration(host="http://127.0.0.1:9")) as api:
+        cache = ClusterCache(api, CONFIG_MAPS)
+        with pytest.raises(KeyError, match="Secret is not watched"):
+            cache.get("Secret", "ns", "a")
