@@ -98,7 +98,12 @@ async def can(
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SelfSubjectAccessReview",
                 "spec": {
-                    "resourceAttributes": {"verb": verb, "group": group, "resource": resource}
+                    "resourceAttributes": {
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource,
+                        "namespace": namespace,
+                    }
                 },
             },
         )

@@ -24,7 +24,8 @@ class Format(enum.StrEnum):
 console = Console()
 if not console.is_terminal:
     console = Console(width=250)
-errors = Console(stderr=True)
+# One message, one line: scripts grep stderr, so never wrap it.
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def emit(data: Any, fmt: Format, table: Callable[[Any], Any] | None = None) -> None:

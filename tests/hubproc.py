@@ -51,25 +51,25 @@ class HubProcess:
 
     def start(self) -> None:
         (self.home / "hub.json").unlink(missing_ok=True)
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hub",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--probe-interval",
-                str(self.probe_interval),
-                "--log-level",
-                "debug",
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hub",
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--probe-interval",
+                    str(self.probe_interval),
+                    "--log-level",
+                    "debug",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not (self.home / "hub.json").exists():
             if self._proc.poll() is not None:

@@ -9,6 +9,7 @@ import pytest
 
 from e2e.chartrepo import ChartRepo, OciRegistry, start_chart_repo, start_oci_registry
 from hub.charts import ChartCache
+from tests.hubproc import HubProcess
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +30,13 @@ def oci_registry() -> Iterator[OciRegistry]:
 def chart_cache(tmp_path: Path) -> ChartCache:
     """A chart cache of its own per test, so no test sees another's downloads."""
     return ChartCache(tmp_path / "charts", timeout=5.0)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    """A hub of the test's own (fresh FLOTILLA_HOME), stopped after the test."""
+    process = HubProcess(tmp_path / "home")
+    process.start()
+    yield process
+    if process.running:
+        process.stop()

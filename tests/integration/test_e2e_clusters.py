@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import AuthenticationV1Api, CoreV1Api, V1SelfSubjectReview
 
 from e2e import clusters
 from e2e.binaries import K8S_VERSION
-from e2e.clusters import ADMIN_USER, ClusterInfo, state_dir
+from e2e.clusters import ADMIN_USER, REPO, ClusterInfo, state_dir
+from e2e.gateway import install_gateway_crds
 from e2e.kubectl import kubectl
 
 pytestmark = pytest.mark.cluster
@@ -227,3 +232,56 @@ def test_an_api_server_can_leave_and_come_back(
 
     kubectl(target.kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=DEPLOYMENT)
     poll(f"{target.name}: deployment ready after restart", lambda: pods_ready(target, namespace, 2))
+
+
+def test_gateway_api_crds_serve_httproutes(e2e_clusters: list[ClusterInfo], namespace: str) -> None:
+    info = e2e_clusters[0]
+    install_gateway_crds(info.kubeconfig)
+    route = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web}
+spec:
+  rules:
+  - backendRefs:
+    - {name: web, port: 80, weight: 90}
+    - {name: web-canary, port: 80, weight: 10}
+"""
+    kubectl(info.kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=route)
+    rules = get(info, "httproute", "web", "-n", namespace)["spec"]["rules"]
+    assert [b["weight"] for b in rules[0]["backendRefs"]] == [90, 10]
+
+
+def test_up_reuses_what_runs_and_down_leaves_no_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "state"
+    monkeypatch.setenv("FLOTILLA_E2E_DIR", str(root))
+    cli = [sys.executable, "-m", "e2e.clusters"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *args], capture_output=True, text=True, check=True, cwd=REPO)
+
+    try:
+        started = run("up", "--count", "1")
+        assert started.stdout.splitlines() == [str(root / "e2e-1" / "admin.kubeconfig")]
+        pids = {s.pid for s in clusters.status() if s.pid}
+        assert len(pids) == 4  # etcd, API server, controller manager, kubelet
+
+        (again,) = clusters.up(1)
+        assert {s.pid for s in clusters.status() if s.pid} == pids
+        shown = run("status")
+        for secret in (again.admin_token, again.restricted_token):
+            assert secret not in started.stdout + started.stderr + shown.stdout + shown.stderr
+    finally:
+        run("down")
+
+    def ours(process: psutil.Process) -> bool:
+        try:
+            return any(str(root) in arg for arg in process.cmdline())
+        except psutil.Error:
+            return False
+
+    left = [p for p in psutil.process_iter() if p.pid in pids or ours(p)]
+    assert [p for p in left if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert clusters.status() == []

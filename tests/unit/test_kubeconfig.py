@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +20,7 @@ KEY = base64.b64encode(
 TOKEN = "tok-very-secret-0123456789"
 
 
-def _config(user: dict[str, object], **extra: object) -> dict[str, object]:
+def _config(user: Mapping[str, object], **extra: object) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
@@ -125,7 +127,7 @@ def test_redaction_hides_every_credential_and_errors_never_quote_them() -> None:
     assert TOKEN not in shown and KEY not in shown
     assert kc.secrets_of(config.document) == [TOKEN, KEY]
     broken = _config({"token": TOKEN})
-    broken["clusters"][0]["cluster"]["server"] = TOKEN  # type: ignore[index]
+    broken["clusters"][0]["cluster"]["server"] = TOKEN
     with pytest.raises(kc.KubeconfigError) as error:
         kc.from_dict(broken, source="f")
     assert TOKEN not in str(error.value)
