@@ -318,6 +318,12 @@ def _ensure_running(state: State, record: ClusterRecord, component: str) -> None
     _save(state)
 
 
+def _restart(state: State, record: ClusterRecord, component: str) -> None:
+    if component in record.processes:
+        processes.stop([record.processes.pop(component)])
+    _ensure_running(state, record, component)
+
+
 def _wait_apiserver(record: ClusterRecord) -> None:
     _wait(record, "/readyz", lambda api: api.get("/readyz") == "ok", APISERVER_TIMEOUT)
 
@@ -434,6 +440,10 @@ def up(count: int = DEFAULT_COUNT) -> list[ClusterInfo]:
             _ensure_running(state, record, APISERVER)
         for record in wanted:
             _wait_apiserver(record)
+            if record.name in fresh:
+                # A controller manager that lost its API server backs off for up
+                # to 30 s before it looks again; a fresh one starts at once.
+                _restart(state, record, CONTROLLER_MANAGER)
             _ensure_running(state, record, CONTROLLER_MANAGER)
             _ensure_running(state, record, KUBELET)
             _bootstrap(record)
@@ -543,9 +553,7 @@ def stop_apiserver(name: str) -> None:
 
 def start_apiserver(name: str) -> ClusterInfo:
     """Bring one cluster's API server back, same port and certificates, and wait
-    until it is ready. The controller manager is restarted with it: its informers
-    back off for up to 30 s after losing the server, and a test that deploys right
-    after the server returns should not wait for that."""
+    until it is ready; its controller manager restarts with it, as in `up`."""
     with _locked():
         state = _load()
         if state is None or state.etcd is None or not processes.alive(state.etcd):
@@ -555,9 +563,7 @@ def start_apiserver(name: str) -> ClusterInfo:
             return record.info()
         _ensure_running(state, record, APISERVER)
         _wait_apiserver(record)
-        if CONTROLLER_MANAGER in record.processes:
-            processes.stop([record.processes.pop(CONTROLLER_MANAGER)])
-        _ensure_running(state, record, CONTROLLER_MANAGER)
+        _restart(state, record, CONTROLLER_MANAGER)
         return record.info()
 
 

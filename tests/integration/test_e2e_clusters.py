@@ -276,12 +276,13 @@ def test_up_reuses_what_runs_and_down_leaves_no_process(
     finally:
         run("down")
 
-    def ours(process: psutil.Process) -> bool:
+    def lingers(process: psutil.Process) -> bool:
+        """Still running (a zombie has finished) and one of the harness's."""
         try:
-            return any(str(root) in arg for arg in process.cmdline())
+            mine = process.pid in pids or any(str(root) in arg for arg in process.cmdline())
+            return mine and process.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
-    left = [p for p in psutil.process_iter() if p.pid in pids or ours(p)]
-    assert [p for p in left if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p for p in psutil.process_iter() if lingers(p)] == []
     assert clusters.status() == []
