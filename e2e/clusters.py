@@ -454,12 +454,6 @@ def up(count: int = DEFAULT_COUNT) -> list[ClusterInfo]:
         return [r.info() for r in wanted]
 
 
-def clusters() -> list[ClusterInfo]:
-    """The clusters recorded in the state directory, whether or not they run."""
-    state = _load()
-    return [r.info() for r in state.clusters] if state else []
-
-
 def running() -> list[ClusterInfo]:
     """The recorded clusters whose every process runs."""
     state = _load()
