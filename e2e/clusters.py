@@ -407,8 +407,8 @@ def _usable_state() -> State:
     state = _load()
     if state is not None and state.etcd is not None and processes.alive(state.etcd):
         return state
-    if state is not None:
-        _stop_everything(state)
+    # Also sweeps up components that a lost state file no longer names.
+    _stop_everything(state)
     etcd_port, peer_port = _free_ports(2, set())
     state = State(etcd_port=etcd_port, etcd_peer_port=peer_port)
     _log("starting etcd")
