@@ -24,7 +24,7 @@ from itertools import groupby
 from typing import Any, TypeVar
 
 from clusters.client import APPLY_PATCH
-from clusters.errors import ClusterError, NotFound, reworded
+from clusters.errors import ClusterError, Forbidden, NotFound, reworded
 from clusters.resources import Connection, ObjectRef, ResourceClient
 
 logger = logging.getLogger(__name__)
@@ -111,6 +111,17 @@ def apply_order(objects: Iterable[T], kind: Callable[[T], str] | None = None) ->
 def delete_order(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
     """`refs` in the order to delete them: exactly the reverse of applying them."""
     return apply_order(refs, lambda ref: ref.kind)[::-1]
+
+
+def stale(previous: Iterable[AppliedRef], current: Iterable[ObjectRef]) -> list[AppliedRef]:
+    """What a new revision prunes: entries of the previous inventory it no longer holds.
+
+    Objects are matched by API group, kind, namespace and name. Not by apiVersion: a
+    chart that moves a kind from v1beta1 to v1 still means the same object. Not by uid:
+    an object someone re-created is still the one the release declares.
+    """
+    kept = {_identity(ref) for ref in current}
+    return [ref for ref in previous if _identity(ref) not in kept]
 
 
 async def apply(
@@ -264,6 +275,10 @@ def _group(obj: Mapping[str, Any]) -> str:
     return str(obj["apiVersion"]).rpartition("/")[0]
 
 
+def _identity(ref: ObjectRef) -> tuple[str, str, str | None, str]:
+    return ref.api_version.rpartition("/")[0], ref.kind, ref.namespace, ref.name
+
+
 def _defined_kind(crd: Mapping[str, Any]) -> tuple[str, str]:
     """The (group, kind) a CustomResourceDefinition manifest introduces."""
     spec = crd.get("spec") or {}
@@ -271,15 +286,24 @@ def _defined_kind(crd: Mapping[str, Any]) -> tuple[str, str]:
 
 
 async def _ensure_namespace(rc: ResourceClient, name: str, field_manager: str) -> None:
+    """Create the namespace if it is missing, by applying a bare Namespace.
+
+    Credentials scoped to one namespace may not touch Namespace objects at all; that
+    namespace exists (an admin made it), so a refusal here is no failure. If it did not
+    exist, applying the first object in it says so, naming that object.
+    """
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    await rc.call(
-        "PATCH",
-        f"/api/v1/namespaces/{name}",
-        what=f"create namespace {name}",
-        query={"fieldManager": field_manager, "force": True},
-        body=body,
-        content_type=APPLY_PATCH,
-    )
+    try:
+        await rc.call(
+            "PATCH",
+            f"/api/v1/namespaces/{name}",
+            what=f"create namespace {name}",
+            query={"fieldManager": field_manager, "force": True},
+            body=body,
+            content_type=APPLY_PATCH,
+        )
+    except Forbidden:
+        logger.debug("namespace %s: not ours to create; assuming it exists", name)
 
 
 async def _until_served(rc: ResourceClient, crd: Mapping[str, Any]) -> None:

@@ -165,6 +165,21 @@ async def test_cluster_scoped_objects_drop_a_templated_namespace(
         await delete(api, [ref])
 
 
+async def test_namespace_scoped_credentials_apply_into_their_namespace(
+    e2e_clusters: list[ClusterInfo],
+) -> None:
+    cluster = e2e_clusters[0]
+    name = f"scoped-{secrets.token_hex(4)}"
+    client = await new_client_from_config(config_file=str(cluster.restricted_kubeconfig))
+    try:
+        config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+        [ref] = await apply(client, [config], default_namespace=cluster.restricted_namespace)
+        assert ref.namespace == cluster.restricted_namespace
+        await delete(client, [ref])
+    finally:
+        await client.close()
+
+
 async def test_errors_name_the_object_and_carry_the_api_message(
     e2e_clusters: list[ClusterInfo], namespace: str
 ) -> None:

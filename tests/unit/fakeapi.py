@@ -64,6 +64,7 @@ class FakeApi:
         app.router.add_get("/api/v1/namespaces/ns/configmaps", self._configmaps)
         app.router.add_get("/api/v1/configmaps", self._configmaps)
         app.router.add_patch("/api/v1/namespaces/ns/configmaps/{name}", self._patch)
+        app.router.add_patch("/api/v1/namespaces/{name}", self._patch_namespace)
         return app
 
     def count(self, what: str) -> int:
@@ -82,7 +83,15 @@ class FakeApi:
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(("patch", dict(request.query)))
-        return self._failure() or web.json_response(await request.json())
+        applied = await request.json()
+        applied["metadata"]["uid"] = f"uid-{applied['metadata']['name']}"
+        return self._failure() or web.json_response(applied)
+
+    async def _patch_namespace(self, request: web.Request) -> web.StreamResponse:
+        """Namespace-scoped credentials: Namespace objects are out of bounds."""
+        self.seen.append(("patch namespace", dict(request.query)))
+        status = {"kind": "Status", "code": 403, "message": "namespaces is forbidden"}
+        return web.json_response(status, status=403)
 
     async def _configmaps(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") != "true":

@@ -1,4 +1,4 @@
-"""The one ordering rule for applying and deleting objects."""
+"""The pure rules of apply: the order of objects, and what a new revision prunes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from clusters.apply import AppliedRef, apply_order, delete_order, phase
+from clusters.apply import AppliedRef, apply_order, delete_order, phase, stale
 from clusters.resources import ObjectRef
 
 
@@ -132,3 +132,25 @@ def test_object_ref_reads_manifests() -> None:
     assert ObjectRef.of(cm) == ObjectRef("v1", "ConfigMap", "shop", "web")
     assert str(ObjectRef.of(cm)) == "ConfigMap shop/web"
     assert str(ObjectRef.of(manifest("Namespace", "shop"))) == "Namespace shop"
+
+
+def test_stale_entries_are_those_the_new_revision_dropped() -> None:
+    previous = [
+        AppliedRef("apps/v1", "Deployment", "shop", "web", uid="1"),
+        AppliedRef("v1", "ConfigMap", "shop", "web-config", uid="2"),
+        AppliedRef("autoscaling/v2beta2", "HorizontalPodAutoscaler", "shop", "web", uid="3"),
+        AppliedRef("v1", "Service", "shop", "web-canary", uid="4"),
+        AppliedRef("rbac.authorization.k8s.io/v1", "ClusterRole", None, "web", uid="5"),
+    ]
+    current = [
+        AppliedRef("apps/v1", "Deployment", "shop", "web", uid="1"),
+        # Re-created by someone since: same object as far as the release is concerned.
+        AppliedRef("v1", "ConfigMap", "shop", "web-config", uid="22"),
+        # Same group, newer version: the same object, which must survive the upgrade.
+        AppliedRef("autoscaling/v2", "HorizontalPodAutoscaler", "shop", "web", uid="3"),
+        # Same name, other namespace: a different object.
+        AppliedRef("v1", "Service", "other", "web-canary", uid="6"),
+    ]
+    assert [ref.uid for ref in stale(previous, current)] == ["4", "5"]
+    assert stale(previous, previous) == []
+    assert stale([], current) == []
