@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from clusters.errors import ClusterError, Gone, api_error
+from clusters.errors import ClusterError, Gone, api_error, reworded
 from clusters.resources import Backoff, Connection, ResourceClient, ResourceType
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ class _Stream:
 
     kind: str
     namespace: str | None
-    keys: set[Key] = field(default_factory=set)
     resource_version: str | None = None
     synced: bool = False
     error: str | None = None
@@ -261,7 +260,7 @@ class ClusterCache:
                 logger.info("%s: resourceVersion expired, re-listing", _where(stream))
                 stream.resource_version = None
             except (ClusterError, aiohttp.ClientError, TimeoutError, ValueError) as e:
-                error = f"{_where(stream)}: {_describe(e)}"
+                error = _describe(e, stream)
                 # An outage repeats the same failure on every retry: say it once.
                 level = logging.DEBUG if error == stream.error else logging.WARNING
                 logger.log(level, "%s (retrying)", error)
@@ -291,10 +290,11 @@ class ClusterCache:
         for item in items:
             obj = _normalized(item, resource)
             fresh[_key(obj)] = obj
-        for gone in stream.keys - fresh.keys():
-            state.objects.pop(gone, None)
+        # The list is the whole truth for this stream's scope: what it lacks is gone.
+        for key in [k for k in state.objects if k not in fresh]:
+            if stream.namespace is None or key[0] == stream.namespace:
+                del state.objects[key]
         state.objects.update(fresh)
-        stream.keys = set(fresh)
         stream.resource_version = str(answer["metadata"]["resourceVersion"])
         self._mark_alive(stream)
 
@@ -306,13 +306,16 @@ class ClusterCache:
             allowWatchBookmarks=True,
             timeoutSeconds=WATCH_TIMEOUT,
         )
-        async with self._rc.client.stream(
-            resource.path(stream.namespace), query=query, read_timeout=READ_TIMEOUT
-        ) as response:
-            self._mark_alive(stream)
-            async for line in response.content:
-                if line.strip():
-                    self._apply_event(state, resource, stream, json.loads(line))
+        try:
+            async with self._rc.client.stream(
+                resource.path(stream.namespace), query=query, read_timeout=READ_TIMEOUT
+            ) as response:
+                self._mark_alive(stream)
+                async for line in response.content:
+                    if line.strip():
+                        self._apply_event(state, resource, stream, json.loads(line))
+        except ClusterError as e:
+            raise reworded(e, f"watch {_where(stream)}: {e}") from e
 
     def _apply_event(
         self, state: _Kind, resource: ResourceType, stream: _Stream, event: Mapping[str, Any]
@@ -320,16 +323,13 @@ class ClusterCache:
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
             code = int(obj.get("code") or 500)
-            message = f"watch {_where(stream)}: {obj.get('message', '')}"
-            raise api_error(code, message, str(obj.get("reason", "")))
+            raise api_error(code, str(obj.get("message", "")), str(obj.get("reason", "")))
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
             normalized = _normalized(obj, resource)
             state.objects[_key(normalized)] = normalized
-            stream.keys.add(_key(normalized))
         elif kind == "DELETED":
             state.objects.pop(_key(obj), None)
-            stream.keys.discard(_key(obj))
         if version:
             stream.resource_version = str(version)
         self._mark_alive(stream)
@@ -359,12 +359,15 @@ def _where(stream: _Stream) -> str:
     return f"{stream.kind} in {stream.namespace}" if stream.namespace else stream.kind
 
 
-def _describe(error: BaseException) -> str:
-    """One line about a failure; transport errors by type only (see clusters.errors)."""
+def _describe(error: BaseException, stream: _Stream) -> str:
+    """One line about a failure. Ours already say what they were about; transport
+    errors are named by type only (see clusters.errors)."""
     if isinstance(error, ClusterError):
         return str(error)
     if isinstance(error, TimeoutError):
-        return "the watch went silent; reconnecting"
-    if isinstance(error, ValueError):
-        return "the server sent an unreadable event"
-    return f"connection lost ({type(error).__name__})"
+        problem = "no event for too long; reconnecting"
+    elif isinstance(error, ValueError):
+        problem = "the server sent an unreadable event"
+    else:
+        problem = f"connection lost ({type(error).__name__})"
+    return f"watch {_where(stream)}: {problem}"

@@ -62,6 +62,19 @@ async def test_a_watch_that_ends_resumes_from_the_last_version_without_a_list() 
     assert first["labelSelector"] == "app=web"
 
 
+async def test_a_restarted_cache_forgets_what_was_deleted_while_it_was_stopped() -> None:
+    fake = FakeApi(lists=[[config_map("a", "1"), config_map("b", "2")], [config_map("b", "3")]])
+    async with serving(fake) as api:
+        cache = ClusterCache(api, CONFIG_MAPS, namespaces=["ns"], backoff=FAST)
+        async with cache:
+            assert await cache.wait_for(lambda: len(cache.list("ConfigMap")) == 2, WAIT)
+        assert not cache.synced
+        assert len(cache.list("ConfigMap")) == 2, "a stopped cache keeps what it saw"
+        async with cache:
+            assert await cache.wait_for(lambda: fake.count("list") == 2 and cache.synced, WAIT)
+            assert [o["metadata"]["name"] for o in cache.list("ConfigMap")] == ["b"]
+
+
 async def test_objects_are_stored_with_kind_and_without_managed_fields() -> None:
     fake = FakeApi(lists=[[config_map("a", "1")]])
     async with (
