@@ -245,12 +245,17 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def _wait(
-    record: ClusterRecord, what: str, probe: Callable[[KubeAPI], bool], timeout: float
+    record: ClusterRecord,
+    what: str,
+    probe: Callable[[KubeAPI], bool],
+    timeout: float,
+    components: tuple[str, ...] = COMPONENTS,
 ) -> None:
-    """Poll until `probe` holds, failing fast with the log's tail if a component died."""
+    """Poll until `probe` holds, failing fast with the log's tail if one of the
+    `components` it depends on died."""
 
     def check(api: KubeAPI) -> bool:
-        for component in COMPONENTS:
+        for component in components:
             if component in record.processes and not record.running(component):
                 log = record.files.log(component)
                 raise RuntimeError(f"{record.name}: {component} exited; {log}:\n{_tail(log)}")
@@ -325,7 +330,10 @@ def _restart(state: State, record: ClusterRecord, component: str) -> None:
 
 
 def _wait_apiserver(record: ClusterRecord) -> None:
-    _wait(record, "/readyz", lambda api: api.get("/readyz") == "ok", APISERVER_TIMEOUT)
+    def probe(api: KubeAPI) -> bool:
+        return api.get("/readyz") == "ok"
+
+    _wait(record, "/readyz", probe, APISERVER_TIMEOUT, (APISERVER,))
 
 
 def _bootstrap(record: ClusterRecord) -> None:
