@@ -331,7 +331,7 @@ def _restart(state: State, record: ClusterRecord, component: str) -> None:
 
 def _wait_apiserver(record: ClusterRecord) -> None:
     def probe(api: KubeAPI) -> bool:
-        return api.get("/readyz") == "ok"
+        return bool(api.get("/readyz") == "ok")
 
     _wait(record, "/readyz", probe, APISERVER_TIMEOUT, (APISERVER,))
 
