@@ -79,6 +79,7 @@ CRD_SERVED_TIMEOUT = 60.0
 _CRD_POLL_INTERVAL = 0.25
 
 T = TypeVar("T")
+R = TypeVar("R", bound=ObjectRef)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def apply_order(objects: Iterable[T], kind: Callable[[T], str] | None = None) ->
     return sorted(objects, key=lambda item: phase(kind_of(item)))
 
 
-def delete_order(refs: Iterable[ObjectRef]) -> list[ObjectRef]:
+def delete_order(refs: Iterable[R]) -> list[R]:
     """`refs` in the order to delete them: exactly the reverse of applying them."""
     return apply_order(refs, lambda ref: ref.kind)[::-1]
 
