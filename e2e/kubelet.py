@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import os
@@ -352,21 +353,36 @@ class Kubelet:
             Action.START: self.start,
             Action.SUPERVISE: self.supervise,
         }
-        task = asyncio.create_task(self._guarded(steps[action], pod))
+        step = steps[action]
+        task = asyncio.create_task(self._guarded(step.__name__, pod, lambda: step(pod)))
         self.work[uid] = (action, task)
 
-    async def _guarded(self, step: Callable[[Pod], Awaitable[None]], pod: Pod) -> None:
-        """Run one step; a pod that vanished or changed under us is no error, and
-        any other failure is logged, never lost (the next event retries)."""
-        try:
-            await step(pod)
-        except APIError as e:
-            if e.status not in (404, 409):
-                log.warning("%s %s: %s", step.__name__, pod["metadata"]["name"], e)
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            log.warning("%s %s: %s", step.__name__, pod["metadata"]["name"], e or type(e).__name__)
-        except Exception:
-            log.exception("%s %s failed", step.__name__, pod["metadata"]["name"])
+    async def _guarded(self, what: str, pod: Pod, step: Callable[[], Awaitable[None]]) -> None:
+        """Run one step until it succeeds. A pod that vanished or changed under us
+        ends it quietly; an unreachable or overloaded server is retried, since
+        the watch that resumes afterwards brings no new event for this pod; any
+        other failure is logged, never lost."""
+        name = pod["metadata"]["name"]
+        delay = RETRY_MIN
+        while True:
+            try:
+                await step()
+                return
+            except APIError as e:
+                if e.status in (404, 409):
+                    return
+                if e.status != 429 and e.status < 500:
+                    log.warning("%s %s: %s", what, name, e)
+                    return
+                problem = str(e)
+            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                problem = str(e) or type(e).__name__
+            except Exception:
+                log.exception("%s %s failed", what, name)
+                return
+            log.warning("%s %s: %s; retrying in %.1fs", what, name, problem, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     async def finish(self, pod: Pod) -> None:
         body = {
@@ -394,7 +410,10 @@ class Kubelet:
     async def start(self, pod: Pod) -> None:
         status = podstatus.running_status(pod, NODE_IP)
         await self.patch_status(_pod_path(pod), status, pod["metadata"]["uid"])
-        await self.supervise({**pod, "status": status})
+        # Supervision retries on its own: a failure from here on must not
+        # report the pod started again (its restart count would go back).
+        started = {**pod, "status": status}
+        await self._guarded("supervise", started, lambda: self.supervise(started))
 
     async def supervise(self, pod: Pod) -> None:
         """What happens to a running pod next: a Job's pod or a pod that never
@@ -407,7 +426,8 @@ class Kubelet:
                 await asyncio.sleep(CRASH_EVERY)
                 restarts += 1
                 status = podstatus.running_status(pod, NODE_IP, restarts)
-                await self.patch_status(_pod_path(pod), status, uid)
+                report = functools.partial(self.patch_status, _pod_path(pod), status, uid)
+                await self._guarded("restart", pod, report)
         elif crashing or podstatus.is_job_pod(pod):
             await asyncio.sleep(JOB_RUNTIME)
             status = podstatus.finished_status(pod, NODE_IP, succeeded=not crashing)
