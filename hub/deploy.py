@@ -17,6 +17,7 @@ from typing import Any
 
 from clusters.apply import apply, delete, get
 from clusters.client import ClusterClient
+from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus, assess, worst
 from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartRef
@@ -153,7 +154,10 @@ class Deployer:
     ) -> None:
         deadline = time.monotonic() + self.step_timeout
         while True:
-            verdict = await self.health(client, refs)
+            try:
+                verdict = await self.health(client, refs)
+            except ClusterError as e:  # a blip of the API server is not a failed deploy
+                verdict = Health(HealthStatus.UNKNOWN, str(e))
             if verdict.status is HealthStatus.HEALTHY:
                 return
             if time.monotonic() > deadline:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from e2e.chartrepo import ChartRepo, OciRegistry, start_chart_repo, start_oci_registry
+from e2e.clusters import ClusterInfo
 from hub.charts import ChartCache
+from tests.fleet import Fleet
 from tests.hubproc import HubProcess
 
 
@@ -40,3 +42,15 @@ def hub(tmp_path: Path) -> Iterator[HubProcess]:
     yield process
     if process.running:
         process.stop()
+
+
+@pytest.fixture
+def fleet(
+    hub: HubProcess,
+    e2e_clusters: list[ClusterInfo],
+    namespace: str,
+    chart_repo: ChartRepo,
+    tmp_path: Path,
+) -> Fleet:
+    """A hub with the clusters joined as dev / prod-eu / prod-us, deploying into `namespace`."""
+    return Fleet.join(hub, e2e_clusters, namespace, chart_repo.url, tmp_path)

@@ -1,0 +1,189 @@
+"""A hub with the local clusters joined as dev / prod-eu / prod-us, and application files
+written for one test's namespace and chart repository: the setting of every deploy test."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.clusters import ClusterInfo
+from e2e.kubectl import kubectl
+from tests.hubproc import HubProcess, Result
+
+NAMES = ("dev", "prod-eu", "prod-us")
+LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")
+
+
+@dataclass
+class Fleet:
+    hub: HubProcess
+    clusters: dict[str, ClusterInfo]  # by Flotilla name
+    namespace: str
+    repo_url: str
+    workdir: Path
+
+    @classmethod
+    def join(
+        cls, hub: HubProcess, infos: list[ClusterInfo], namespace: str, repo_url: str, workdir: Path
+    ) -> Fleet:
+        for name, labels, info in zip(NAMES, LABELS, infos, strict=False):
+            hub.ok("cluster", "join", str(info.kubeconfig), "--name", name, "--labels", labels)
+        return cls(hub, dict(zip(NAMES, infos, strict=False)), namespace, repo_url, workdir)
+
+    def app(
+        self,
+        *,
+        name: str = "canary-demo",
+        chart: str = "canary-demo",
+        version: str = "1.0.0",
+        values: dict[str, Any] | None = None,
+        suspend: bool = False,
+        traits: list[dict[str, Any]] | None = None,
+        publish: str | None = None,
+        prod_eu_replicas: int = 3,
+    ) -> Path:
+        """The three-environment application: dev (1 replica), then prod on two clusters
+        with prod-eu overridden; optionally a suspend step between them."""
+        component: dict[str, Any] = {
+            "name": name,
+            "type": "helm",
+            "properties": {
+                "repoType": "helm",
+                "url": self.repo_url,
+                "chart": chart,
+                "version": version,
+                "values": values or {},
+            },
+        }
+        if traits:
+            component["traits"] = traits
+        steps: list[dict[str, Any]] = [
+            {
+                "name": "deploy-dev",
+                "type": "deploy",
+                "properties": {"policies": ["dev", "dev-values"]},
+            }
+        ]
+        if suspend:
+            steps.append({"name": "approve", "type": "suspend"})
+        steps.append(
+            {
+                "name": "deploy-prod",
+                "type": "deploy",
+                "properties": {"policies": ["prod", "eu-values"]},
+            }
+        )
+        override = {"name": name, "properties": {"values": {"replicaCount": 1}}}
+        document = {
+            "apiVersion": "core.oam.dev/v1beta1",
+            "kind": "Application",
+            "metadata": {
+                "name": name,
+                "annotations": {"app.oam.dev/publishVersion": publish} if publish else {},
+            },
+            "spec": {
+                "components": [component],
+                "policies": [
+                    _topology("dev", {"env": "dev"}, self.namespace),
+                    _topology("prod", {"env": "prod"}, self.namespace),
+                    {
+                        "name": "dev-values",
+                        "type": "override",
+                        "properties": {"components": [override]},
+                    },
+                    {
+                        "name": "eu-values",
+                        "type": "override",
+                        "properties": {
+                            "clusterLabelSelector": {"region": "eu"},
+                            "components": [
+                                {
+                                    "name": name,
+                                    "properties": {"values": {"replicaCount": prod_eu_replicas}},
+                                }
+                            ],
+                        },
+                    },
+                ],
+                "workflow": {"steps": steps},
+            },
+        }
+        path = self.workdir / f"{name}-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def kubectl(self, cluster: str, *args: str) -> Any:
+        result = kubectl(
+            self.clusters[cluster].kubeconfig, "-n", self.namespace, *args, "-o", "json"
+        )
+        return json.loads(result.stdout)
+
+    def deployment(self, cluster: str, name: str = "canary-demo") -> dict[str, Any] | None:
+        result = kubectl(
+            self.clusters[cluster].kubeconfig,
+            "-n",
+            self.namespace,
+            "get",
+            "deployment",
+            name,
+            "-o",
+            "json",
+            check=False,
+        )
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def image(self, cluster: str, name: str = "canary-demo") -> str | None:
+        deployment = self.deployment(cluster, name)
+        if deployment is None:
+            return None
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    def kinds(self, cluster: str) -> set[str]:
+        """Kinds of the objects Flotilla put in the test namespace on `cluster`."""
+        found = self.kubectl(
+            cluster,
+            "get",
+            "deployments,services,ingresses,configmaps,statefulsets",
+            "-l",
+            "flotilla.dev/managed-by=flotilla",
+        )
+        return {item["kind"] for item in found["items"]}
+
+    def pods(
+        self, cluster: str, selector: str = "app.kubernetes.io/name=canary-demo"
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.kubectl(cluster, "get", "pods", "-l", selector)["items"]
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def status(self, app: str = "canary-demo") -> dict[str, Any]:
+        result: dict[str, Any] = self.hub.ok("status", app, "-o", "json").json()
+        return result
+
+    def up(self, path: Path, *extra: str) -> Result:
+        return self.hub.cli("up", "-f", str(path), *extra, timeout=600)
+
+
+def _topology(name: str, labels: dict[str, str], namespace: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": "topology",
+        "properties": {"clusterLabelSelector": labels, "namespace": namespace},
+    }
+
+
+def until(condition: Callable[[], bool], timeout: float = 120.0, what: str = "condition") -> None:
+    """Poll with a deadline; never a timing assertion, only a bound on waiting."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:.0f}s"
+        time.sleep(0.5)
+
+
+def phase(fleet: Fleet, app: str = "canary-demo") -> str:
+    return str(fleet.status(app)["phase"])
