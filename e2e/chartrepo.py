@@ -287,7 +287,7 @@ def _wait_ready(url: str, record: processes.ProcessRecord, log: Path) -> None:
         time.sleep(0.05)
 
 
-def _serve_detached(port: int, directory: Path) -> str:
+def serve_detached(port: int, directory: Path) -> str:
     """Start `run` as a detached process (or find it running) and return its URL."""
     workdir = state_dir().resolve() / f"{_REPO_PREFIX}{port}"
     url = f"http://{LOCALHOST}:{port}"
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.command == "serve":
-        print(_serve_detached(args.port, args.dir))
+        print(serve_detached(args.port, args.dir))
     elif args.command == "run":
         _run_foreground(args.port, args.dir)
     elif args.command == "registry":

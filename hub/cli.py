@@ -393,11 +393,18 @@ app.add_typer(workflow_app, name="workflow")
 
 
 @workflow_app.command("resume")
-def workflow_resume(name: AppArgument) -> None:
+def workflow_resume(
+    name: AppArgument,
+    wait: Annotated[
+        bool, typer.Option(help="Follow progress until the workflow finishes, suspends or fails.")
+    ] = False,
+) -> None:
     """Continue a suspended workflow (a suspend step, an `auto: false` deploy step, or a
     suspend requested by the operator)."""
     result = run(_call("POST", f"/api/v1/apps/{name}/workflow/resume", {}))
     output.console.print(f"application {name} resumed ({result['resumed']})")
+    if wait:
+        _follow(name, result["revision"])
 
 
 @workflow_app.command("suspend")

@@ -201,7 +201,9 @@ async def workflow_verb(request: web.Request) -> web.Response:
     name, verb = request.match_info["name"], request.match_info["verb"]
     apps = request.app[APPS]
     if verb == "resume":
-        return web.json_response({"name": name, "resumed": apps.engine.resume(name)})
+        resumed = apps.engine.resume(name)
+        current = apps.apps.app(name).revision
+        return web.json_response({"name": name, "resumed": resumed, "revision": current})
     if verb == "suspend":
         apps.engine.suspend(name)
         return web.json_response({"name": name, "suspended": True})
@@ -210,10 +212,10 @@ async def workflow_verb(request: web.Request) -> web.Response:
         return web.json_response({"name": name, "restarted": True})
     if verb == "rollback":
         body = await _body(request)
-        revision = body.get("revision")
-        if revision is not None and not isinstance(revision, int):
+        target = body.get("revision")
+        if target is not None and not isinstance(target, int):
             raise InvalidInput("revision: expected a revision number")
-        return web.json_response(await apps.rollback(name, revision), status=201)
+        return web.json_response(await apps.rollback(name, target), status=201)
     raise web.HTTPNotFound(text=f"unknown workflow verb {verb!r}")
 
 

@@ -70,8 +70,10 @@ def test_up_upgrade_prune_and_rollback(fleet: Fleet) -> None:
     ]
 
     fleet.hub.ok("delete", "canary-demo", "--yes")
-    for cluster in EXPECTED_REPLICAS:
-        until(lambda c=cluster: not fleet.kinds(c), what=f"objects gone from {cluster}")
+    def gone() -> bool:
+        return not any(fleet.kinds(cluster) for cluster in EXPECTED_REPLICAS)
+
+    until(gone, what="objects gone from every cluster")
     assert fleet.hub.ok("ls", "-o", "json").json()["applications"] == []
 
 

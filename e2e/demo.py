@@ -1,0 +1,151 @@
+"""`make demo`: three local clusters, a hub, the demo chart deployed to all of them.
+
+Every step is a real `flotilla` command, printed before it runs, so the demo doubles as a
+walkthrough. The hub and clusters keep running afterwards for the user to explore;
+`make down` stops the clusters and `python -m e2e.demo stop` the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from e2e import clusters
+from e2e.chartrepo import DEMO_REPO_PORT, serve_detached, state_dir
+from e2e.clusters import ClusterInfo
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "three-envs.yaml"
+NAMES = ("dev", "prod-eu", "prod-us")
+LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")
+HUB_START_TIMEOUT = 30.0
+
+
+def home() -> Path:
+    return clusters.state_dir() / "demo-hub"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "FLOTILLA_HOME": str(home())}
+
+
+def flotilla(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    print(f"\n$ flotilla {shlex.join(args)}", flush=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", *args], env=_env(), text=True, check=False
+    )
+    if check and result.returncode != 0:
+        raise SystemExit(f"demo: `flotilla {shlex.join(args)}` failed ({result.returncode})")
+    return result
+
+
+def _query(*args: str) -> object:
+    out = subprocess.run(
+        [sys.executable, "-m", "hub", *args, "-o", "json"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def start_hub() -> None:
+    """A hub of the demo's own, reused when one already runs."""
+    hub_file = home() / "hub.json"
+    if hub_file.exists():
+        pid = json.loads(hub_file.read_text()).get("pid")
+        if pid and _alive(int(pid)):
+            print(f"demo: reusing the hub (pid {pid})")
+            return
+        hub_file.unlink()
+    home().mkdir(parents=True, exist_ok=True)
+    log = (home() / "hub.log").open("ab")
+    with log:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hub",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--probe-interval",
+                "2",
+            ],
+            env=_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + HUB_START_TIMEOUT
+    while not hub_file.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: the hub did not start; see {home() / 'hub.log'}")
+        time.sleep(0.1)
+
+
+def stop_hub() -> None:
+    hub_file = home() / "hub.json"
+    if hub_file.exists():
+        pid = int(json.loads(hub_file.read_text())["pid"])
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def join(infos: list[ClusterInfo]) -> None:
+    listed = _query("cluster", "list")
+    assert isinstance(listed, dict)
+    known = {c["name"] for c in listed["clusters"]}
+    for name, labels, info in zip(NAMES, LABELS, infos, strict=True):
+        if name not in known:
+            flotilla("cluster", "join", str(info.kubeconfig), "--name", name, "--labels", labels)
+    flotilla("cluster", "list")
+
+
+def upgraded_example() -> Path:
+    """The example at chart 2.0.0: the upgrade the canary trait rolls out gradually."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["annotations"]["app.oam.dev/publishVersion"] = "v2"
+    document["spec"]["components"][0]["properties"]["version"] = "2.0.0"
+    path = home() / "three-envs-v2.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def main() -> None:
+    if sys.argv[1:] == ["stop"]:
+        stop_hub()
+        return
+    infos = clusters.up(3)
+    serve_detached(DEMO_REPO_PORT, state_dir() / "charts")
+    start_hub()
+    print(f"demo: hub home {home()}; to use it yourself: export FLOTILLA_HOME={home()}")
+    join(infos)
+    flotilla("plan", "-f", str(EXAMPLE))
+    flotilla("up", "-f", str(EXAMPLE), "--wait")
+    status = _query("status", "canary-demo")
+    assert isinstance(status, dict)
+    if status["phase"] == "suspended":
+        flotilla("workflow", "resume", "canary-demo", "--wait")
+    flotilla("status", "canary-demo", "--tree")
+
+
+if __name__ == "__main__":
+    main()
