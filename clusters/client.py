@@ -9,6 +9,7 @@ failures onto `clusters.errors`. One `ClusterClient` per cluster, created once a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -29,6 +30,10 @@ DEFAULT_TIMEOUT = 10.0
 # Requests in flight per cluster. API servers' priority-and-fairness queues start
 # rejecting a single client well above this; beyond it latency only grows.
 DEFAULT_MAX_IN_FLIGHT = 16
+# Long-lived streams (watches) per cluster the connection pool keeps room for, beside the
+# requests: a watch cache holds one per watched kind (about ten), and watches are exempt
+# from the API server's in-flight limits, so they take no request slot.
+MAX_STREAMS = 16
 
 JSON = "application/json"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -66,7 +71,7 @@ class ClusterClient:
         reported as Unauthorized without its output, which may contain a token.
         """
         configuration = k8s.Configuration()
-        configuration.connection_pool_maxsize = max_in_flight
+        configuration.connection_pool_maxsize = max_in_flight + MAX_STREAMS
         try:
             await load_kube_config_from_dict(
                 dict(document),
@@ -113,9 +118,13 @@ class ClusterClient:
         query: Mapping[str, str | int | bool] | None = None,
         read_timeout: float | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A long-lived GET (a watch); the caller reads lines from `response.content`."""
+        """A long-lived GET (a watch); the caller reads lines from `response.content`.
+
+        It takes no request slot: a stream lives as long as its watch, and a few watches
+        holding slots would starve the short requests that the slots are for.
+        """
         timeout = aiohttp.ClientTimeout(sock_connect=self.timeout, sock_read=read_timeout)
-        async with self._response("GET", path, query, None, JSON, timeout) as resp:
+        async with self._response("GET", path, query, None, JSON, timeout, slot=False) as resp:
             yield resp
 
     @asynccontextmanager
@@ -127,9 +136,11 @@ class ClusterClient:
         body: Any,
         content_type: str,
         timeout: float | aiohttp.ClientTimeout | None,
+        *,
+        slot: bool = True,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         params = {k: _query_value(v) for k, v in (query or {}).items()}
-        async with self._slots:
+        async with self._slots if slot else contextlib.nullcontext():
             try:
                 resp = await self.api.call_api(
                     path,

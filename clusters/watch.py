@@ -167,6 +167,12 @@ class ClusterCache:
         """Increases on every change of objects or sync state: `wait_for` a new one."""
         return self._version
 
+    def listed(self, kind: str) -> bool:
+        """Every stream of `kind` has listed at least once. Only then does `get` answering
+        None mean the object did not exist when last seen, rather than not looked for yet."""
+        state = self._state(kind)
+        return state.resolved and all(stream.last_seen is not None for stream in state.streams)
+
     def get(self, kind: str, namespace: str | None, name: str) -> Object | None:
         """One object as last seen, or None; `namespace` None for cluster-scoped kinds."""
         return self._state(kind).objects.get((namespace or "", name))

@@ -20,12 +20,16 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 # One pinned release: tests assert that /version reports it.
 K8S_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.4"
 K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
+# Only the benchmark needs Helm's own CLI (the way people deploy today, to compare with);
+# the hub renders with the Helm SDK and never runs it.
+HELM_VERSION = "v3.22.0"
 
 ETCD_MAIN = """package main
 
@@ -53,8 +57,12 @@ def etcd_dir() -> Path:
     return cache_root() / f"etcd-{ETCD_VERSION}"
 
 
+def helm_dir() -> Path:
+    return cache_root() / f"helm-{HELM_VERSION}"
+
+
 def binary(name: str) -> Path:
-    folder = etcd_dir() if name == "etcd" else k8s_dir()
+    folder = {"etcd": etcd_dir(), "helm": helm_dir()}.get(name, k8s_dir())
     return folder / "bin" / name
 
 
@@ -134,31 +142,51 @@ def build_etcd() -> None:
     _build(["-ldflags", "-s -w", "."], out / "bin" / "etcd", work)
 
 
+def build_helm() -> None:
+    """`helm` from its Go module; unlike Kubernetes it installs without replaces."""
+    out = helm_dir()
+    if binary("helm").exists():
+        return
+    work = out / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "go.mod").write_text("module flotilla.local/helmbuild\n\ngo 1.24.0\n")
+    _go(["get", f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"], work)
+    (out / "bin").mkdir(exist_ok=True)
+    _log(f"building helm {HELM_VERSION}")
+    stamp = f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}"
+    _build(["-ldflags", f"-s -w {stamp}", "helm.sh/helm/v3/cmd/helm"], binary("helm"), work)
+
+
 def _log(message: str) -> None:
     print(f"e2e: {message}", file=sys.stderr, flush=True)
 
 
-def _missing() -> bool:
-    return not all(binary(name).exists() for name in ("etcd", *K8S_COMMANDS))
+CONTROL_PLANE = ("etcd", *K8S_COMMANDS)
 
 
-def ensure_built() -> None:
-    """Build whatever is missing; a warm cache returns at once. A file lock makes
-    a second caller wait for a build in progress instead of starting another."""
-    if not _missing():
+def _missing(names: Sequence[str]) -> bool:
+    return not all(binary(name).exists() for name in names)
+
+
+def ensure_built(names: Sequence[str] = CONTROL_PLANE) -> None:
+    """Build whichever of `names` is missing; a warm cache returns at once. A file lock
+    makes a second caller wait for a build in progress instead of starting another."""
+    if not _missing(names):
         return
     started = time.monotonic()
     cache_root().mkdir(parents=True, exist_ok=True)
+    builders = {"etcd": (build_etcd, etcd_dir()), "helm": (build_helm, helm_dir())}
     with (cache_root() / ".build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _missing():
+        if not _missing(names):
             return
-        build_etcd()
-        build_k8s()
-        for folder in (k8s_dir(), etcd_dir()):
+        steps = dict.fromkeys(builders.get(name, (build_k8s, k8s_dir())) for name in names)
+        for build, folder in steps:
+            build()
             shutil.rmtree(folder / "build", ignore_errors=True)
-    _log(f"control-plane binaries ready in {time.monotonic() - started:.0f}s")
+    _log(f"{', '.join(names)} ready in {time.monotonic() - started:.0f}s")
 
 
 if __name__ == "__main__":
-    ensure_built()
+    # `python -m e2e.binaries` builds the control plane; name binaries to build others.
+    ensure_built(tuple(sys.argv[1:]) or CONTROL_PLANE)

@@ -63,6 +63,7 @@ class FakeApi:
         app.router.add_get("/api/v1", self._discovery)
         app.router.add_get("/api/v1/namespaces/ns/configmaps", self._configmaps)
         app.router.add_get("/api/v1/configmaps", self._configmaps)
+        app.router.add_get("/api/v1/namespaces/ns/configmaps/{name}", self._get)
         app.router.add_patch("/api/v1/namespaces/ns/configmaps/{name}", self._patch)
         app.router.add_patch("/api/v1/namespaces/{name}", self._patch_namespace)
         return app
@@ -80,6 +81,16 @@ class FakeApi:
     async def _discovery(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(("discovery", {}))
         return self._failure() or web.json_response(DISCOVERY)
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        """One object, as the latest scripted list has it."""
+        name = request.match_info["name"]
+        self.seen.append(("get", {"name": name}))
+        found = [o for o in (self.lists[-1] if self.lists else []) if o["metadata"]["name"] == name]
+        if not found:
+            status = {"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found"}
+            return web.json_response(status, status=404)
+        return web.json_response(found[0])
 
     async def _patch(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(("patch", dict(request.query)))
@@ -106,6 +117,7 @@ class FakeApi:
         await response.prepare(request)
         if number >= len(self.watches):
             await self.stopping.wait()  # open and silent until the server stops
+            return response
         for line in self.watches[number]:
             await response.write(json.dumps(line).encode() + b"\n")
         return response

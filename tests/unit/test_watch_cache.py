@@ -82,6 +82,7 @@ async def test_objects_are_stored_with_kind_and_without_managed_fields() -> None
         ClusterCache(api, CONFIG_MAPS, backoff=FAST) as cache,
     ):
         assert await cache.wait_for(lambda: cache.synced, WAIT)
+        assert cache.listed("ConfigMap")
         obj: dict[str, Any] = cache.get("ConfigMap", "ns", "a") or {}
         assert (obj["apiVersion"], obj["kind"]) == ("v1", "ConfigMap")
         assert "managedFields" not in obj["metadata"]
@@ -98,6 +99,7 @@ async def test_an_unreachable_cluster_is_reported_and_retried() -> None:
         assert "cannot connect" in (cache.last_error or "")
         assert not cache.synced
         assert cache.last_seen is None
+        assert not cache.listed("ConfigMap"), "None from get means 'not looked yet' here"
         assert cache.get("ConfigMap", "ns", "a") is None
 
 
