@@ -151,6 +151,12 @@ class Applications:
             targets=targets,
             rollback_of=rollback_of,
         )
+        if rollback_of is not None:
+            # A rollback is the way back to a known good state: no approval gate holds it.
+            for step_name, kind in steps:
+                auto = self._settings(name, revision.number, step_name)[0]
+                if kind == "suspend" or not auto:
+                    self.apps.set_step(name, revision.number, step_name, phase="approved")
         what = f"rollback to revision {rollback_of}" if rollback_of else "new spec"
         self.apps.add_event(name, f"revision {revision.number} created ({what})")
         self.engine.kick(name)

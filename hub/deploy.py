@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from clusters.apply import apply, delete, get
@@ -22,13 +22,11 @@ from clusters.health import Health, HealthStatus, assess, worst
 from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartRef
 from hub.errors import FlotillaError
+from hub.objects import key, labelled, ref_dict, ref_of
 from hub.registry import Registry
+from hub.rollout import Outcome, Rollouts
 from hub.store import AppStore, TargetRecord
 
-APP_LABEL = "app.oam.dev/name"
-COMPONENT_LABEL = "app.oam.dev/component"
-REVISION_LABEL = "flotilla.dev/revision"
-MANAGED_BY = "flotilla.dev/managed-by"
 # How long a step waits for its objects to become healthy before failing the target.
 DEFAULT_STEP_TIMEOUT = 300.0
 POLL_INTERVAL = 1.0
@@ -36,46 +34,6 @@ POLL_INTERVAL = 1.0
 
 class TargetFailed(FlotillaError):
     """The target could not be deployed, or did not become healthy in time."""
-
-
-def ref_dict(ref: ObjectRef) -> dict[str, Any]:
-    return {
-        "apiVersion": ref.api_version,
-        "kind": ref.kind,
-        "namespace": ref.namespace,
-        "name": ref.name,
-    }
-
-
-def ref_of(entry: Mapping[str, Any]) -> ObjectRef:
-    return ObjectRef(entry["apiVersion"], entry["kind"], entry.get("namespace"), entry["name"])
-
-
-def _key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    return (
-        entry["apiVersion"].split("/")[0] if "/" in entry["apiVersion"] else "",
-        entry["kind"],
-        entry.get("namespace") or "",
-        entry["name"],
-    )
-
-
-def labelled(
-    objects: Iterable[dict[str, Any]], app: str, component: str, revision: int
-) -> list[dict[str, Any]]:
-    out = []
-    for obj in objects:
-        metadata = obj.setdefault("metadata", {})
-        labels = metadata.get("labels") or {}
-        labels |= {
-            APP_LABEL: app,
-            COMPONENT_LABEL: component,
-            REVISION_LABEL: str(revision),
-            MANAGED_BY: "flotilla",
-        }
-        metadata["labels"] = labels
-        out.append(obj)
-    return out
 
 
 class Deployer:
@@ -91,6 +49,7 @@ class Deployer:
         self.registry = registry
         self.charts = charts
         self.step_timeout = step_timeout
+        self.rollouts = Rollouts(apps, step_timeout=step_timeout)
 
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
         """The manifests of a target, labelled; the chart comes from the digest cache."""
@@ -107,10 +66,19 @@ class Deployer:
             )
         return labelled(objects, target.app, target.component, target.revision)
 
-    async def __call__(self, target: TargetRecord) -> None:
+    async def __call__(self, target: TargetRecord, *, resumed: bool = False) -> bool:
+        """Deploy one target; False when its canary step is ready and waits for resume."""
         self._mark(target, "applying")
         objects = await self.render(target)
         client = await self.registry.client(target.cluster)
+        await self.rollouts.abort_stale(target, objects, client, self.render)
+        first = (target.cluster, target.component) not in self.apps.inventory(target.app)
+        outcome = await self.rollouts.run(
+            target, objects, client, resumed=resumed, first_deploy=first
+        )
+        if outcome is Outcome.PAUSED:
+            self._mark(target, "paused", self.rollouts.describe(target))
+            return False
         refs = await self.apply(
             target.app,
             target.cluster,
@@ -123,6 +91,7 @@ class Deployer:
         self._mark(target, "waiting", "waiting for the objects to become healthy")
         await self.wait_healthy(client, refs, target)
         self._mark(target, "healthy")
+        return True
 
     async def apply(
         self,
@@ -139,8 +108,8 @@ class Deployer:
         coming = [
             {**ref_dict(ObjectRef.of(o)), "namespace": _namespace_of(o, namespace)} for o in objects
         ]
-        keys = {_key(e) for e in coming}
-        stale = [e for e in previous if _key(e) not in keys]
+        keys = {key(e) for e in coming}
+        stale = [e for e in previous if key(e) not in keys]
         self.apps.set_inventory(app, cluster, component, revision, previous + coming)
         applied = await apply(client, objects, default_namespace=namespace)
         current = [{**ref_dict(r), "uid": r.uid} for r in applied]

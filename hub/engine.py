@@ -27,8 +27,9 @@ DEFAULT_FANOUT = 32
 # Checked between steps and while suspended: how soon `resume`/`suspend` take effect.
 WAKE_INTERVAL = 1.0
 
-# deploy(target, step_record) -> None; raises to fail that target only.
-DeployTarget = Callable[[TargetRecord], Awaitable[None]]
+# deploy(target, resumed=...) -> False when the target's canary step waits for resume;
+# raises to fail that target only.
+DeployTarget = Callable[..., Awaitable[bool]]
 # The steps of a revision grouped in the order they may run (networkx generations).
 StepOrder = Callable[[str, int], list[list[str]]]
 # Extra per-step settings the engine needs from the spec: (auto, parallelism, duration).
@@ -91,13 +92,26 @@ class Engine:
     # operator verbs
 
     def resume(self, app: str) -> str:
+        """Approve a suspended step, advance a paused canary, lift an operator's suspend;
+        on a failed workflow, retry what failed (as `restart`)."""
         record = self.apps.app(app)
+        if record.phase == "failed":
+            self.restart(app)
+            return "failed steps, retried"
         steps = self.apps.steps(app, record.revision)
-        waiting = [s for s in steps if s.phase == "suspended"]
+        waiting = [s for s in steps if s.phase in ("suspended", "paused")]
+        timed = [r for r in self.apps.rollouts(app) if r.stage == "paused" and r.resume_at]
+        for rollout in timed:  # cut a timed canary pause short
+            rollout.resume_at = time.time()
+            self.apps.put_rollout(rollout)
+        if timed and not waiting:
+            self.apps.add_event(app, "resumed: timed canary pause cut short")
+            return "canary pause"
         if not waiting and not record.suspend:
             raise Conflict(f"application {app!r} is not suspended (phase {record.phase})")
         for step in waiting:
-            self.apps.set_step(app, record.revision, step.name, phase="approved")
+            phase = "approved" if step.phase == "suspended" else "resumed"
+            self.apps.set_step(app, record.revision, step.name, phase=phase)
         self.apps.set_suspend(app, False)
         self.apps.set_app(app, phase="running")
         self.apps.add_event(app, f"resumed ({', '.join(s.name for s in waiting) or 'workflow'})")
@@ -181,6 +195,7 @@ class Engine:
         if step.type == "suspend":
             self.apps.set_step(app, revision, step.name, phase="succeeded")
             return "succeeded"
+        resumed = step.phase == "resumed"
         self.apps.set_step(app, revision, step.name, phase="running")
         targets = [
             t
@@ -188,10 +203,18 @@ class Engine:
             if t.step == step.name and t.phase != "healthy"
         ]
         bound = asyncio.Semaphore(parallelism or self._fanout)
-        results = await asyncio.gather(*(self._target(bound, t) for t in targets))
+        results = await asyncio.gather(*(self._target(bound, t, resumed) for t in targets))
         if self.apps.app(app).revision != revision:
             return None
-        failed = [t for t, ok in zip(targets, results, strict=True) if not ok]
+        failed = [t for t, result in zip(targets, results, strict=True) if result is None]
+        paused = [t for t, result in zip(targets, results, strict=True) if result is False]
+        if paused and not failed:
+            # Every cluster's canary step is ready: one resume advances them together.
+            why = f"canary {paused[0].message}"
+            self.apps.set_step(app, revision, step.name, phase="paused", message=why)
+            self.apps.set_app(app, phase="suspended", message=f"step {step.name}: {why}")
+            self.apps.add_event(app, f"step {step.name}: {why} on {len(paused)} cluster(s)")
+            return None
         if failed:
             names = ", ".join(f"{t.cluster}/{t.component}" for t in failed)
             self.apps.set_step(
@@ -236,10 +259,13 @@ class Engine:
         self.apps.set_app(app, phase="running")
         return True
 
-    async def _target(self, bound: asyncio.Semaphore, target: TargetRecord) -> bool:
+    async def _target(
+        self, bound: asyncio.Semaphore, target: TargetRecord, resumed: bool
+    ) -> bool | None:
+        """True deployed, False paused (canary), None failed."""
         async with bound:
             try:
-                await self._deploy(target)
+                return await self._deploy(target, resumed=resumed)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # one cluster fails its own target, never the process
@@ -248,8 +274,7 @@ class Engine:
                 self.apps.put_target(target)
                 self.apps.add_event(target.app, f"{target.cluster}/{target.component}: {message}")
                 log.info("target %s/%s failed: %s", target.cluster, target.component, message)
-                return False
-            return True
+                return None
 
     def _failure_summary(self, app: str, revision: int) -> str:
         failed = [s for s in self.apps.steps(app, revision) if s.phase == "failed"]

@@ -41,6 +41,7 @@ class PlannedTarget:
             "chart": chart_ref_fields(props),
             "values": dict(self.target.values),
             "digest": self.chart.digest if self.chart else "",
+            "traits": {kind: dict(props) for kind, props in self.target.traits.items()},
         }
 
     @property

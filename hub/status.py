@@ -1,28 +1,32 @@
 """The status tree: application -> step -> cluster -> release -> objects, health rolled up.
 
-Built from the store (what the workflow did) and the member clusters (what the objects
-look like now). A cluster the prober marks unreachable is not asked at all, so one dead
-cluster costs nothing: its objects show as Unknown with when it was last seen.
-The worst health of the children is the health of the parent.
+Built from the store (what the workflow did) and the clusters' watch caches (what the
+objects look like now; hub.observer), so a call asks no API server. Only objects a cache
+cannot answer for (not listed yet, or of a kind it does not watch) are read from their
+cluster, and never from a cluster the prober marks unreachable: one dead cluster costs
+nothing. Its objects show as last seen, or as Unknown if never seen, with when the cluster
+last answered. The worst health of the children is the health of the parent.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from clusters.apply import get
 from clusters.client import ClusterClient
 from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus, assess, worst
-from hub.deploy import ref_of
+from hub.objects import ref_of
+from hub.observer import Sighting
 from hub.registry import Registry
 from hub.store import AppRecord, AppStore, ClusterRecord, StepRecord, TargetRecord
 from hub.timefmt import timestamp
 
-# Per cluster, for the live reads of one status call: a slow cluster must not make
-# `status` slow for everyone.
+# Per cluster, for the reads of one status call that no cache answers: a slow cluster
+# must not make `status` slow for everyone.
 READ_TIMEOUT = 3.0
 Objects = list[dict[str, Any]]
 
@@ -33,7 +37,7 @@ async def application_status(apps: AppStore, registry: Registry, name: str) -> d
     steps = apps.steps(name, record.revision)
     targets = apps.targets(name, record.revision)
     inventory = apps.inventory(name)
-    clusters = {c.name: c for c in registry.store.clusters()}
+    clusters = {c.name: _seen_by_cache(c, registry) for c in registry.store.clusters()}
     live = await _read_objects(registry, clusters, targets, inventory)
     step_views = [
         _step_view(record, step, [t for t in targets if t.step == step.name], clusters, live)
@@ -54,6 +58,13 @@ async def application_status(apps: AppStore, registry: Registry, name: str) -> d
     }
 
 
+def _seen_by_cache(cluster: ClusterRecord, registry: Registry) -> ClusterRecord:
+    """The cluster as the prober saw it, last seen when its prober or its watches last
+    heard from it: a watch event may be newer than the last probe of a dying cluster."""
+    seen = [t for t in (cluster.last_seen, registry.observer.last_seen(cluster.name)) if t]
+    return replace(cluster, last_seen=max(seen, default=None))
+
+
 def next_action(record: AppRecord, steps: list[StepRecord]) -> str | None:
     """What the operator must do now, as a command they can paste."""
     if record.phase == "suspended":
@@ -72,27 +83,50 @@ async def _read_objects(
     targets: list[TargetRecord],
     inventory: Mapping[tuple[str, str], tuple[int, Objects]],
 ) -> dict[tuple[str, str], list[tuple[dict[str, Any], Health]]]:
-    """Each (cluster, component)'s objects with their health, read concurrently."""
+    """Each (cluster, component)'s objects with their health: from the watch caches, and
+    what they cannot tell read from the clusters concurrently."""
     wanted = {(t.cluster, t.component) for t in targets}
 
     async def read(key: tuple[str, str]) -> list[tuple[dict[str, Any], Health]]:
         refs = inventory.get(key, (0, []))[1]
         cluster = clusters.get(key[0])
-        if cluster is None or cluster.health == "Unreachable":
-            why = "cluster unreachable" if cluster else "cluster not registered"
-            return [(r, Health(HealthStatus.UNKNOWN, why)) for r in refs]
-        try:
-            client = await registry.client(key[0])
-            async with asyncio.timeout(READ_TIMEOUT):
-                objects = await asyncio.gather(*(_get(client, r) for r in refs))
-        except (TimeoutError, ClusterError) as e:
-            reason = "no answer in time" if isinstance(e, TimeoutError) else str(e)
-            return [(r, Health(HealthStatus.UNKNOWN, reason)) for r in refs]
-        return [(r, assess(o)) for r, o in zip(refs, objects, strict=True)]
+        if cluster is None:
+            return [(r, Health(HealthStatus.UNKNOWN, "cluster not registered")) for r in refs]
+        registry.observer.watch(key[0])
+        sightings = [registry.observer.sighting(key[0], r) for r in refs]
+        unseen = [r for r, seen in zip(refs, sightings, strict=True) if seen is None]
+        live = iter(await _read_live(registry, cluster, unseen) if unseen else ())
+        return [
+            (r, _judged(seen) if seen is not None else next(live))
+            for r, seen in zip(refs, sightings, strict=True)
+        ]
 
     keys = sorted(wanted)
     results = await asyncio.gather(*(read(k) for k in keys))
     return dict(zip(keys, results, strict=True))
+
+
+async def _read_live(registry: Registry, cluster: ClusterRecord, refs: Objects) -> list[Health]:
+    """The health of `refs` as their cluster says now (GETs), bounded by READ_TIMEOUT."""
+    if cluster.health == "Unreachable":
+        return [Health(HealthStatus.UNKNOWN, "cluster unreachable")] * len(refs)
+    try:
+        client = await registry.client(cluster.name)
+        async with asyncio.timeout(READ_TIMEOUT):
+            objects = await asyncio.gather(*(_get(client, r) for r in refs))
+    except (TimeoutError, ClusterError) as e:
+        reason = "no answer in time" if isinstance(e, TimeoutError) else str(e)
+        return [Health(HealthStatus.UNKNOWN, reason)] * len(refs)
+    return [assess(o) for o in objects]
+
+
+def _judged(seen: Sighting) -> Health:
+    """The health of what a cache saw; when its watch is down, say how old that is."""
+    health = assess(seen.obj)
+    if seen.fresh:
+        return health
+    note = f"as last seen {timestamp(seen.seen) or 'never'}"
+    return Health(health.status, f"{note}: {health.reason}" if health.reason else note)
 
 
 async def _get(client: ClusterClient, ref: Mapping[str, Any]) -> dict[str, Any] | None:

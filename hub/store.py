@@ -92,6 +92,19 @@ CREATE TABLE IF NOT EXISTS inventory (
     objects     TEXT NOT NULL,
     PRIMARY KEY (app, cluster, component)
 );
+CREATE TABLE IF NOT EXISTS rollouts (
+    app         TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+    cluster     TEXT NOT NULL,
+    component   TEXT NOT NULL,
+    revision    INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    stage       TEXT NOT NULL,
+    step        INTEGER NOT NULL,
+    resume_at   REAL,
+    detail      TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (app, cluster, component)
+);
 CREATE TABLE IF NOT EXISTS events (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     app         TEXT NOT NULL,
@@ -294,6 +307,22 @@ class TargetRecord:
     updated_at: float = field(default_factory=time.time)
 
 
+@dataclass
+class RolloutRecord:
+    """The canary of one workload of one target: which revision, where it stands."""
+
+    app: str
+    cluster: str
+    component: str
+    revision: int
+    kind: str
+    name: str
+    stage: str
+    step: int
+    resume_at: float | None = None
+    detail: str = ""  # canary readiness, for status
+
+
 class AppStore:
     """Applications, revisions and workflow state, on the same connection as the registry."""
 
@@ -369,7 +398,7 @@ class AppStore:
 
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:
-            for table in ("events", "inventory", "targets", "steps", "revisions"):
+            for table in ("events", "rollouts", "inventory", "targets", "steps", "revisions"):
                 db.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             db.execute("DELETE FROM applications WHERE name = ?", (name,))
 
@@ -454,6 +483,43 @@ class AppStore:
         with self._store.transaction() as db:
             db.execute(
                 "DELETE FROM inventory WHERE app = ? AND cluster = ? AND component = ?",
+                (app, cluster, component),
+            )
+
+    def rollout(self, app: str, cluster: str, component: str) -> RolloutRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
+            (app, cluster, component),
+        ).fetchone()
+        return RolloutRecord(**dict(row)) if row is not None else None
+
+    def rollouts(self, app: str) -> list[RolloutRecord]:
+        rows = self._db.execute("SELECT * FROM rollouts WHERE app = ?", (app,)).fetchall()
+        return [RolloutRecord(**dict(r)) for r in rows]
+
+    def put_rollout(self, rollout: RolloutRecord) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO rollouts (app, cluster, component, revision, kind, name,"
+                " stage, step, resume_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rollout.app,
+                    rollout.cluster,
+                    rollout.component,
+                    rollout.revision,
+                    rollout.kind,
+                    rollout.name,
+                    rollout.stage,
+                    rollout.step,
+                    rollout.resume_at,
+                    rollout.detail,
+                ),
+            )
+
+    def drop_rollout(self, app: str, cluster: str, component: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
                 (app, cluster, component),
             )
 
