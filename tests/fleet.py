@@ -47,6 +47,7 @@ class Fleet:
         traits: list[dict[str, Any]] | None = None,
         publish: str | None = None,
         prod_eu_replicas: int = 3,
+        dev_canary: bool = False,
     ) -> Path:
         """The three-environment application: dev (1 replica), then prod on two clusters
         with prod-eu overridden; optionally a suspend step between them."""
@@ -79,7 +80,9 @@ class Fleet:
                 "properties": {"policies": ["prod", "eu-values"]},
             }
         )
-        override = {"name": name, "properties": {"values": {"replicaCount": 1}}}
+        override: dict[str, Any] = {"name": name, "properties": {"values": {"replicaCount": 1}}}
+        if traits and not dev_canary:  # dev rolls straight through; the canary is prod's
+            override["traits"] = [{"type": "kruise-rollout", "disable": True}]
         document = {
             "apiVersion": "core.oam.dev/v1beta1",
             "kind": "Application",

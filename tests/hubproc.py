@@ -36,9 +36,18 @@ class Result:
 
 
 class HubProcess:
-    def __init__(self, home: Path, *, probe_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        probe_interval: float = 1.0,
+        log_level: str = "debug",
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         self.home = home
         self.probe_interval = probe_interval
+        self.log_level = log_level
+        self.serve_args = serve_args
         self.log_path = home.parent / f"{home.name}-hub.log"
         self.outputs: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
@@ -63,7 +72,8 @@ class HubProcess:
                     "--probe-interval",
                     str(self.probe_interval),
                     "--log-level",
-                    "debug",
+                    self.log_level,
+                    *self.serve_args,
                 ],
                 env=self.env,
                 stdout=log,
