@@ -53,6 +53,10 @@ def _canary_objects(fleet: Fleet, cluster: str) -> list[str]:
     return [f"{o['kind']}/{o['metadata']['name']}" for o in found["items"]]
 
 
+def _any_canary(fleet: Fleet) -> bool:
+    return any(_canary_objects(fleet, cluster) for cluster in PROD)
+
+
 def _annotations(fleet: Fleet, cluster: str, kind: str, name: str) -> dict[str, str]:
     obj = fleet.kubectl(cluster, "get", kind, name)
     return dict(obj["metadata"].get("annotations") or {})
@@ -77,11 +81,8 @@ def _upgrade(fleet: Fleet, **app: Any) -> None:
 
 
 def _assert_v1_everywhere(fleet: Fleet, uids: dict[str, set[str]]) -> None:
+    until(lambda: not _any_canary(fleet), what="canary objects gone")
     for cluster, replicas in PROD.items():
-        until(
-            lambda c=cluster: not _canary_objects(fleet, c),
-            what=f"canary objects gone on {cluster}",
-        )
         assert fleet.image(cluster) == "registry.local/canary-demo:1.0.0"
         deployment = fleet.deployment(cluster)
         assert deployment is not None
@@ -261,8 +262,8 @@ def test_hub_killed_during_a_canary_ends_the_same(fleet: Fleet, kill_at: str) ->
         fleet.hub.kill()
         fleet.hub.start()
     until(lambda: phase(fleet) == "succeeded", what="canary finished", timeout=300)
+    until(lambda: not _any_canary(fleet), what="canary objects gone")
     for cluster, replicas in PROD.items():
-        until(lambda c=cluster: not _canary_objects(fleet, c), what="canary objects gone")
         deployment = fleet.deployment(cluster)
         assert deployment is not None and not deployment["spec"].get("paused")
         assert deployment["status"].get("readyReplicas") == replicas
