@@ -2,7 +2,8 @@
 
 Health is kept by a background prober, never computed on request, so `cluster list`
 answers from the store at once even when a member cluster is dead. One ClusterClient per
-cluster is created on first use and reused by everything in the hub that talks to it.
+cluster is created on first use and reused by everything in the hub that talks to it,
+its watch cache (`observer`) included; detach and rename take the cache along.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from clusters.client import ClusterClient
 from clusters.errors import ClusterError, Unauthorized, Unreachable
 from clusters.probe import probe, readiness
 from hub.errors import ClusterUnavailable, InvalidInput, NotFound
+from hub.observer import Observer
 from hub.redaction import Scrubber
 from hub.store import ClusterRecord, Store
 from placement.selectors import validate_label_key, validate_label_value
@@ -48,23 +50,35 @@ class Registry:
         self.scrubber = scrubber
         self.temp_dir = temp_dir
         self.probe_interval = probe_interval
+        self.observer = Observer(self.client)
         self._clients: dict[str, ClusterClient] = {}
+        self._connecting: dict[str, asyncio.Lock] = {}
         self._next_probe: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         for record in store.clusters():
             scrubber.add(kc.secrets_of(record.kubeconfig))
 
+    def observe(self) -> None:
+        """Start the watch cache of every registered cluster (in the background)."""
+        for record in self.store.clusters():
+            self.observer.watch(record.name)
+
     async def close(self) -> None:
+        await self.observer.close()
         clients, self._clients = list(self._clients.values()), {}
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
     async def client(self, name: str) -> ClusterClient:
-        """The shared client of a registered cluster (created on first use)."""
-        if name not in self._clients:
-            record = self.store.cluster(name)
-            self._clients[name] = await ClusterClient.connect(
-                record.kubeconfig, temp_dir=self.temp_dir
-            )
+        """The shared client of a registered cluster (created on first use).
+
+        Callers racing for a new cluster's client (the prober, the observer, a deploy)
+        wait for one another: a second client would be made and never closed."""
+        async with self._connecting.setdefault(name, asyncio.Lock()):
+            if name not in self._clients:
+                record = self.store.cluster(name)
+                self._clients[name] = await ClusterClient.connect(
+                    record.kubeconfig, temp_dir=self.temp_dir
+                )
         return self._clients[name]
 
     async def join(
@@ -120,6 +134,7 @@ class Registry:
         )
         self.store.add_cluster(record)
         self._clients[name] = client
+        self.observer.watch(name)
         log.info("joined cluster %s (%s, %s)", name, config.server, facts.version)
         return record
 
@@ -138,10 +153,13 @@ class Registry:
         self.store.rename_cluster(old, new)
         if old in self._clients:
             self._clients[new] = self._clients.pop(old)
+        self.observer.rename(old, new)
         return self.store.cluster(new)
 
     async def detach(self, name: str) -> None:
         self.store.delete_cluster(name)
+        await self.observer.forget(name)
+        self._connecting.pop(name, None)
         client = self._clients.pop(name, None)
         if client is not None:
             await client.close()

@@ -254,6 +254,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     prober = asyncio.create_task(registry.probe_forever(), name="prober")
     prober.add_done_callback(_report_death)
+    registry.observe()
     apps.engine.start()
     started = time.monotonic()
     await stop.wait()

@@ -1,0 +1,182 @@
+"""The status path reads the clusters' watch caches: no request per call, and a cluster
+that went away answers at once with what was last seen. Driven by a scripted API server,
+so requests are counted exactly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestServer
+
+from clusters.resources import Backoff
+from clusters.watch import ClusterCache
+from hub.observer import Observer
+from hub.redaction import Scrubber
+from hub.registry import Registry
+from hub.status import application_status
+from hub.store import AppStore, ClusterRecord, Store, TargetRecord
+from tests.unit.fakeapi import FakeApi, config_map
+
+FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
+WAIT = 10.0
+CLUSTER, APP = "edge", "shop"
+NAMES = ["settings", "gone"]  # the second was deleted behind our back
+
+
+@dataclass
+class Hub:
+    fake: FakeApi
+    server: TestServer
+    store: Store
+    registry: Registry
+
+    async def cache(self) -> ClusterCache:
+        """The cluster's cache once it has listed what it watches."""
+        observer = self.registry.observer
+        assert await _until(lambda: observer.cache(CLUSTER) is not None)
+        cache = observer.cache(CLUSTER)
+        assert cache is not None
+        assert await cache.wait_for(lambda: cache.listed("ConfigMap") and cache.synced, WAIT)
+        return cache
+
+    async def status(self) -> dict[str, Any]:
+        return await application_status(AppStore(self.store), self.registry, APP)
+
+    def requests(self) -> list[str]:
+        return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]
+
+
+async def _until(condition: Callable[[], bool]) -> bool:
+    """Poll with a bound on waiting (the cache starts in the background); no timing."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    # The observer announces no "started" event: nothing but this test would wait for one.
+    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+def kubeconfig(server: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": CLUSTER, "cluster": {"server": server}}],
+        "users": [{"name": "admin", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": CLUSTER, "context": {"cluster": CLUSTER, "user": "admin"}}],
+        "current-context": CLUSTER,
+    }
+
+
+@asynccontextmanager
+async def hub_with_app(tmp_path: Path) -> AsyncIterator[Hub]:
+    """A registry and store with one cluster (the fake) and one application deployed to
+    it, whose inventory holds two ConfigMaps; the fake has only the first."""
+    fake = FakeApi(lists=[[config_map("settings", "1")]])
+    server = TestServer(fake.app())
+    await server.start_server()
+    store = Store(tmp_path / "store.db")
+    url = str(server.make_url("")).rstrip("/")
+    store.add_cluster(
+        ClusterRecord(name=CLUSTER, server=url, kubeconfig=kubeconfig(url), credential="token")
+    )
+    store.record_probe(CLUSTER, health="Healthy", reason="", version=None, seen=True)
+    apps = AppStore(store)
+    target = TargetRecord(
+        app=APP,
+        revision=0,
+        step="deploy",
+        cluster=CLUSTER,
+        component="web",
+        namespace="ns",
+        release="web",
+        chart="web-1.0.0",
+        spec={},
+        phase="healthy",
+    )
+    apps.create_revision(
+        APP,
+        spec={},
+        digest="d",
+        publish_version="",
+        source="test",
+        steps=[("deploy", "deploy")],
+        targets=[target],
+    )
+    refs = [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "ns", "name": n} for n in NAMES]
+    apps.set_inventory(APP, CLUSTER, "web", 1, refs)
+    registry = Registry(store, Scrubber(), temp_dir=tmp_path)
+    registry.observer = Observer(registry.client, kinds=[("v1", "ConfigMap")], backoff=FAST)
+    registry.observe()
+    try:
+        yield Hub(fake, server, store, registry)
+    finally:
+        fake.stopping.set()
+        await registry.close()
+        await server.close()
+        store.close()
+
+
+def objects(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    [step] = status["steps"]
+    [cluster] = step["clusters"]
+    [release] = cluster["releases"]
+    return {o["name"]: (o["health"], o["reason"]) for o in release["objects"]}
+
+
+async def test_status_answers_from_the_cache_without_a_request(tmp_path: Path) -> None:
+    async with hub_with_app(tmp_path) as hub:
+        await hub.cache()
+        before = hub.requests()
+        for _ in range(5):
+            status = await hub.status()
+        assert hub.requests() == before == ["list"], "status asked the cluster"
+        assert objects(status) == {
+            "settings": ("Healthy", ""),
+            "gone": ("Missing", objects(status)["gone"][1]),
+        }
+
+
+async def test_an_unreachable_cluster_answers_with_what_was_last_seen(tmp_path: Path) -> None:
+    async with hub_with_app(tmp_path) as hub:
+        cache = await hub.cache()
+        seen = cache.last_seen
+        hub.store.record_probe(
+            CLUSTER, health="Unreachable", reason="down", version=None, seen=False
+        )
+        hub.fake.stopping.set()
+        await hub.server.close()
+        assert await cache.wait_for(lambda: not cache.synced, WAIT)
+
+        status = await hub.status()
+
+        [cluster] = status["steps"][0]["clusters"]
+        assert cluster["reachable"] is False
+        assert cluster["lastSeen"] is not None and seen is not None
+        health, reason = objects(status)["settings"]
+        assert health == "Healthy" and reason.startswith("as last seen ")
+        assert objects(status)["gone"][0] == "Missing"
+        assert "get" not in hub.requests()
+
+
+async def test_a_cluster_without_a_listed_cache_is_read_directly(tmp_path: Path) -> None:
+    async with hub_with_app(tmp_path) as hub:
+        await hub.registry.observer.forget(CLUSTER)
+        status = await hub.status()
+        assert objects(status)["settings"] == ("Healthy", "")
+        assert sorted(hub.requests()).count("get") == len(NAMES)
+
+
+async def test_rename_and_detach_take_the_cache_along(tmp_path: Path) -> None:
+    renamed = "edge-2"
+    async with hub_with_app(tmp_path) as hub:
+        cache = await hub.cache()
+        hub.registry.rename(CLUSTER, renamed)
+        assert hub.registry.observer.cache(renamed) is cache
+        assert hub.registry.observer.cache(CLUSTER) is None
+        await hub.registry.detach(renamed)
+        assert hub.registry.observer.cache(renamed) is None
+        assert not cache.synced
