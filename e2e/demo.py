@@ -129,6 +129,12 @@ def upgraded_example() -> Path:
     return path
 
 
+def _phase() -> str:
+    status = _query("status", "canary-demo")
+    assert isinstance(status, dict)
+    return str(status["phase"])
+
+
 def main() -> None:
     if sys.argv[1:] == ["stop"]:
         stop_hub()
@@ -138,13 +144,31 @@ def main() -> None:
     start_hub()
     print(f"demo: hub home {home()}; to use it yourself: export FLOTILLA_HOME={home()}")
     join(infos)
+    apps = _query("ls")
+    assert isinstance(apps, dict)
+    if any(a["name"] == "canary-demo" for a in apps["applications"]):
+        flotilla("delete", "canary-demo", "--yes")  # a clean run every time
+
+    print("\ndemo: version 1.0.0 to dev, then (after approval) to prod")
     flotilla("plan", "-f", str(EXAMPLE))
     flotilla("up", "-f", str(EXAMPLE), "--wait")
-    status = _query("status", "canary-demo")
-    assert isinstance(status, dict)
-    if status["phase"] == "suspended":
-        flotilla("workflow", "resume", "canary-demo", "--wait")
+    flotilla("workflow", "resume", "canary-demo", "--wait")
+    flotilla("status", "canary-demo")
+
+    print("\ndemo: upgrade to 2.0.0: dev rolls straight through, prod gets a canary")
+    flotilla("up", "-f", str(upgraded_example()), "--wait")
+    flotilla("workflow", "resume", "canary-demo", "--wait")  # approve prod
+    print("\ndemo: paused at the first canary step: 20% of pods and traffic on v2")
     flotilla("status", "canary-demo", "--tree")
+    for _ in range(len(CANARY_STEPS)):
+        if _phase() == "succeeded":
+            break
+        flotilla("workflow", "resume", "canary-demo", "--wait")
+    flotilla("history", "canary-demo")
+    flotilla("status", "canary-demo", "--tree")
+
+
+CANARY_STEPS = (20, 50, 100)
 
 
 if __name__ == "__main__":
