@@ -31,6 +31,11 @@ unit: setup
 test: setup binaries lint
 	$(VENV)/bin/pytest -q
 
+# Minutes long, on local clusters of its own (.e2e-bench/, stopped afterwards); it builds
+# helm on first use. Never part of `test`: benchmarks report, they do not gate.
+bench: setup binaries
+	$(PY) -m bench
+
 demo: setup binaries
 	$(PY) -m e2e.demo
 

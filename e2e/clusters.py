@@ -470,7 +470,8 @@ def running() -> list[ClusterInfo]:
     return [r.info() for r in state.clusters if all(r.running(c) for c in COMPONENTS)]
 
 
-def _admin_api(info: ClusterInfo) -> KubeAPI:
+def admin_api(info: ClusterInfo) -> KubeAPI:
+    """The harness's own client for one cluster, as its administrator."""
     files = ClusterFiles(state_dir() / info.name, info.name)
     pair = files.pki.client("admin")
     port = int(info.server.rsplit(":", 1)[1])
@@ -481,9 +482,9 @@ def create_namespace(name: str, targets: list[ClusterInfo]) -> None:
     """Create namespace `name` on every target and wait for its `default`
     service account, without which the API server refuses pods."""
     for info in targets:
-        _admin_api(info).create("/api/v1/namespaces", {"metadata": {"name": name}})
+        admin_api(info).create("/api/v1/namespaces", {"metadata": {"name": name}})
     for info in targets:
-        _admin_api(info).wait_for(
+        admin_api(info).wait_for(
             f"{info.name} namespace {name}",
             lambda api: bool(api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")),
             CLUSTER_TIMEOUT,
@@ -495,7 +496,7 @@ def delete_namespace(name: str, targets: list[ClusterInfo]) -> None:
     the simulated kubelet finish it in the background."""
     for info in targets:
         try:
-            _admin_api(info).request("DELETE", f"/api/v1/namespaces/{name}")
+            admin_api(info).request("DELETE", f"/api/v1/namespaces/{name}")
         except KubeAPIError as e:
             if e.status != 404:
                 raise

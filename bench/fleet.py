@@ -1,0 +1,300 @@
+"""The benchmark's fleet: local API servers of its own, many logical member clusters on
+each, a chart repository and a hub; everything started here is stopped by `close`.
+
+A 2-core machine cannot run 64 API servers, so each real API server stands behind
+several logical clusters: its kubeconfig joined under different names (`bench-<slot>`,
+labels `slot=<slot>` and `bench=yes`). Every application the benchmark writes gives each
+logical cluster a topology policy of its own whose namespace is `<app>-s<slot>`, so no
+two logical clusters deploy into the same namespace. The clusters live in their own
+state directory (`.e2e-bench/`), never in the `.e2e/` that tests share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+from e2e import clusters
+from e2e.chartrepo import ChartRepo, start_chart_repo
+from e2e.clusters import ClusterInfo
+from hub.client import HubClient
+from hub.home import Home
+from tests.hubproc import HubProcess
+
+REPO = Path(__file__).resolve().parents[1]
+STATE_DIR = REPO / ".e2e-bench"
+CHART = "canary-demo"
+# One pod per release: 64 releases must run beside their API servers on two cores.
+VALUES: dict[str, Any] = {"replicaCount": 1}
+# Seconds between status reads while a deploy runs: the resolution of the deploy times.
+POLL = 0.2
+# A deploy of the benchmark's size that takes longer is broken, not slow.
+DEPLOY_TIMEOUT = 600.0
+# Joins in flight: each one probes its cluster (a handful of requests).
+JOINS_AT_ONCE = 8
+# Target phases after the apply: waiting for health, done, or held by a canary step.
+APPLIED = frozenset({"waiting", "healthy", "paused"})
+# The resources the hub's watch caches cover (hub.observer): LISTs or GETs of these
+# during status calls would be the hub asking the clusters.
+WATCHED_RESOURCES = frozenset(
+    {
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+        "services",
+        "ingresses",
+        "configmaps",
+        "jobs",
+        "persistentvolumeclaims",
+        "httproutes",
+    }
+)
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+class BenchError(Exception):
+    """A step of the benchmark could not be carried out (not a slow figure)."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One logical member cluster and the real cluster behind it."""
+
+    index: int
+    info: ClusterInfo
+
+    @property
+    def name(self) -> str:
+        return f"bench-{self.index}"
+
+    def namespace(self, app: str) -> str:
+        return f"{app}-s{self.index}"
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One deploy: seconds from `up` to every target applied and to all healthy, and the
+    hub's largest resident memory seen meanwhile."""
+
+    applied: float
+    healthy: float
+    peak_rss: int
+
+
+class Fleet:
+    def __init__(self, infos: list[ClusterInfo], repo: ChartRepo, hub: HubProcess, size: int):
+        self.infos = infos
+        self.repo = repo
+        self.hub = hub
+        self.slots = [Slot(i, infos[i % len(infos)]) for i in range(size)]
+        url, token = Home(hub.home).locate()
+        self.api = HubClient(url, token)
+        self.pid = int(json.loads((hub.home / "hub.json").read_text())["pid"])
+
+    @classmethod
+    def start(cls, servers: int, size: int) -> Fleet:
+        """Bring up `servers` API servers (or reuse the bench's running ones), a chart
+        repository and a fresh hub; nothing joined yet."""
+        os.environ["FLOTILLA_E2E_DIR"] = str(STATE_DIR)
+        infos = clusters.up(servers)
+        repo = start_chart_repo()
+        home = STATE_DIR / f"hub-{time.strftime('%Y%m%d-%H%M%S')}"
+        # The production defaults: a probe every 5 s, and no debug log in the hot path.
+        hub = HubProcess(home, probe_interval=5.0, log_level="info")
+        try:
+            hub.start()
+        except BaseException:
+            repo.stop()
+            raise
+        return cls(infos, repo, hub, size)
+
+    def close(self, *, keep_clusters: bool) -> None:
+        if self.hub.running:
+            self.hub.stop()
+        self.repo.stop()
+        if not keep_clusters:
+            if clusters.state_dir() != STATE_DIR.resolve():
+                raise BenchError(f"refusing to stop clusters of {clusters.state_dir()}")
+            clusters.down()
+
+    async def join(self) -> None:
+        bound = asyncio.Semaphore(JOINS_AT_ONCE)
+
+        async def join_one(slot: Slot) -> None:
+            body = {
+                "kubeconfig": yaml.safe_load(slot.info.kubeconfig.read_text()),
+                "source": str(slot.info.kubeconfig),
+                "name": slot.name,
+                "labels": {"slot": str(slot.index), "bench": "yes"},
+            }
+            async with bound:
+                await self.api.call("POST", "/api/v1/clusters", body)
+
+        await asyncio.gather(*(join_one(s) for s in self.slots))
+
+    def application(
+        self,
+        name: str,
+        size: int,
+        *,
+        version: str = "1.0.0",
+        values: dict[str, Any] | None = None,
+        traits: list[dict[str, Any]] | None = None,
+        config_maps: int = 0,
+    ) -> str:
+        """The chart on the first `size` logical clusters, each in its own namespace, all
+        in one deploy step that works on every cluster at once; `config_maps` adds a
+        component of that many ConfigMaps (objects without pods, for status)."""
+        slots = self.slots[:size]
+        chart: dict[str, Any] = {
+            "name": CHART,
+            "type": "helm",
+            "properties": {
+                "repoType": "helm",
+                "url": self.repo.url,
+                "chart": CHART,
+                "version": version,
+                "values": values or VALUES,
+            },
+        }
+        if traits:
+            chart["traits"] = traits
+        components = [chart]
+        if config_maps:
+            objects = [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"settings-{i}"},
+                    "data": {"index": str(i)},
+                }
+                for i in range(config_maps)
+            ]
+            components.append(
+                {"name": "settings", "type": "k8s-objects", "properties": {"objects": objects}}
+            )
+        policies = [
+            {
+                "name": f"slot-{s.index}",
+                "type": "topology",
+                "properties": {"clusters": [s.name], "namespace": s.namespace(name)},
+            }
+            for s in slots
+        ]
+        step = {
+            "name": "deploy",
+            "type": "deploy",
+            "properties": {"policies": [p["name"] for p in policies], "parallelism": size},
+        }
+        document = {
+            "apiVersion": "core.oam.dev/v1beta1",
+            "kind": "Application",
+            "metadata": {"name": name},
+            "spec": {
+                "components": components,
+                "policies": policies,
+                "workflow": {"steps": [step]},
+            },
+        }
+        return yaml.safe_dump(document, sort_keys=False)
+
+    async def up(self, name: str, text: str) -> float:
+        """`flotilla up` through the API (the CLI's own call): when it was accepted."""
+        started = time.monotonic()
+        await self.api.call("POST", "/api/v1/apps", {"text": text, "source": f"bench {name}"})
+        return started
+
+    async def status(self, name: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.api.call("GET", f"/api/v1/apps/{name}")
+        return answer
+
+    async def deploy(self, name: str, text: str) -> Timing:
+        """Up, then read status until the revision succeeded."""
+        started = await self.up(name, text)
+        applied, peak = None, self.rss()
+        while True:
+            status = await self.status(name)
+            elapsed = time.monotonic() - started
+            peak = max(peak, self.rss())
+            if applied is None and all(p in APPLIED for p in phases(status)):
+                applied = elapsed
+            if status["phase"] == "succeeded":
+                return Timing(applied or elapsed, elapsed, peak)
+            if status["phase"] == "failed" or elapsed > DEPLOY_TIMEOUT:
+                raise BenchError(f"{name}: {status['phase']} after {elapsed:.0f}s: {status}")
+            await asyncio.sleep(POLL)
+
+    async def until_phase(self, name: str, wanted: str) -> dict[str, Any]:
+        """Read status until the application's phase is `wanted`; its status then."""
+        deadline = time.monotonic() + DEPLOY_TIMEOUT
+        while True:
+            status = await self.status(name)
+            if status["phase"] == wanted:
+                return status
+            if status["phase"] == "failed" or time.monotonic() > deadline:
+                raise BenchError(f"{name}: {status['phase']}, not {wanted}: {status['message']}")
+            await asyncio.sleep(POLL)
+
+    async def delete(self, name: str) -> None:
+        await self.api.call("DELETE", f"/api/v1/apps/{name}")
+
+    def delete_namespaces(self, app: str, size: int) -> None:
+        """Drop what a run left behind (its pods keep the simulated kubelets busy)."""
+        for slot in self.slots[:size]:
+            clusters.delete_namespace(slot.namespace(app), [slot.info])
+
+    async def until_namespaces_gone(self) -> None:
+        """Wait until no namespace is being deleted: the namespace controller LISTs every
+        kind in a terminating namespace, which must not count as the hub's requests."""
+        deadline = time.monotonic() + DEPLOY_TIMEOUT
+        while any(_terminating(info) for info in self.infos):
+            if time.monotonic() > deadline:
+                raise BenchError("namespaces still terminating after the deploy timeout")
+            await asyncio.sleep(1.0)
+
+    def rss(self) -> int:
+        """The hub's resident memory, bytes."""
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def requests(self) -> Counter[str]:
+        """Requests for the watched resources every API server has answered, by verb and
+        by `verb/scope` (the hub's caches LIST cluster-wide; its GETs are per object)."""
+        counts: Counter[str] = Counter()
+        for info in self.infos:
+            metrics = clusters.admin_api(info).get("/metrics")
+            for line in str(metrics).splitlines():
+                match = _SAMPLE.match(line)
+                if match is None:
+                    continue
+                labels = dict(_LABEL.findall(match["labels"]))
+                if labels.get("resource") in WATCHED_RESOURCES:
+                    value = int(float(match["value"]))
+                    counts[labels.get("verb", "")] += value
+                    counts[f"{labels.get('verb')}/{labels.get('scope')}"] += value
+        return counts
+
+
+def _terminating(info: ClusterInfo) -> bool:
+    listed = clusters.admin_api(info).get("/api/v1/namespaces")
+    return any(ns.get("status", {}).get("phase") == "Terminating" for ns in listed["items"])
+
+
+def phases(status: dict[str, Any]) -> list[str]:
+    """The phase of every target of the current revision."""
+    return [
+        release["phase"]
+        for step in status["steps"]
+        for cluster in step["clusters"]
+        for release in cluster["releases"]
+    ]

@@ -1,0 +1,405 @@
+"""`make bench` / `python -m bench`: the five measurements of issue 7, side by side in one run.
+
+1. fan-out: the chart to N = 1, 4, 16, 64 logical clusters, wall time to all applied and
+   to all healthy, wall(N)/wall(1);
+2. Helm: `helm upgrade --install` per cluster over the same 16, one at a time and
+   8 at a time (`xargs -P 8`), against Flotilla's N = 16;
+3. canary: resume of a step on 16 clusters, minus the slowest cluster's pod readiness;
+4. status: `flotilla status -o json` on 64 clusters of 10 objects: latency, and the
+   LIST requests the API servers got meanwhile;
+5. the hub's memory, idle with 64 clusters and during the 64-cluster deploy.
+
+Runs take minutes and load both cores: everything is bounded, and everything started is
+stopped at the end (`--keep` leaves the bench's clusters up for the next run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.fleet import STATE_DIR, BenchError, Fleet, Timing, phases
+from bench.helm import helm_loop
+from bench.report import Figure, goal, print_figures, write
+from e2e import clusters
+from e2e.binaries import CONTROL_PLANE, ensure_built
+
+SIZES = (1, 4, 16, 64)
+HELM_SIZE = 16
+CANARY_SIZE = 16
+STATUS_CALLS = 50
+# ~10 objects per cluster for status: the chart's 4 and this many ConfigMaps.
+STATUS_CONFIG_MAPS = 6
+# Let the hub settle (caches listed, first probes done) before reading its idle memory.
+SETTLE = 10.0
+# Replicas for the canary: step weights 20 and 50 then need 1 and 2 canary pods, so
+# step 2 starts a pod of its own on every cluster.
+CANARY_REPLICAS = 3
+CANARY_STEPS = [{"weight": 20}, {"weight": 50}, {"weight": 100}]
+MIB = 1024 * 1024
+
+
+async def fan_out(fleet: Fleet, sizes: list[int]) -> dict[int, Timing]:
+    """Each size gets an application of its own; all but the largest are removed after."""
+    timings = {}
+    for size in sizes:
+        name = f"fan{size}"
+        timings[size] = await fleet.deploy(name, fleet.application(name, size))
+        print(
+            f"bench: fan-out N={size}: applied {timings[size].applied:.1f}s, "
+            f"healthy {timings[size].healthy:.1f}s",
+            flush=True,
+        )
+        if size != max(sizes):
+            await fleet.delete(name)
+            fleet.delete_namespaces(name, size)
+    return timings
+
+
+def helm_loops(fleet: Fleet) -> dict[str, float]:
+    slots = fleet.slots[:HELM_SIZE]
+    workdir = STATE_DIR / "helm"
+    loops = {}
+    for label, parallel, wait in (
+        ("sequential", 1, False),
+        ("8-way", 8, False),
+        ("sequential --wait", 1, True),
+        ("8-way --wait", 8, True),
+    ):
+        prefix = "helm-" + label.replace(" --", "-").replace("-way", "p")
+        loops[label] = helm_loop(
+            slots, fleet.repo.url, parallel=parallel, wait=wait, prefix=prefix, workdir=workdir
+        )
+        print(f"bench: helm {label} x{HELM_SIZE}: {loops[label]:.1f}s", flush=True)
+        for slot in slots:
+            clusters.delete_namespace(f"{prefix}-s{slot.index}", [slot.info])
+    return loops
+
+
+async def status_at_scale(fleet: Fleet, app: str, size: int) -> dict[str, Any]:
+    """Status calls on the fan-out's largest application, grown to ~10 objects a cluster:
+    through the API (what the hub answers) and the CLI (plus a Python process start)."""
+    text = fleet.application(app, size, config_maps=STATUS_CONFIG_MAPS)
+    await fleet.deploy(app, text)
+    status = await fleet.status(app)
+    objects = sum(
+        len(r["objects"]) for s in status["steps"] for c in s["clusters"] for r in c["releases"]
+    )
+    await fleet.until_namespaces_gone()
+    before, started = fleet.requests(), time.monotonic()
+    api = [await _timed(lambda: fleet.status(app)) for _ in range(STATUS_CALLS)]
+    cli = [_timed_cli(fleet, app) for _ in range(STATUS_CALLS)]
+    after, elapsed = fleet.requests(), time.monotonic() - started
+    # The API servers list some kinds on their own (kube-apiserver's Service IP repair
+    # loop lists every Service every few minutes): a quiet window of the same length
+    # says how many LISTs come without any status call.
+    await asyncio.sleep(elapsed)
+    quiet = fleet.requests()
+    return {
+        "clusters": size,
+        "objects": objects,
+        "api_seconds": api,
+        "cli_seconds": cli,
+        "requests": {key: after[key] - before[key] for key in sorted(after)},
+        "quiet_requests": {key: quiet[key] - after[key] for key in sorted(quiet)},
+    }
+
+
+async def _timed(call: Callable[[], Coroutine[Any, Any, Any]]) -> float:
+    started = time.perf_counter()
+    await call()
+    return time.perf_counter() - started
+
+
+def _timed_cli(fleet: Fleet, app: str) -> float:
+    started = time.perf_counter()
+    result = fleet.hub.cli("status", app, "-o", "json")
+    elapsed = time.perf_counter() - started
+    if result.code != 0:
+        raise BenchError(f"flotilla status failed: {result.stderr}")
+    return elapsed
+
+
+async def canary_step(fleet: Fleet) -> dict[str, Any]:
+    """Resume a canary paused at step 1 on 16 clusters; seconds until step 2 is ready
+    everywhere, and the slowest cluster's own pod readiness. Skipped (with the reason)
+    when this hub's `up` of a new chart version does not stop at a canary step."""
+    name = "canary"
+    values = {"replicaCount": CANARY_REPLICAS}
+    traits = [
+        {
+            "type": "kruise-rollout",
+            "properties": {
+                "canary": {"steps": CANARY_STEPS, "trafficRoutings": [{"type": "nginx"}]}
+            },
+        }
+    ]
+
+    def text(version: str) -> str:
+        return fleet.application(name, CANARY_SIZE, version=version, values=values, traits=traits)
+
+    await fleet.deploy(name, text("1.0.0"))
+    await fleet.up(name, text("2.0.0"))
+    status = await _until_settled(fleet, name)
+    if status["phase"] != "suspended" or "paused" not in phases(status):
+        return {"skipped": f"`up` of 2.0.0 ended {status['phase']!r}, not paused at a canary step"}
+    resumed_at = time.time()
+    started = time.monotonic()
+    await fleet.api.call("POST", f"/api/v1/apps/{name}/workflow/resume")
+    await fleet.until_phase(name, "suspended")
+    total = time.monotonic() - started
+    readiness = [
+        _pod_readiness(fleet, slot.index, name, resumed_at) for slot in fleet.slots[:CANARY_SIZE]
+    ]
+    await fleet.delete(name)
+    fleet.delete_namespaces(name, CANARY_SIZE)
+    return {"seconds": total, "slowest_pod_readiness": max(readiness), "readiness": readiness}
+
+
+async def _until_settled(fleet: Fleet, name: str) -> dict[str, Any]:
+    """The status once the revision stops moving: suspended, succeeded or failed."""
+    deadline = time.monotonic() + 300
+    while True:
+        status = await fleet.status(name)
+        if status["phase"] != "running" or time.monotonic() > deadline:
+            return status
+        await asyncio.sleep(0.2)
+
+
+def _pod_readiness(fleet: Fleet, slot: int, app: str, since: float) -> float:
+    """Seconds from creation to Ready of the canary pods created after `since` on one
+    logical cluster (the API server's timestamps: whole seconds)."""
+    info = fleet.slots[slot].info
+    pods = clusters.admin_api(info).get(
+        f"/api/v1/namespaces/{fleet.slots[slot].namespace(app)}/pods"
+        "?labelSelector=flotilla.dev/canary"
+    )["items"]
+    spans = []
+    for pod in pods:
+        created = _epoch(pod["metadata"]["creationTimestamp"])
+        ready = [
+            c
+            for c in pod["status"].get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
+        ]
+        if created >= math.floor(since) and ready:
+            spans.append(_epoch(ready[0]["lastTransitionTime"]) - created)
+    return max(spans, default=0.0)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def figures(
+    servers: int,
+    timings: dict[int, Timing],
+    helm: dict[str, float],
+    canary: dict[str, Any],
+    status: dict[str, Any],
+    memory: dict[str, int],
+) -> list[Figure]:
+    out: list[Figure] = []
+    fan = "1. fan-out deploy (seconds from `up`)"
+    base = timings[min(timings)]
+    for size, timing in sorted(timings.items()):
+        out.append(
+            Figure(
+                fan,
+                f"N={size}: all applied / all healthy",
+                timing.applied,
+                "s",
+                note=f"healthy {timing.healthy:.2f} s",
+            )
+        )
+    largest = max(timings)
+    out.append(
+        goal(
+            fan,
+            f"wall({largest})/wall(1), all healthy",
+            timings[largest].healthy / base.healthy,
+            "x",
+            at_most=1.5,
+        )
+    )
+    out.append(
+        Figure(
+            fan,
+            f"wall({largest})/wall(1), all applied",
+            timings[largest].applied / base.applied,
+            "x",
+        )
+    )
+    versus = f"2. Flotilla vs Helm on {HELM_SIZE} clusters (Helm's time / Flotilla's)"
+    ours = timings.get(HELM_SIZE)
+    if ours is not None:
+        out.append(
+            goal(
+                versus,
+                "8-way `helm --wait` / Flotilla to healthy",
+                helm["8-way --wait"] / ours.healthy,
+                "x",
+                at_least=5,
+            )
+        )
+        out.append(
+            Figure(
+                versus,
+                "sequential `helm --wait` / Flotilla to healthy",
+                helm["sequential --wait"] / ours.healthy,
+                "x",
+            )
+        )
+        out.append(
+            Figure(versus, "8-way `helm` / Flotilla to applied", helm["8-way"] / ours.applied, "x")
+        )
+        out.append(
+            Figure(
+                versus,
+                "sequential `helm` / Flotilla to applied",
+                helm["sequential"] / ours.applied,
+                "x",
+            )
+        )
+    step = f"3. canary step resume on {CANARY_SIZE} clusters"
+    if "skipped" in canary:
+        out.append(
+            Figure(
+                step,
+                "resume to step 2 ready, minus slowest pod readiness",
+                None,
+                "s",
+                note=f"skipped: {canary['skipped']}",
+            )
+        )
+    else:
+        out.append(Figure(step, "resume to step 2 ready everywhere", canary["seconds"], "s"))
+        out.append(
+            Figure(
+                step,
+                "  minus the slowest cluster's pod readiness",
+                canary["seconds"] - canary["slowest_pod_readiness"],
+                "s",
+                note=f"slowest readiness {canary['slowest_pod_readiness']:.0f} s, whole seconds",
+            )
+        )
+    scale = (
+        f"4. status of {status['clusters']} clusters, {status['objects']} objects "
+        f"({STATUS_CALLS} calls each way)"
+    )
+    api, cli = status["api_seconds"], status["cli_seconds"]
+    out.append(Figure(scale, "API median", statistics.median(api) * 1000, "ms"))
+    out.append(goal(scale, "API p95", percentile(api, 0.95) * 1000, "ms", at_most=100))
+    out.append(
+        Figure(
+            scale,
+            "CLI `flotilla status -o json` median",
+            statistics.median(cli) * 1000,
+            "ms",
+            note="includes a Python start",
+        )
+    )
+    out.append(Figure(scale, "CLI p95", percentile(cli, 0.95) * 1000, "ms"))
+    calls = 2 * STATUS_CALLS
+    lists, quiet = status["requests"]["LIST"], status["quiet_requests"]["LIST"]
+    out.append(
+        goal(
+            scale,
+            "LIST requests per status call, beyond a quiet window",
+            max(0, lists - quiet) / calls,
+            "",
+            at_most=0,
+            note=f"{lists} LISTs during the calls, {quiet} in the quiet window",
+        )
+    )
+    out.append(
+        Figure(
+            scale,
+            "GET requests (watched kinds) per status call",
+            status["requests"]["GET"] / calls,
+            "",
+        )
+    )
+    rss = f"5. hub memory (RSS), {largest} clusters on {servers} API servers"
+    empty = memory["empty"]
+    out.append(Figure(rss, "hub started, no cluster joined", empty / MIB, "MiB"))
+    for label, key in (
+        ("idle, nothing deployed", "idle"),
+        (f"peak during the {largest}-cluster deploy", "deploy"),
+        ("idle, with the status application deployed", "after"),
+    ):
+        out.append(
+            Figure(
+                rss,
+                label,
+                memory[key] / MIB,
+                "MiB",
+                note=f"{(memory[key] - empty) / MIB / largest:.2f} MiB per cluster above that",
+            )
+        )
+    return out
+
+
+async def run(args: argparse.Namespace) -> None:
+    sizes = sorted(set(args.sizes))
+    largest = max(sizes)
+    ensure_built((*CONTROL_PLANE, "helm"))
+    print(f"bench: {args.servers} API servers, {largest} logical clusters", flush=True)
+    fleet = Fleet.start(args.servers, largest)
+    try:
+        memory = {"empty": fleet.rss()}
+        await fleet.join()
+        await asyncio.sleep(SETTLE)
+        memory["idle"] = fleet.rss()
+        timings = await fan_out(fleet, sizes)
+        memory["deploy"] = timings[largest].peak_rss
+        helm = helm_loops(fleet) if largest >= HELM_SIZE else {}
+        status = await status_at_scale(fleet, f"fan{largest}", largest)
+        await asyncio.sleep(SETTLE)
+        memory["after"] = fleet.rss()
+        canary = (
+            await canary_step(fleet) if largest >= CANARY_SIZE else {"skipped": "too few clusters"}
+        )
+    finally:
+        fleet.close(keep_clusters=args.keep)
+    results = figures(args.servers, timings, helm, canary, status, memory)
+    print_figures(results)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
+    raw = {
+        "servers": args.servers,
+        "clusters": largest,
+        "timings": {n: vars(t) for n, t in timings.items()},
+        "helm": helm,
+        "canary": canary,
+        "status": status,
+        "memory": memory,
+    }
+    curve = {n: (t.applied, t.healthy) for n, t in timings.items()}
+    json_path, png_path = write(stamp, results, raw, curve, helm)
+    print(f"\nbench: wrote {json_path} and {png_path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=4, help="real API servers to start")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="fan-out sizes")
+    parser.add_argument("--keep", action="store_true", help="leave the bench's clusters running")
+    try:
+        asyncio.run(run(parser.parse_args(argv)))
+    except BenchError as e:
+        sys.exit(f"bench: {e}")
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"bench: {e}")
