@@ -399,8 +399,9 @@ def workflow_resume(
         bool, typer.Option(help="Follow progress until the workflow finishes, suspends or fails.")
     ] = False,
 ) -> None:
-    """Continue a suspended workflow (a suspend step, an `auto: false` deploy step, or a
-    suspend requested by the operator)."""
+    """Continue a suspended workflow: approve a suspend step or an `auto: false` deploy
+    step, advance every cluster's paused canary to its next step together (or cut a timed
+    pause short), or lift an operator's suspend. On a failed workflow: retry what failed."""
     result = run(_call("POST", f"/api/v1/apps/{name}/workflow/resume", {}))
     output.console.print(f"application {name} resumed ({result['resumed']})")
     if wait:
