@@ -70,6 +70,7 @@ def test_up_upgrade_prune_and_rollback(fleet: Fleet) -> None:
     ]
 
     fleet.hub.ok("delete", "canary-demo", "--yes")
+
     def gone() -> bool:
         return not any(fleet.kinds(cluster) for cluster in EXPECTED_REPLICAS)
 
