@@ -258,7 +258,7 @@ class Applications:
         }
 
     async def status(self, name: str) -> dict[str, Any]:
-        return await application_status(self.apps, self.registry, name)
+        return await application_status(self.apps, self.registry, self.deployer.rollouts, name)
 
 
 def _step_types(app: Application) -> dict[str, str]:

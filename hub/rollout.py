@@ -36,6 +36,7 @@ from hub.canary import (
 from hub.objects import labelled, ref_dict, ref_of
 from hub.spec import KruiseRolloutProperties, trait_properties
 from hub.store import AppStore, RolloutRecord, TargetRecord
+from hub.timefmt import timestamp
 
 TRAIT = "kruise-rollout"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
@@ -96,8 +97,7 @@ class Rollouts:
         await self._apply(target, client, others)
         state = CanaryState(Stage(record.stage), record.step)
         while True:
-            if state.stage is Stage.COMPLETED:
-                self.apps.drop_rollout(target.app, target.cluster, target.component)
+            if state.stage is Stage.COMPLETED:  # kept, so that status can say so
                 return Outcome.COMPLETED
             if state.stage is Stage.PAUSED:
                 step = plan.steps[state.step]
@@ -143,6 +143,9 @@ class Rollouts:
         record = self.apps.rollout(target.app, target.cluster, target.component)
         if record is None or record.revision == target.revision:
             return
+        if record.stage in (Stage.COMPLETED, Stage.ROLLED_BACK):
+            self.apps.drop_rollout(target.app, target.cluster, target.component)
+            return
         stale = next(
             (
                 t
@@ -169,6 +172,22 @@ class Rollouts:
         for phase in plan.rollback(objects, stable_hash):
             await self._run_phase(target, client, phase, record)
         self.apps.drop_rollout(target.app, target.cluster, target.component)
+
+    def view(self, target: TargetRecord) -> dict[str, Any] | None:
+        """The canary of a target as `status` shows it, or None when it has none."""
+        record = self.apps.rollout(target.app, target.cluster, target.component)
+        props = _trait(target)
+        if record is None or props is None or record.revision != target.revision:
+            return None
+        step = props.canary.steps[record.step]
+        return {
+            "workload": f"{record.kind}/{record.name}",
+            "step": f"{record.step + 1}/{len(props.canary.steps)}",
+            "stage": record.stage,
+            "weight": 100 if record.stage == Stage.COMPLETED else step.weight,
+            "canary": record.detail,
+            "resumeAt": timestamp(record.resume_at) if record.stage == Stage.PAUSED else None,
+        }
 
     def describe(self, target: TargetRecord) -> str:
         """`paused at step 1/2 (20%)`: where the target's canary waits."""

@@ -22,6 +22,7 @@ from clusters.health import Health, HealthStatus, assess, worst
 from hub.objects import ref_of
 from hub.observer import Sighting
 from hub.registry import Registry
+from hub.rollout import Rollouts
 from hub.store import AppRecord, AppStore, ClusterRecord, StepRecord, TargetRecord
 from hub.timefmt import timestamp
 
@@ -31,16 +32,20 @@ READ_TIMEOUT = 3.0
 Objects = list[dict[str, Any]]
 
 
-async def application_status(apps: AppStore, registry: Registry, name: str) -> dict[str, Any]:
+async def application_status(
+    apps: AppStore, registry: Registry, rollouts: Rollouts, name: str
+) -> dict[str, Any]:
     record = apps.app(name)
     revision = apps.revision(name, record.revision)
     steps = apps.steps(name, record.revision)
     targets = apps.targets(name, record.revision)
     inventory = apps.inventory(name)
-    clusters = {c.name: _seen_by_cache(c, registry) for c in registry.store.clusters()}
+    clusters = {c.name: _seen_by_cache(c, registry) for c in registry.clusters()}
     live = await _read_objects(registry, clusters, targets, inventory)
     step_views = [
-        _step_view(record, step, [t for t in targets if t.step == step.name], clusters, live)
+        _step_view(
+            rollouts, record, step, [t for t in targets if t.step == step.name], clusters, live
+        )
         for step in steps
     ]
     healths = [_health(v) for v in step_views if v["type"] == "deploy"]
@@ -134,6 +139,7 @@ async def _get(client: ClusterClient, ref: Mapping[str, Any]) -> dict[str, Any] 
 
 
 def _step_view(
+    rollouts: Rollouts,
     record: AppRecord,
     step: StepRecord,
     targets: list[TargetRecord],
@@ -147,7 +153,7 @@ def _step_view(
     for name, cluster_targets in sorted(by_cluster.items()):
         cluster = clusters.get(name)
         releases = [
-            _release_view(record, step, t, live.get((t.cluster, t.component), []))
+            _release_view(rollouts, record, step, t, live.get((t.cluster, t.component), []))
             for t in cluster_targets
         ]
         health = worst(_health(r) for r in releases)
@@ -178,6 +184,7 @@ def _step_view(
 
 
 def _release_view(
+    rollouts: Rollouts,
     record: AppRecord,
     step: StepRecord,
     target: TargetRecord,
@@ -195,6 +202,8 @@ def _release_view(
     ]
     if target.phase == "failed":
         health = Health(HealthStatus.DEGRADED, target.message)
+    elif target.phase == "paused":
+        health = Health(HealthStatus.SUSPENDED, f"canary {target.message}")
     elif target.phase == "pending":
         waiting = record.phase == "suspended" or step.phase in ("suspended", "approved")
         status = HealthStatus.SUSPENDED if waiting else HealthStatus.PROGRESSING
@@ -212,6 +221,7 @@ def _release_view(
         "message": target.message,
         "health": health.status.value,
         "reason": health.reason,
+        "rollout": rollouts.view(target),
         "objects": object_views,
     }
 

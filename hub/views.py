@@ -51,10 +51,21 @@ def status_tree(status: dict[str, Any], *, every_object: bool = False) -> Tree:
                     f"{release['chart']}  {release['phase']}  {health(release['health'])}"
                     + (f"  [dim]{release['reason']}[/dim]" if release["reason"] else "")
                 )
+                if release.get("rollout"):
+                    rel.add(_rollout_line(release["rollout"]))
                 _objects(rel, release["objects"], every_object)
     if status.get("next"):
         root.add(f"[yellow]next:[/yellow] {status['next']}")
     return root
+
+
+def _rollout_line(rollout: dict[str, Any]) -> str:
+    weight = f"{rollout['weight']}% of traffic" if rollout["weight"] is not None else "headers"
+    canary = f", {rollout['canary']}" if rollout.get("canary") else ""
+    return (
+        f"[cyan]canary[/cyan] {rollout['workload']}  step {rollout['step']}  "
+        f"{rollout['stage']}  {weight}{canary}"
+    )
 
 
 def _objects(node: Tree, objects: list[dict[str, Any]], every_object: bool) -> None:

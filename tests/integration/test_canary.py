@@ -67,6 +67,12 @@ def _paused_at(fleet: Fleet, step: int) -> None:
     assert status["phase"] == "suspended", status["message"]
     assert f"paused at step {step}/2" in status["message"]
     assert "workflow resume canary-demo" in status["next"]
+    prod = next(s for s in status["steps"] if s["name"] == "deploy-prod")
+    for cluster in prod["clusters"]:
+        rollout = cluster["releases"][0]["rollout"]
+        assert (rollout["step"], rollout["stage"]) == (f"{step}/2", "paused")
+        assert rollout["weight"] in (20, 90, None)
+        assert "new pods" in rollout["canary"]
 
 
 def _deploy_v1(fleet: Fleet, **app: Any) -> dict[str, set[str]]:

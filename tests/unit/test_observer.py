@@ -18,6 +18,7 @@ from clusters.watch import ClusterCache
 from hub.observer import Observer
 from hub.redaction import Scrubber
 from hub.registry import Registry
+from hub.rollout import Rollouts
 from hub.status import application_status
 from hub.store import AppStore, ClusterRecord, Store, TargetRecord
 from tests.unit.fakeapi import FakeApi, config_map
@@ -45,7 +46,8 @@ class Hub:
         return cache
 
     async def status(self) -> dict[str, Any]:
-        return await application_status(AppStore(self.store), self.registry, APP)
+        apps = AppStore(self.store)
+        return await application_status(apps, self.registry, Rollouts(apps, step_timeout=1), APP)
 
     def requests(self) -> list[str]:
         return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]
