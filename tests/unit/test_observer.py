@@ -146,12 +146,10 @@ async def test_an_unreachable_cluster_answers_with_what_was_last_seen(tmp_path: 
     async with hub_with_app(tmp_path) as hub:
         cache = await hub.cache()
         seen = cache.last_seen
-        hub.store.record_probe(
-            CLUSTER, health="Unreachable", reason="down", version=None, seen=False
-        )
         hub.fake.stopping.set()
         await hub.server.close()
         assert await cache.wait_for(lambda: not cache.synced, WAIT)
+        await hub.registry.probe_one(CLUSTER)
 
         status = await hub.status()
 
