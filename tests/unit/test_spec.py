@@ -127,7 +127,7 @@ def test_the_three_environment_example_resolves() -> None:
     assert eu.provenance.sources()["values.replicaCount"] == "policy prod-eu-values"
     assert us.provenance.sources()["values.replicaCount"] == "chart defaults"
     rollout = trait_properties("kruise-rollout", eu.traits["kruise-rollout"])
-    assert [s.pause_seconds for s in rollout.canary.steps] == [None, 300.0, None]
+    assert [s.pause_seconds for s in rollout.canary.steps] == [None, 30.0, None]
     helm = component_properties(eu.component_type, eu.properties)
     assert helm.model_dump(include={"chart", "version"}) == {
         "chart": "canary-demo",
