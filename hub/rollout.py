@@ -96,13 +96,16 @@ class Rollouts:
         others = [o for o in objects if not plan.manages(o)]
         await self._apply(target, client, others)
         state = CanaryState(Stage(record.stage), record.step)
+        if resumed and state.stage is Stage.PAUSED:  # the resume is for this pause only
+            state = self._save(record, advance(state, Event.RESUME, len(plan.steps)))
         while True:
             if state.stage is Stage.COMPLETED:  # kept, so that status can say so
                 return Outcome.COMPLETED
+            if self.apps.app(target.app).suspend:  # `workflow suspend` freezes it here
+                return Outcome.PAUSED
             if state.stage is Stage.PAUSED:
                 step = plan.steps[state.step]
-                if props.auto or resumed or _due(record):
-                    resumed = False
+                if props.auto or _due(record):
                     state = self._save(record, advance(state, Event.RESUME, len(plan.steps)))
                     continue
                 if step.pause_seconds is None:
@@ -197,7 +200,10 @@ class Rollouts:
             return ""
         step = props.canary.steps[record.step]
         share = f"{step.weight}%" if step.weight is not None else "header matches"
-        return f"paused at step {record.step + 1}/{len(props.canary.steps)} ({share})"
+        where = f"step {record.step + 1}/{len(props.canary.steps)} ({share})"
+        if record.stage != Stage.PAUSED:
+            return f"suspended by the operator at {where}, {record.stage}"
+        return f"paused at {where}"
 
     # phases
 

@@ -274,3 +274,22 @@ def test_hub_killed_during_a_canary_ends_the_same(fleet: Fleet, kill_at: str) ->
         assert deployment is not None and not deployment["spec"].get("paused")
         assert deployment["status"].get("readyReplicas") == replicas
         assert fleet.image(cluster) == "registry.local/canary-demo:2.0.0"
+
+
+def test_suspend_freezes_a_canary_and_resume_continues_it(fleet: Fleet) -> None:
+    _deploy_v1(fleet, traits=_trait(steps=(20,)))
+    accepted = fleet.up(fleet.app(version="2.0.0", traits=_trait(steps=(20,))))
+    assert accepted.code == 0, accepted.stderr
+    until(lambda: any(_canary_objects(fleet, c) for c in PROD), what="canary started")
+    fleet.hub.ok("workflow", "suspend", "canary-demo")
+    until(lambda: phase(fleet) == "suspended", what="suspended")
+    frozen = {c: fleet.deployment(c)["spec"].get("paused") for c in PROD}  # type: ignore[index]
+    assert all(frozen.values()), "the stable Deployments were released while suspended"
+    for _ in range(3):  # the suspend, then the canary's own pause
+        if phase(fleet) == "succeeded":
+            break
+        fleet.hub.ok("workflow", "resume", "canary-demo", "--wait", timeout=300)
+    assert phase(fleet) == "succeeded"
+    until(lambda: not _any_canary(fleet), what="canary objects gone")
+    for cluster in PROD:
+        assert fleet.image(cluster) == "registry.local/canary-demo:2.0.0"
