@@ -49,6 +49,7 @@ SEVERITY: tuple[HealthStatus, ...] = (
 _RANK = {status: rank for rank, status in enumerate(SEVERITY)}
 
 MISSING = Health(HealthStatus.MISSING, "not found in the cluster")
+_NOTHING_WRONG = Health(HealthStatus.HEALTHY)
 
 # Container waiting reasons that will not resolve by waiting (Argo CD's rule: Err*,
 # *Error, *BackOff), plus the one image error that matches none of those patterns.
@@ -57,7 +58,11 @@ _STUCK_WAITING_EXACT = frozenset({"InvalidImageName"})
 
 def worst(healths: Iterable[Health]) -> Health:
     """The most severe of `healths`, keeping its reason; Healthy when there are none."""
-    return min(healths, key=lambda h: _RANK[h.status], default=Health(HealthStatus.HEALTHY))
+    return min(healths, key=_rank, default=_NOTHING_WRONG)
+
+
+def _rank(health: Health) -> int:
+    return _RANK[health.status]
 
 
 def assess(obj: Mapping[str, Any] | None) -> Health:

@@ -129,18 +129,21 @@ class Observer:
         watched = self._watched.get(cluster)
         return watched.cache if watched else None
 
-    def sighting(self, cluster: str, ref: Mapping[str, Any]) -> Sighting | None:
-        """What the cache of `cluster` knows of the object `ref` names (an inventory
-        entry: apiVersion, kind, namespace, name); None when it cannot tell."""
+    def sightings(self, cluster: str, refs: Sequence[Mapping[str, Any]]) -> list[Sighting | None]:
+        """What the cache of `cluster` knows of each object `refs` name (inventory entries:
+        apiVersion, kind, namespace, name); None for those it cannot tell."""
         watched = self._watched.get(cluster)
-        kind = ref["kind"]
-        if watched is None or watched.groups.get(kind) != _group(ref["apiVersion"]):
-            return None
+        if watched is None:
+            return [None] * len(refs)
         cache = watched.cache
-        if not cache.listed(kind):
-            return None
-        obj = cache.get(kind, ref.get("namespace"), ref["name"])
-        return Sighting(obj, cache.synced, cache.last_seen)
+        fresh, seen = cache.synced, cache.last_seen  # once per call: they walk every stream
+        found: list[Sighting | None] = []
+        for ref in refs:
+            kind = ref["kind"]
+            covered = watched.groups.get(kind) == _group(ref["apiVersion"]) and cache.listed(kind)
+            obj = cache.get(kind, ref.get("namespace"), ref["name"]) if covered else None
+            found.append(Sighting(obj, fresh, seen) if covered else None)
+        return found
 
     def last_seen(self, cluster: str) -> float | None:
         """When (epoch seconds) `cluster` last answered its cache, if ever."""

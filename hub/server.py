@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from clusters.kubeconfig import redact
@@ -190,7 +191,10 @@ async def list_apps(request: web.Request) -> web.Response:
 
 
 async def app_status(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[APPS].status(request.match_info["name"]))
+    """The status tree; serialised with orjson, since with many clusters the stdlib's
+    encoder was a tenth of a status call."""
+    status = await request.app[APPS].status(request.match_info["name"])
+    return web.Response(body=orjson.dumps(status), content_type="application/json")
 
 
 async def app_history(request: web.Request) -> web.Response:

@@ -89,26 +89,29 @@ async def _read_objects(
     inventory: Mapping[tuple[str, str], tuple[int, Objects]],
 ) -> dict[tuple[str, str], list[tuple[dict[str, Any], Health]]]:
     """Each (cluster, component)'s objects with their health: from the watch caches, and
-    what they cannot tell read from the clusters concurrently."""
-    wanted = {(t.cluster, t.component) for t in targets}
-
-    async def read(key: tuple[str, str]) -> list[tuple[dict[str, Any], Health]]:
+    what they cannot tell read from the clusters concurrently. Only those reads become
+    tasks: with every object cached, a call creates none."""
+    found: dict[tuple[str, str], list[tuple[dict[str, Any], Health | None]]] = {}
+    for key in sorted({(t.cluster, t.component) for t in targets}):
         refs = inventory.get(key, (0, []))[1]
-        cluster = clusters.get(key[0])
-        if cluster is None:
-            return [(r, Health(HealthStatus.UNKNOWN, "cluster not registered")) for r in refs]
+        if key[0] not in clusters:
+            found[key] = [(r, Health(HealthStatus.UNKNOWN, "cluster not registered")) for r in refs]
+            continue
         registry.observer.watch(key[0])
-        sightings = [registry.observer.sighting(key[0], r) for r in refs]
-        unseen = [r for r, seen in zip(refs, sightings, strict=True) if seen is None]
-        live = iter(await _read_live(registry, cluster, unseen) if unseen else ())
-        return [
-            (r, _judged(seen) if seen is not None else next(live))
+        sightings = registry.observer.sightings(key[0], refs)
+        found[key] = [
+            (r, _judged(seen) if seen is not None else None)
             for r, seen in zip(refs, sightings, strict=True)
         ]
-
-    keys = sorted(wanted)
-    results = await asyncio.gather(*(read(k) for k in keys))
-    return dict(zip(keys, results, strict=True))
+    unseen = {k: refs for k, pairs in found.items() if (refs := [r for r, h in pairs if h is None])}
+    reads = await asyncio.gather(
+        *(_read_live(registry, clusters[key[0]], refs) for key, refs in unseen.items())
+    )
+    live = {key: iter(healths) for key, healths in zip(unseen, reads, strict=True)}
+    return {
+        key: [(r, h if h is not None else next(live[key])) for r, h in pairs]
+        for key, pairs in found.items()
+    }
 
 
 async def _read_live(registry: Registry, cluster: ClusterRecord, refs: Objects) -> list[Health]:
