@@ -27,9 +27,9 @@ import yaml
 from e2e import clusters
 from e2e.chartrepo import ChartRepo, start_chart_repo
 from e2e.clusters import ClusterInfo
+from e2e.hubproc import HubProcess
 from hub.client import HubClient
 from hub.home import Home
-from tests.hubproc import HubProcess
 
 REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO / ".e2e-bench"
@@ -84,11 +84,13 @@ class Slot:
 
 @dataclass(frozen=True)
 class Timing:
-    """One deploy: seconds from `up` to every target applied and to all healthy, and the
-    hub's largest resident memory seen meanwhile."""
+    """One deploy: seconds from `up` to every target applied and to all healthy, the
+    hub's CPU seconds meanwhile (near the wall time: the hub's one event loop is the
+    bottleneck) and its largest resident memory seen."""
 
     applied: float
     healthy: float
+    hub_cpu: float
     peak_rss: int
 
 
@@ -221,6 +223,7 @@ class Fleet:
 
     async def deploy(self, name: str, text: str) -> Timing:
         """Up, then read status until the revision succeeded."""
+        cpu = self.cpu()
         started = await self.up(name, text)
         applied, peak = None, self.rss()
         while True:
@@ -230,7 +233,7 @@ class Fleet:
             if applied is None and all(p in APPLIED for p in phases(status)):
                 applied = elapsed
             if status["phase"] == "succeeded":
-                return Timing(applied or elapsed, elapsed, peak)
+                return Timing(applied or elapsed, elapsed, self.cpu() - cpu, peak)
             if status["phase"] == "failed" or elapsed > DEPLOY_TIMEOUT:
                 raise BenchError(f"{name}: {status['phase']} after {elapsed:.0f}s: {status}")
             await asyncio.sleep(POLL)
@@ -263,13 +266,19 @@ class Fleet:
                 raise BenchError("namespaces still terminating after the deploy timeout")
             await asyncio.sleep(1.0)
 
+    def cpu(self) -> float:
+        """CPU seconds the hub has used so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return float(times.user + times.system)
+
     def rss(self) -> int:
         """The hub's resident memory, bytes."""
         return int(psutil.Process(self.pid).memory_info().rss)
 
     def requests(self) -> Counter[str]:
-        """Requests for the watched resources every API server has answered, by verb and
-        by `verb/scope` (the hub's caches LIST cluster-wide; its GETs are per object)."""
+        """Requests for the watched resources every API server has answered, by verb, by
+        `verb/scope` (the hub's caches LIST cluster-wide; its GETs are per object) and by
+        `verb/scope/resource`."""
         counts: Counter[str] = Counter()
         for info in self.infos:
             metrics = clusters.admin_api(info).get("/metrics")
@@ -282,6 +291,9 @@ class Fleet:
                     value = int(float(match["value"]))
                     counts[labels.get("verb", "")] += value
                     counts[f"{labels.get('verb')}/{labels.get('scope')}"] += value
+                    counts[f"{labels.get('verb')}/{labels.get('scope')}/{labels['resource']}"] += (
+                        value
+                    )
         return counts
 
 

@@ -13,7 +13,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -21,12 +20,12 @@ import yaml
 from e2e import clusters
 from e2e.chartrepo import DEMO_REPO_PORT, serve_detached, state_dir
 from e2e.clusters import ClusterInfo
+from e2e.hubproc import HubProcess
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "three-envs.yaml"
 NAMES = ("dev", "prod-eu", "prod-us")
 LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")
-HUB_START_TIMEOUT = 30.0
 
 
 def home() -> Path:
@@ -66,31 +65,7 @@ def start_hub() -> None:
         if pid and _alive(int(pid)):
             print(f"demo: reusing the hub (pid {pid})")
             return
-        hub_file.unlink()
-    home().mkdir(parents=True, exist_ok=True)
-    log = (home() / "hub.log").open("ab")
-    with log:
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hub",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--probe-interval",
-                "2",
-            ],
-            env=_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + HUB_START_TIMEOUT
-    while not hub_file.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"demo: the hub did not start; see {home() / 'hub.log'}")
-        time.sleep(0.1)
+    HubProcess(home(), probe_interval=2.0, log_level="info").start()
 
 
 def stop_hub() -> None:

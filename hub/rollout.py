@@ -260,12 +260,12 @@ class Rollouts:
                     statuses.append(CanaryStatus.of(live) if live else None)
             except ClusterError:
                 statuses = [None]
-            if statuses and all(s is not None and s.ready for s in statuses):
-                return
             detail = "; ".join(str(s) for s in statuses if s is not None)
             if detail != record.detail:
                 record.detail = detail
                 self.apps.put_rollout(record)
+            if statuses and all(s is not None and s.ready for s in statuses):
+                return
             if time.monotonic() > deadline:
                 why = await _pod_trouble(client, target.namespace)
                 raise CanaryError(

@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from e2e.clusters import ClusterInfo
+from e2e.hubproc import HubProcess, Result
 from e2e.kubectl import kubectl
-from tests.hubproc import HubProcess, Result
 
 NAMES = ("dev", "prod-eu", "prod-us")
 LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")

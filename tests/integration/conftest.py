@@ -9,9 +9,9 @@ import pytest
 
 from e2e.chartrepo import ChartRepo, OciRegistry, start_chart_repo, start_oci_registry
 from e2e.clusters import ClusterInfo
+from e2e.hubproc import HubProcess
 from hub.charts import ChartCache
 from tests.fleet import Fleet
-from tests.hubproc import HubProcess
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ import pytest
 from e2e.chartrepo import ChartRepo
 from e2e.clusters import ClusterInfo
 from e2e.gateway import install_gateway_crds
+from e2e.hubproc import HubProcess
 from tests.fleet import Fleet, phase, until
-from tests.hubproc import HubProcess
 
 pytestmark = pytest.mark.cluster
 

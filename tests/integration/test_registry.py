@@ -22,7 +22,7 @@ import yaml
 from e2e import clusters as e2e
 from e2e.binaries import K8S_VERSION, binary
 from e2e.clusters import ClusterInfo
-from tests.hubproc import HubProcess
+from e2e.hubproc import HubProcess
 
 pytestmark = pytest.mark.cluster
 

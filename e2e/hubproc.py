@@ -1,8 +1,8 @@
-"""A real hub process for integration tests, and the real CLI run as a subprocess.
+"""A real hub process, and the real CLI run as a subprocess, for tests, the demo and bench.
 
-Tests drive Flotilla exactly as a user does: `flotilla serve` in the background and
-`flotilla ...` commands against it, each with its own FLOTILLA_HOME so tests never share
-a hub. Everything the hub logged is kept for assertions (secrets must never appear).
+They drive Flotilla exactly as a user does: `flotilla serve` in the background and
+`flotilla ...` commands against it, each with its own FLOTILLA_HOME so two never share a
+hub. Everything the hub logged is kept for assertions (secrets must never appear).
 """
 
 from __future__ import annotations
