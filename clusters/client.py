@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class ClusterClient:
         self.server = server
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._refresh: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     async def connect(
@@ -95,9 +96,21 @@ class ClusterClient:
         # hops per call, a tenth of the hub's CPU in a 64-cluster deploy. The proxy was
         # settled once above; netrc never applies (credentials come from the kubeconfig).
         api.rest_client.pool_manager._trust_env = False
-        return cls(
+        client = cls(
             api, server=str(configuration.host), timeout=timeout, max_in_flight=max_in_flight
         )
+        if _uses_exec(document):
+
+            async def refresh() -> None:
+                """Run the exec plugin again: its tokens expire (EKS: 15 minutes)."""
+                await load_kube_config_from_dict(
+                    dict(document),
+                    client_configuration=configuration,
+                    temp_file_path=str(temp_dir) if temp_dir else None,
+                )
+
+            client._refresh = refresh
+        return client
 
     async def close(self) -> None:
         await self.api.close()
@@ -112,9 +125,21 @@ class ClusterClient:
         content_type: str = JSON,
         timeout: float | None = None,
     ) -> Any:
-        """One call; the parsed JSON body (or text for non-JSON answers like /readyz)."""
-        async with self._response(method, path, query, body, content_type, timeout) as resp:
-            data = await resp.read()
+        """One call; the parsed JSON body (or text for non-JSON answers like /readyz).
+
+        A 401 with exec-plugin credentials runs the plugin again and retries once."""
+        try:
+            async with self._response(method, path, query, body, content_type, timeout) as resp:
+                data = await resp.read()
+        except Unauthorized:
+            if self._refresh is None:
+                raise
+            try:
+                await self._refresh()
+            except (ConfigException, OSError, ValueError) as e:
+                raise Unauthorized(f"{self.server}: the exec credential plugin failed") from e
+            async with self._response(method, path, query, body, content_type, timeout) as resp:
+                data = await resp.read()
         if resp.content_type == JSON:
             return orjson.loads(data)  # lists of hundreds of objects: the fast parser
         return data.decode(errors="replace")
@@ -224,6 +249,11 @@ def _tls_reason(error: aiohttp.ClientSSLError) -> str:
     cause = getattr(error, "certificate_error", None) or error.__cause__ or error
     text = str(getattr(cause, "verify_message", "") or getattr(cause, "reason", "") or "")
     return text or type(cause).__name__
+
+
+def _uses_exec(document: Mapping[str, Any]) -> bool:
+    users = document.get("users") or []
+    return any(isinstance((u.get("user") or {}).get("exec"), Mapping) for u in users)
 
 
 def _server_of(document: Mapping[str, Any]) -> str:

@@ -112,7 +112,22 @@ def test_restricted_token_and_exec_credentials(
     exec_config.write_text(yaml.safe_dump(config))
     hub.ok("cluster", "join", str(exec_config), "--name", "by-exec")
 
+    # A plugin whose first token has expired: the client runs it again on the 401.
+    rotating = tmp_path / "rotating-plugin"
+    expired = {**credential, "status": {"token": "expired-token-000000"}}
+    rotating.write_text(
+        "#!/bin/sh\n"
+        f"if [ -e \"{tmp_path}/ran\" ]; then cat <<'EOF'\n{json.dumps(credential)}\nEOF\n"
+        f"else touch \"{tmp_path}/ran\"; cat <<'EOF'\n{json.dumps(expired)}\nEOF\nfi\n"
+    )
+    rotating.chmod(0o755)
+    config["users"][0]["user"]["exec"]["command"] = str(rotating)
+    rotating_config = tmp_path / "rotating.kubeconfig"
+    rotating_config.write_text(yaml.safe_dump(config))
+    hub.ok("cluster", "join", str(rotating_config), "--name", "by-rotating-exec")
+
     listed = _clusters(hub)
+    assert listed["by-rotating-exec"]["health"] == "Healthy"
     assert {listed[n]["credential"] for n in ("limited", "by-token", "by-exec")} == {
         "token",
         "exec",
