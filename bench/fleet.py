@@ -85,12 +85,13 @@ class Slot:
 @dataclass(frozen=True)
 class Timing:
     """One deploy: seconds from `up` to every target applied and to all healthy, the
-    hub's CPU seconds meanwhile (near the wall time: the hub's one event loop is the
-    bottleneck) and its largest resident memory seen."""
+    hub's CPU seconds meanwhile, the GETs of watched kinds the API servers answered
+    meanwhile (the deployer's health checks), and the hub's largest resident memory."""
 
     applied: float
     healthy: float
     hub_cpu: float
+    gets: int
     peak_rss: int
 
 
@@ -223,7 +224,7 @@ class Fleet:
 
     async def deploy(self, name: str, text: str) -> Timing:
         """Up, then read status until the revision succeeded."""
-        cpu = self.cpu()
+        cpu, gets = self.cpu(), self.requests()["GET"]
         started = await self.up(name, text)
         applied, peak = None, self.rss()
         while True:
@@ -233,7 +234,8 @@ class Fleet:
             if applied is None and all(p in APPLIED for p in phases(status)):
                 applied = elapsed
             if status["phase"] == "succeeded":
-                return Timing(applied or elapsed, elapsed, self.cpu() - cpu, peak)
+                used, asked = self.cpu() - cpu, self.requests()["GET"] - gets
+                return Timing(applied or elapsed, elapsed, used, asked, peak)
             if status["phase"] == "failed" or elapsed > DEPLOY_TIMEOUT:
                 raise BenchError(f"{name}: {status['phase']} after {elapsed:.0f}s: {status}")
             await asyncio.sleep(POLL)
