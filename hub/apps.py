@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from hub.charts import ChartCache
@@ -82,17 +83,19 @@ class Applications:
 
     # plan and up
 
-    async def _plan(self, text: str, source: str) -> tuple[Application, list[PlannedTarget]]:
+    async def _plan(
+        self, text: str, source: str, base: Path
+    ) -> tuple[Application, list[PlannedTarget]]:
         app = load_application(text, source)
-        planned = await plan(app, source, self.registry.store.clusters(), self.charts)
+        planned = await plan(app, source, self.registry.store.clusters(), self.charts, base=base)
         return app, planned
 
-    async def plan(self, text: str, source: str, explain: str | None) -> dict[str, Any]:
-        app, planned = await self._plan(text, source)
+    async def plan(self, text: str, source: str, base: Path, explain: str | None) -> dict[str, Any]:
+        app, planned = await self._plan(text, source, base)
         return plan_view(app, planned, explain)
 
-    async def up(self, text: str, source: str) -> dict[str, Any]:
-        app, planned = await self._plan(text, source)
+    async def up(self, text: str, source: str, base: Path) -> dict[str, Any]:
+        app, planned = await self._plan(text, source, base)
         problems = failures(planned)
         if problems:
             raise InvalidInput(f"{source}: nothing was deployed:\n{problems}")
@@ -111,13 +114,14 @@ class Applications:
                 "phase": current.phase,
                 "message": f"revision {current.revision} already has this spec; nothing to do",
             }
-        return self._create(app, planned, source, digest, document, rollback_of=None)
+        return self._create(app, planned, source, base, digest, document, rollback_of=None)
 
     def _create(
         self,
         app: Application,
         planned: list[PlannedTarget],
         source: str,
+        base: Path,
         digest: str,
         document: dict[str, Any],
         rollback_of: int | None,
@@ -147,6 +151,7 @@ class Applications:
             digest=digest,
             publish_version=app.publish_version or "",
             source=source,
+            base=str(base),
             steps=steps,
             targets=targets,
             rollback_of=rollback_of,
@@ -181,12 +186,15 @@ class Applications:
         chosen = self.apps.revision(name, revision)
         source = f"revision {revision}"
         app = _parse_stored(json.dumps(chosen.spec))
-        planned = await plan(app, source, self.registry.store.clusters(), self.charts)
+        base = Path(chosen.base)
+        planned = await plan(app, source, self.registry.store.clusters(), self.charts, base=base)
         problems = failures(planned)
         if problems:
             raise InvalidInput(f"cannot roll back to revision {revision}:\n{problems}")
         await self.engine.cancel(name)
-        return self._create(app, planned, source, chosen.digest, chosen.spec, rollback_of=revision)
+        return self._create(
+            app, planned, source, base, chosen.digest, chosen.spec, rollback_of=revision
+        )
 
     async def delete(self, name: str) -> dict[str, Any]:
         self.apps.app(name)

@@ -237,7 +237,7 @@ def _read_app(path: Path) -> dict[str, Any]:
         raise_invalid(f"{path}: no such file")
     except OSError as e:
         raise_invalid(f"{path}: cannot read ({type(e).__name__})")
-    return {"source": str(path), "text": text}
+    return {"source": str(path), "base": str(path.resolve().parent), "text": text}
 
 
 @app.command()

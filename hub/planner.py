@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hub.charts import ChartCache, ChartRef, LoadedChart
@@ -26,6 +27,7 @@ from placement.values import Setting, parse_path
 @dataclass
 class PlannedTarget:
     target: Target
+    base: Path
     chart: LoadedChart | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -38,7 +40,7 @@ class PlannedTarget:
             return {"type": "k8s-objects", "objects": list(props.get("objects") or [])}
         return {
             "type": "helm",
-            "chart": chart_ref_fields(props),
+            "chart": chart_ref_fields(props, self.base),
             "values": dict(self.target.values),
             "digest": self.chart.digest if self.chart else "",
             "traits": {kind: dict(props) for kind, props in self.target.traits.items()},
@@ -51,11 +53,12 @@ class PlannedTarget:
         return ""
 
 
-def chart_ref_fields(props: Mapping[str, Any]) -> dict[str, Any]:
+def chart_ref_fields(props: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A chart reference; a relative `local` directory is relative to the file's folder."""
     repo_type = props.get("repoType") or props.get("repo_type") or "helm"
     url = str(props.get("url", ""))
     if repo_type == "local":
-        url = url.removeprefix("file://")
+        url = str(base / url.removeprefix("file://"))
     return {
         "repo_type": repo_type,
         "url": url,
@@ -70,6 +73,7 @@ async def plan(
     clusters: Sequence[ClusterRecord],
     charts: ChartCache,
     *,
+    base: Path,
     revision: int = 1,
 ) -> list[PlannedTarget]:
     """Resolve and render every target; placement problems refuse the whole file."""
@@ -77,14 +81,14 @@ async def plan(
     defaults: dict[str, dict[str, Any]] = {}
     for component in spec.components:
         if component.type == "helm":
-            chart = await charts.fetch(ChartRef(**chart_ref_fields(component.properties)))
+            chart = await charts.fetch(ChartRef(**chart_ref_fields(component.properties, base)))
             defaults[component.name] = chart.default_values
     infos = [ClusterInfo(c.name, dict(c.labels)) for c in clusters]
     try:
         targets = resolve(spec, infos, defaults)
     except PlacementError as e:
         raise SpecError(source, e.problems) from None
-    planned = [PlannedTarget(t) for t in targets]
+    planned = [PlannedTarget(t, base) for t in targets]
     await asyncio.gather(*(_render(p, charts, app.metadata.name, revision) for p in planned))
     return planned
 
@@ -95,7 +99,9 @@ async def _render(planned: PlannedTarget, charts: ChartCache, app: str, revision
         planned.objects = [dict(o) for o in target.properties.get("objects") or []]
         return
     try:
-        chart = planned.chart = await charts.fetch(ChartRef(**chart_ref_fields(target.properties)))
+        chart = planned.chart = await charts.fetch(
+            ChartRef(**chart_ref_fields(target.properties, planned.base))
+        )
         values = dict(target.values)
         await asyncio.to_thread(chart.validate, values)
         planned.objects = await chart.render_async(

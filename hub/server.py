@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -167,11 +168,11 @@ async def detach_cluster(request: web.Request) -> web.Response:
     return web.json_response({"detached": request.match_info["name"]})
 
 
-def _file(body: dict[str, Any]) -> tuple[str, str]:
+def _file(body: dict[str, Any]) -> tuple[str, str, Path]:
     text, source = body.get("text"), body.get("source") or "application"
     if not isinstance(text, str):
         raise InvalidInput("text: expected the Application file's content")
-    return text, str(source)
+    return text, str(source), Path(str(body.get("base") or "."))
 
 
 async def plan_app(request: web.Request) -> web.Response:

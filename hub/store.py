@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS revisions (
     digest          TEXT NOT NULL,
     spec            TEXT NOT NULL,
     source          TEXT NOT NULL DEFAULT '',
+    base            TEXT NOT NULL DEFAULT '',
     rollback_of     INTEGER,
     outcome         TEXT NOT NULL,
     created_at      REAL NOT NULL,
@@ -272,6 +273,7 @@ class RevisionRecord:
     digest: str
     spec: dict[str, Any]
     source: str
+    base: str  # the folder of the file, for charts in a relative local directory
     rollback_of: int | None
     outcome: str  # running | succeeded | failed | superseded
     created_at: float
@@ -338,6 +340,7 @@ class AppStore:
         digest: str,
         publish_version: str,
         source: str,
+        base: str,
         steps: list[tuple[str, str]],
         targets: list[TargetRecord],
         rollback_of: int | None = None,
@@ -361,9 +364,20 @@ class AppStore:
                 (now, app),
             )
             db.execute(
-                "INSERT INTO revisions (app, number, publish_version, digest, spec, source,"
-                " rollback_of, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-                (app, number, publish_version, digest, json.dumps(spec), source, rollback_of, now),
+                "INSERT INTO revisions (app, number, publish_version, digest, spec, source, base,"
+                " rollback_of, outcome, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                (
+                    app,
+                    number,
+                    publish_version,
+                    digest,
+                    json.dumps(spec),
+                    source,
+                    base,
+                    rollback_of,
+                    now,
+                ),
             )
             db.executemany(
                 "INSERT INTO steps (app, revision, name, type, phase)"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.chartrepo import OciRegistry
+from e2e.chartrepo import CHARTS_DIR, OciRegistry
 from tests.fleet import Fleet
 
 pytestmark = pytest.mark.cluster
@@ -106,3 +106,16 @@ def test_refusals_name_what_is_wrong(fleet: Fleet, edit: Any, message: str) -> N
     assert result.code != 0
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_local_chart_directory_is_relative_to_the_file(fleet: Fleet) -> None:
+    document = yaml.safe_load(fleet.app().read_text())
+    properties = document["spec"]["components"][0]["properties"]
+    properties.update(repoType="local", url="charts")
+    properties.pop("version")
+    (fleet.workdir / "charts").symlink_to(CHARTS_DIR)
+    path = fleet.workdir / "local.yaml"
+    path.write_text(yaml.safe_dump(document))
+    view = fleet.hub.ok("plan", "-f", str(path), "-o", "json").json()
+    targets = _targets(view).values()
+    assert all(t["error"] is None and t["chart"].startswith("canary-demo ") for t in targets)

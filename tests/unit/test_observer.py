@@ -105,6 +105,7 @@ async def hub_with_app(tmp_path: Path) -> AsyncIterator[Hub]:
         digest="d",
         publish_version="",
         source="test",
+        base=".",
         steps=[("deploy", "deploy")],
         targets=[target],
     )
