@@ -228,8 +228,8 @@ def figures(
                 f"N={size}: all applied / all healthy",
                 timing.applied,
                 "s",
-                note=f"healthy {timing.healthy:.2f} s, hub CPU {timing.hub_cpu:.2f} s, "
-                f"{timing.gets:.0f} GETs",
+                note=f"healthy {timing.healthy:.2f} s; CPU s: hub {timing.hub_cpu:.2f}, "
+                f"clusters {timing.clusters_cpu:.1f}; {timing.gets:.0f} GETs",
             )
         )
     largest = max(timings)
