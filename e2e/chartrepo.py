@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import helm_python
 
@@ -95,7 +95,25 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-class ChartRepo:
+class _Stopped:
+    """A server that `with` stops on the way out."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ChartRepo(_Stopped):
     """A Helm HTTP repository served from a thread of this process.
 
     Stop it with `stop()` or a `with` block; a temporary directory it created goes with it.
@@ -118,17 +136,6 @@ class ChartRepo:
         self._thread.join()
         if self._owns_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> ChartRepo:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_chart_repo(port: int = 0, directory: Path | None = None) -> ChartRepo:
@@ -177,7 +184,7 @@ def ensure_registry_installed() -> Path:
 
 
 @dataclass
-class OciRegistry:
+class OciRegistry(_Stopped):
     """A distribution registry on 127.0.0.1 holding the test charts under `url`."""
 
     port: int
@@ -192,17 +199,6 @@ class OciRegistry:
         """Stop the registry and drop its storage (it is re-filled on every start)."""
         processes.stop([self.record])
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> OciRegistry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def start_oci_registry(port: int = 0) -> OciRegistry:
