@@ -44,7 +44,13 @@ from pydantic_core import PydanticCustomError
 
 from hub.errors import InvalidInput
 from placement.errors import PathPart, PlacementError, Problem
-from placement.names import DNS_LABEL_MAX, QUALIFIED_NAME, DnsLabel
+from placement.names import (
+    DNS_LABEL_MAX,
+    QUALIFIED_NAME,
+    DnsLabel,
+    PerClusterDnsLabel,
+    PerClusterReleaseName,
+)
 from placement.overrides import Override
 from placement.selectors import LabelKey, LabelValue
 from placement.strict import StrictModel
@@ -57,15 +63,12 @@ API_VERSION = "core.oam.dev/v1beta1"
 PUBLISH_VERSION = "app.oam.dev/publishVersion"
 """The annotation naming a revision; a new value publishes a new revision."""
 
-# Helm refuses release names longer than 53 characters (they become parts of object names).
-RELEASE_NAME_MAX = 53
 # KubeVela's default for how many clusters one deploy step works on at once.
 DEFAULT_PARALLELISM = 5
 
 
 # --- scalar types ----------------------------------------------------------------------------
 
-_RELEASE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 # Go's time.ParseDuration units (KubeVela and kruise read durations with it); two spellings
 # of micro, as in Go.
 _UNIT_SECONDS = {
@@ -83,17 +86,6 @@ _DURATION_PART = re.compile(
 )
 _DURATION = re.compile(f"(?:{_DURATION_PART.pattern})+")
 _PERCENT = re.compile(r"(\d{1,3})%")
-
-
-def _release_name(name: str) -> str:
-    if len(name) > RELEASE_NAME_MAX or not _RELEASE_NAME.fullmatch(name):
-        raise PydanticCustomError(
-            "release_name",
-            "{name} is not a Helm release name (lower-case letters, digits, '-' and '.', "
-            "at most {max} characters)",
-            {"name": repr(name), "max": RELEASE_NAME_MAX},
-        )
-    return name
 
 
 def _name(name: str) -> str:
@@ -148,7 +140,6 @@ def _replicas(value: Any) -> int | str:
 
 Name = Annotated[str, AfterValidator(_name)]
 NonEmpty = Annotated[str, AfterValidator(_non_empty)]
-ReleaseName = Annotated[str, AfterValidator(_release_name)]
 Duration = Annotated[
     int | str,
     PlainValidator(_duration),
@@ -203,8 +194,8 @@ class HelmProperties(StrictModel):
     chart: NonEmpty
     version: NonEmpty | None = None
     """An exact version or a semver constraint; absent means the newest stable version."""
-    release_name: ReleaseName | None = None
-    target_namespace: DnsLabel | None = None
+    release_name: PerClusterReleaseName | None = None
+    target_namespace: PerClusterDnsLabel | None = None
     values: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("url")

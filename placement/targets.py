@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from placement.errors import PlacementError, Problem
+from placement.names import validate_dns_label, validate_release_name
 from placement.overrides import Override
 from placement.topology import ClusterInfo, Topology, check_registered
 from placement.values import Layer, Merged, Provenance, merge_layers, substitute_cluster
@@ -175,6 +176,15 @@ class _StepResolver:
         merged = merge_layers(layers, keep_nulls=defaults is None)
         traits = merge_layers(trait_layers, prefix=("traits",))
         properties = _substitute(merged, cluster)
+        for name_field, check in (
+            ("targetNamespace", validate_dns_label),
+            ("releaseName", validate_release_name),
+        ):
+            if properties.get(name_field) is not None:  # placeholders are filled in only now
+                try:
+                    check(str(properties[name_field]))
+                except PlacementError as e:
+                    raise PlacementError(f"{name_field}: {e.problems[0].message}") from None
         return Target(
             step=self.step.name,
             topology=topology,

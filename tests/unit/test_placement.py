@@ -417,3 +417,26 @@ def test_clusters_with_one_name_are_refused() -> None:
     policies: dict[str, Topology | Override] = {"dev": topology(clusters=["dev-1"])}
     with pytest.raises(PlacementError, match="two registered clusters have the same name"):
         resolve(app(policies, [Step("s", policies=("dev",))]), [DEV, DEV])
+
+
+def test_namespace_and_release_name_may_be_per_cluster() -> None:
+    per_cluster = ComponentSpec(
+        "api",
+        "helm",
+        {"targetNamespace": "api-${cluster.name}", "releaseName": "api-${cluster.labels.env}"},
+    )
+    policies: dict[str, Topology | Override] = {"all": topology(clusterLabelSelector={})}
+    targets = resolve(app(policies, [Step("s", policies=("all",))], per_cluster), CLUSTERS)
+    assert [(t.cluster, t.namespace, t.release_name) for t in targets] == [
+        ("dev-1", "api-dev-1", "api-dev"),
+        ("prod-eu-1", "api-prod-eu-1", "api-prod"),
+        ("prod-us-1", "api-prod-us-1", "api-prod"),
+    ]
+
+
+def test_a_filled_in_name_is_checked_per_cluster() -> None:
+    shouting = ClusterInfo("loud", {"env": "PROD"})
+    per_cluster = ComponentSpec("api", "helm", {"targetNamespace": "api-${cluster.labels.env}"})
+    policies: dict[str, Topology | Override] = {"loud": topology(clusters=["loud"])}
+    with pytest.raises(PlacementError, match=r"cluster 'loud'.*targetNamespace: 'api-PROD' is not"):
+        resolve(app(policies, [Step("s", policies=("loud",))], per_cluster), [shouting])

@@ -829,3 +829,15 @@ def test_json_schema_describes_the_file_for_editors() -> None:
     assert plain["additionalProperties"] == {"type": "string"}
     assert set(kubernetes["properties"]) == {"matchLabels", "matchExpressions"}
     assert "gatewayHTTPRouteName" in defs["TrafficRouting"]["properties"]
+
+
+def test_namespace_and_release_name_may_hold_cluster_placeholders() -> None:
+    document = copy.deepcopy(BASE)
+    properties = document["spec"]["components"][0]["properties"]
+    properties |= {"targetNamespace": "demo-${cluster.name}", "releaseName": "demo-${cluster.name}"}
+    load_application(yaml.safe_dump(document), "app.yaml")
+    properties["targetNamespace"] = "Demo_${cluster.name}"
+    with pytest.raises(
+        SpecError, match=r"targetNamespace: 'Demo_\$\{cluster.name\}' is not a DNS label"
+    ):
+        load_application(yaml.safe_dump(document), "app.yaml")
