@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from hub.errors import Conflict, InvalidInput
+from hub.errors import Conflict, FlotillaError
 from hub.store import AppStore, StepRecord, TargetRecord
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ class Engine:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # one cluster fails its own target, never the process
-                message = str(e) if isinstance(e, InvalidInput | ConnectionError) else _describe(e)
+                message = str(e) if isinstance(e, FlotillaError) else _describe(e)
                 target.phase, target.message = "failed", message
                 self.apps.put_target(target)
                 self.apps.add_event(target.app, f"{target.cluster}/{target.component}: {message}")
