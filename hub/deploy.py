@@ -24,12 +24,11 @@ from hub.charts import ChartCache, ChartRef
 from hub.errors import FlotillaError
 from hub.objects import key, labelled, ref_dict, ref_of
 from hub.registry import Registry
-from hub.rollout import Outcome, Rollouts
+from hub.rollout import Outcome, Rollouts, poll_delays
 from hub.store import AppStore, TargetRecord
 
 # How long a step waits for its objects to become healthy before failing the target.
 DEFAULT_STEP_TIMEOUT = 300.0
-POLL_INTERVAL = 1.0
 
 
 class TargetFailed(FlotillaError):
@@ -122,6 +121,7 @@ class Deployer:
         self, client: ClusterClient, refs: list[dict[str, Any]], target: TargetRecord
     ) -> None:
         deadline = time.monotonic() + self.step_timeout
+        delays = poll_delays()
         while True:
             try:
                 verdict = await self.health(client, refs)
@@ -133,7 +133,7 @@ class Deployer:
                 raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
             if target.message != verdict.reason:
                 self._mark(target, "waiting", verdict.reason)
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(next(delays))
 
     async def health(self, client: ClusterClient, refs: list[dict[str, Any]]) -> Health:
         objects = await asyncio.gather(*(get(client, ref_of(r)) for r in refs))

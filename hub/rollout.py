@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from clusters.apply import apply, delete, get
@@ -40,6 +40,9 @@ from hub.timefmt import timestamp
 
 TRAIT = "kruise-rollout"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+# Readiness is polled: soon at first (on a healthy cluster pods are ready within about a
+# second), then once a second, so that a slow rollout costs its API server little.
+POLL_FIRST = 0.1
 POLL_INTERVAL = 1.0
 # While a step waits for a ReplicaSet to settle before it can pin the stable Service.
 SETTLE_INTERVAL = 1.0
@@ -252,6 +255,7 @@ class Rollouts:
         record: RolloutRecord,
     ) -> None:
         deadline = time.monotonic() + self.step_timeout
+        delays = poll_delays()
         while True:
             statuses = []
             try:
@@ -272,14 +276,15 @@ class Rollouts:
                     f"canary not ready on cluster {target.cluster} after "
                     f"{self.step_timeout:.0f}s: {why or detail}"
                 )
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(next(delays))
 
     async def _wait_gone(self, client: ClusterClient, refs: Sequence[Mapping[str, Any]]) -> None:
         deadline = time.monotonic() + self.step_timeout
+        delays = poll_delays()
         while any([await get(client, ref_of(r)) for r in refs]):
             if time.monotonic() > deadline:
                 raise CanaryError("canary objects were not deleted in time")
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(next(delays))
 
     async def _stable_hash(
         self, client: ClusterClient, plan: CanaryPlan, namespace: str
@@ -300,6 +305,14 @@ class Rollouts:
     def _mark(self, target: TargetRecord, message: str) -> None:
         target.phase, target.message = "applying", message
         self.apps.put_target(target)
+
+
+def poll_delays() -> Iterator[float]:
+    """Seconds to wait between readiness checks: 0.1, 0.2, 0.4, 0.8, then 1 for good."""
+    delay = POLL_FIRST
+    while True:
+        yield delay
+        delay = min(delay * 2, POLL_INTERVAL)
 
 
 def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:
