@@ -114,7 +114,7 @@ def delete_order(refs: Iterable[R]) -> list[R]:
     return apply_order(refs, lambda ref: ref.kind)[::-1]
 
 
-def stale(previous: Iterable[AppliedRef], current: Iterable[ObjectRef]) -> list[AppliedRef]:
+def stale(previous: Iterable[R], current: Iterable[ObjectRef]) -> list[R]:
     """What a new revision prunes: entries of the previous inventory it no longer holds.
 
     Objects are matched by API group, kind, namespace and name. Not by apiVersion: a

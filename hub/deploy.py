@@ -15,14 +15,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from clusters.apply import apply, delete, get
+from clusters.apply import apply, delete, get, stale
 from clusters.client import ClusterClient
 from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus, assess, worst
 from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartRef
 from hub.errors import FlotillaError
-from hub.objects import key, labelled, ref_dict, ref_of
+from hub.objects import labelled, ref_dict, ref_of
 from hub.registry import Registry
 from hub.rollout import Outcome, Rollouts, poll_delays
 from hub.store import AppStore, TargetRecord
@@ -107,13 +107,12 @@ class Deployer:
         coming = [
             {**ref_dict(ObjectRef.of(o)), "namespace": _namespace_of(o, namespace)} for o in objects
         ]
-        keys = {key(e) for e in coming}
-        stale = [e for e in previous if key(e) not in keys]
         self.apps.set_inventory(app, cluster, component, revision, previous + coming)
         applied = await apply(client, objects, default_namespace=namespace)
         current = [{**ref_dict(r), "uid": r.uid} for r in applied]
-        if stale:
-            await delete(client, [ref_of(e) for e in stale])
+        gone = stale([ref_of(e) for e in previous], applied)
+        if gone:
+            await delete(client, gone)
         self.apps.set_inventory(app, cluster, component, revision, current)
         return current
 

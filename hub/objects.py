@@ -30,15 +30,6 @@ def ref_of(entry: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(entry["apiVersion"], entry["kind"], entry.get("namespace"), entry["name"])
 
 
-def key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    return (
-        entry["apiVersion"].split("/")[0] if "/" in entry["apiVersion"] else "",
-        entry["kind"],
-        entry.get("namespace") or "",
-        entry["name"],
-    )
-
-
 def labelled(
     objects: Iterable[dict[str, Any]], app: str, component: str, revision: int
 ) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +23,8 @@ from hub.errors import ClusterUnavailable, InvalidInput, NotFound
 from hub.observer import Observer
 from hub.redaction import Scrubber
 from hub.store import ClusterRecord, Store
+from placement.errors import PlacementError
+from placement.names import validate_dns_label
 from placement.selectors import validate_label_key, validate_label_value
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ JOIN_TIMEOUT = 9.0
 PROBE_INTERVAL = 5.0
 PROBE_BACKOFF_MAX = 15.0
 PROBE_TIMEOUT = 3.0
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class Registry:
@@ -221,11 +221,13 @@ async def _connect(document: Mapping[str, Any]) -> ClusterClient:
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name):
+    try:
+        validate_dns_label(name)
+    except PlacementError:
         raise InvalidInput(
             f"cluster name {name!r}: must be a DNS label (lower-case letters, digits, '-', "
             "at most 63 characters)"
-        )
+        ) from None
 
 
 def check_labels(labels: Mapping[str, str]) -> None:
