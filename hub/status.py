@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 from clusters.apply import get
-from clusters.client import ClusterClient
 from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus, assess, worst
 from hub.objects import ref_of
@@ -121,7 +120,7 @@ async def _read_live(registry: Registry, cluster: ClusterRecord, refs: Objects) 
     try:
         client = await registry.client(cluster.name)
         async with asyncio.timeout(READ_TIMEOUT):
-            objects = await asyncio.gather(*(_get(client, r) for r in refs))
+            objects = await asyncio.gather(*(get(client, ref_of(r)) for r in refs))
     except (TimeoutError, ClusterError) as e:
         reason = "no answer in time" if isinstance(e, TimeoutError) else str(e)
         return [Health(HealthStatus.UNKNOWN, reason)] * len(refs)
@@ -135,10 +134,6 @@ def _judged(seen: Sighting) -> Health:
         return health
     note = f"as last seen {timestamp(seen.seen) or 'never'}"
     return Health(health.status, f"{note}: {health.reason}" if health.reason else note)
-
-
-async def _get(client: ClusterClient, ref: Mapping[str, Any]) -> dict[str, Any] | None:
-    return await get(client, ref_of(ref))
 
 
 def _step_view(
