@@ -29,7 +29,7 @@ from e2e import clusters
 from e2e.chartrepo import ChartRepo, start_chart_repo
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess
-from hub.client import HubClient
+from hub.cli.client import HubClient
 from hub.home import Home
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ DEPLOY_TIMEOUT = 600.0
 JOINS_AT_ONCE = 8
 # Target phases after the apply: waiting for health, done, or held by a canary step.
 APPLIED = frozenset({"waiting", "healthy", "paused"})
-# The resources the hub's watch caches cover (hub.observer): LISTs or GETs of these
+# The resources the hub's watch caches cover (hub.fleet.observer): LISTs or GETs of these
 # during status calls would be the hub asking the clusters.
 WATCHED_RESOURCES = frozenset(
     {

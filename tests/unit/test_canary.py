@@ -1,7 +1,7 @@
 """The canary's objects and phases, against manifests shaped like the demo charts' renders.
 
 `release()` builds what `e2e/charts/canary-demo*` render for a release named like the chart
-in namespace `demo` with 5 replicas, labelled as `hub.deploy.labelled` labels them; chart
+in namespace `demo` with 5 replicas, labelled as `hub.fleet.objects.labelled` labels them; chart
 version 2.0.0 differs from 1.0.0 in its image, as the e2e chart repository packages them.
 """
 

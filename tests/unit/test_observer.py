@@ -15,12 +15,14 @@ from aiohttp.test_utils import TestServer
 
 from clusters.resources import Backoff
 from clusters.watch import ClusterCache
-from hub.observer import Observer
+from hub.fleet.observer import Observer
+from hub.fleet.registry import Registry
+from hub.model.records import ClusterRecord, TargetRecord
 from hub.redaction import Scrubber
-from hub.registry import Registry
-from hub.rollout import Rollouts
-from hub.status import application_status
-from hub.store import AppStore, ClusterRecord, Store, TargetRecord
+from hub.service.status import application_status
+from hub.state.apps import AppStore
+from hub.state.store import Store
+from hub.workflow.rollout import Rollouts
 from tests.unit.fakeapi import FakeApi, config_map
 
 FAST = Backoff(first=0.01, factor=2.0, cap=0.05)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hub.errors import Conflict, NotFound
-from hub.store import ClusterRecord, Store
+from hub.model.records import ClusterRecord
+from hub.state.store import Store
 
 
 def _record(name: str) -> ClusterRecord:

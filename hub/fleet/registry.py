@@ -20,9 +20,10 @@ from clusters.client import ClusterClient
 from clusters.errors import ClusterError, Unauthorized, Unreachable
 from clusters.probe import probe, readiness
 from hub.errors import ClusterUnavailable, InvalidInput, NotFound
-from hub.observer import Observer
+from hub.fleet.observer import Observer
+from hub.model.records import ClusterRecord
 from hub.redaction import Scrubber
-from hub.store import ClusterRecord, Store
+from hub.state.store import Store
 from placement.errors import PlacementError
 from placement.names import validate_dns_label
 from placement.selectors import validate_label_key, validate_label_value

@@ -33,10 +33,11 @@ from hub.canary import (
     stable_pod_template_hash,
     template_changed,
 )
-from hub.objects import labelled, ref_dict, ref_of
+from hub.fleet.objects import labelled, ref_dict, ref_of
+from hub.model.records import RolloutRecord, TargetRecord
+from hub.model.timestamps import timestamp
 from hub.spec import KruiseRolloutProperties, trait_properties
-from hub.store import AppStore, RolloutRecord, TargetRecord
-from hub.timefmt import timestamp
+from hub.state.apps import AppStore
 
 TRAIT = "kruise-rollout"
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")

@@ -1,7 +1,7 @@
 """The status tree: application -> step -> cluster -> release -> objects, health rolled up.
 
 Built from the store (what the workflow did) and the clusters' watch caches (what the
-objects look like now; hub.observer), so a call asks no API server. Only objects a cache
+objects look like now; hub.fleet.observer), so a call asks no API server. Only objects a cache
 cannot answer for (not listed yet, or of a kind it does not watch) are read from their
 cluster, and never from a cluster the prober marks unreachable: one dead cluster costs
 nothing. Its objects show as last seen, or as Unknown if never seen, with when the cluster
@@ -18,12 +18,13 @@ from typing import Any
 from clusters.apply import get
 from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus, assess, worst
-from hub.objects import ref_of
-from hub.observer import Sighting
-from hub.registry import Registry
-from hub.rollout import Rollouts
-from hub.store import AppRecord, AppStore, ClusterRecord, StepRecord, TargetRecord
-from hub.timefmt import timestamp
+from hub.fleet.objects import ref_of
+from hub.fleet.observer import Sighting
+from hub.fleet.registry import Registry
+from hub.model.records import AppRecord, ClusterRecord, StepRecord, TargetRecord
+from hub.model.timestamps import timestamp
+from hub.state.apps import AppStore
+from hub.workflow.rollout import Rollouts
 
 # Per cluster, for the reads of one status call that no cache answers: a slow cluster
 # must not make `status` slow for everyone.

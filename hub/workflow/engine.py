@@ -17,7 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from hub.errors import Conflict, FlotillaError
-from hub.store import AppStore, StepRecord, TargetRecord
+from hub.model.records import StepRecord, TargetRecord
+from hub.state.apps import AppStore
 
 log = logging.getLogger(__name__)
 

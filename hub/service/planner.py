@@ -16,8 +16,8 @@ from typing import Any
 
 from hub.charts import ChartCache, ChartRef, LoadedChart
 from hub.errors import FlotillaError
+from hub.model.records import ClusterRecord
 from hub.spec import Application, SpecError
-from hub.store import ClusterRecord
 from placement.errors import PlacementError
 from placement.targets import CHART_DEFAULTS, Target, resolve
 from placement.topology import ClusterInfo

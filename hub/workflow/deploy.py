@@ -22,10 +22,11 @@ from clusters.health import Health, HealthStatus, assess, worst
 from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartRef
 from hub.errors import FlotillaError
-from hub.objects import labelled, ref_dict, ref_of
-from hub.registry import Registry
-from hub.rollout import Outcome, Rollouts, poll_delays
-from hub.store import AppStore, TargetRecord
+from hub.fleet.objects import labelled, ref_dict, ref_of
+from hub.fleet.registry import Registry
+from hub.model.records import TargetRecord
+from hub.state.apps import AppStore
+from hub.workflow.rollout import Outcome, Rollouts, poll_delays
 
 # How long a step waits for its objects to become healthy before failing the target.
 DEFAULT_STEP_TIMEOUT = 300.0

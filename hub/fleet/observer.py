@@ -26,7 +26,7 @@ from clusters.errors import ClusterError, NotFound
 from clusters.resources import Backoff, ResourceClient
 from clusters.watch import RECONNECT, ClusterCache
 from hub.errors import NotFound as NotRegistered
-from hub.objects import MANAGED_BY
+from hub.fleet.objects import MANAGED_BY
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ WATCHED_KINDS: tuple[tuple[str, str], ...] = (
 # CRD). A cache asked for a kind the cluster lacks would retry discovering it forever;
 # objects of a kind installed later are read from the cluster instead.
 OPTIONAL_KINDS: tuple[tuple[str, str], ...] = (("gateway.networking.k8s.io/v1", "HTTPRoute"),)
-# Everything Flotilla applies carries this label (hub.objects), and nothing else matters
+# Everything Flotilla applies carries this label (hub.fleet.objects), and nothing else matters
 # to status: the caches stay small on clusters full of other people's objects.
 SELECTOR = f"{MANAGED_BY}=flotilla"
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from hub.output import ago, grid, health
+from hub.cli.output import ago, grid, health
 
 
 def _labels(labels: dict[str, str]) -> str:

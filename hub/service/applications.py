@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from hub.charts import ChartCache
-from hub.deploy import Deployer
-from hub.engine import Engine
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
-from hub.planner import PlannedTarget, failures, plan, plan_view
-from hub.registry import Registry
+from hub.fleet.registry import Registry
+from hub.model.records import TargetRecord
+from hub.model.timestamps import timestamp
+from hub.service.planner import PlannedTarget, failures, plan, plan_view
+from hub.service.status import application_status
 from hub.spec import Application, DeployStep, SuspendStep, load_application
-from hub.status import application_status
-from hub.store import AppStore, Store, TargetRecord
-from hub.timefmt import timestamp
+from hub.state.apps import AppStore
+from hub.state.store import Store
+from hub.workflow.deploy import Deployer
+from hub.workflow.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,155 @@
+"""Application commands: plan, up, status, ls, history, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+import typer
+
+from hub.cli import output, views
+from hub.cli.base import (
+    AppArgument,
+    FileOption,
+    OutputOption,
+    app,
+    call,
+    read_app,
+    run,
+)
+from hub.cli.client import HubClient
+from hub.cli.output import Format, emit
+from hub.errors import InvalidInput
+
+
+@app.command()
+def plan(
+    file: FileOption,
+    output_format: OutputOption = Format.table,
+    explain: Annotated[
+        str | None,
+        typer.Option(
+            help="A values key (e.g. replicaCount): every layer that set it, per cluster."
+        ),
+    ] = None,
+) -> None:
+    """Show what `up` would do, changing nothing: per step and cluster, the namespace, the
+    values that differ from the chart's defaults and which policy set them, and the
+    objects Helm renders."""
+    body = read_app(file) | {"explain": explain}
+    view = run(call("POST", "/api/v1/plan", body))
+    emit(view, output_format, lambda v: views.plan_tree(v, explain))
+    if any(t["error"] for s in view["steps"] for t in s["targets"]):
+        raise typer.Exit(InvalidInput.exit_code)
+
+
+@app.command()
+def up(
+    file: FileOption,
+    wait: Annotated[
+        bool, typer.Option(help="Follow progress until the workflow finishes, suspends or fails.")
+    ] = False,
+    output_format: OutputOption = Format.table,
+) -> None:
+    """Deploy an application: a new revision when the file changed, run by the hub.
+
+    The file is checked completely first (spec, placement, charts, values schema, render);
+    if anything is wrong nothing is stored or deployed. Exit codes with --wait: 0 finished
+    or suspended, 1 failed.
+    """
+    result = run(call("POST", "/api/v1/apps", read_app(file)))
+    if output_format is not Format.table:
+        emit(result, output_format)
+    else:
+        output.console.print(result["message"])
+    if wait:
+        follow(result["name"], result["revision"])
+
+
+def follow(name: str, revision: int) -> None:
+    """Live progress until the revision reaches a phase where a human or nothing acts."""
+    from rich.live import Live
+
+    async def follow(live: Live | None) -> dict[str, Any]:
+        client = HubClient.from_home()
+        while True:
+            status = await client.call("GET", f"/api/v1/apps/{name}")
+            if live is not None:
+                live.update(views.progress_table(status))
+            settled = status["phase"] in ("succeeded", "failed", "suspended")
+            if status["revision"] == revision and settled:
+                return dict(status)
+            await asyncio.sleep(0.5)
+
+    if output.console.is_terminal:
+        with Live(console=output.console, refresh_per_second=4, transient=False) as live:
+            status = run(follow(live))
+    else:
+        status = run(follow(None))
+        output.console.print(views.progress_table(status))
+    if status["phase"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    name: AppArgument,
+    tree: Annotated[
+        bool, typer.Option("--tree", help="Show every object, healthy ones too.")
+    ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep refreshing (Ctrl-C to stop).")
+    ] = False,
+    output_format: OutputOption = Format.table,
+) -> None:
+    """The application as one tree: step -> cluster -> release -> objects, health rolled up.
+
+    `-o json` has a stable shape for scripts (see the README); an unreachable cluster
+    shows as such with when it was last seen.
+    """
+    path = f"/api/v1/apps/{name}"
+    if not watch:
+        emit(
+            run(call("GET", path)),
+            output_format,
+            lambda s: views.status_tree(s, every_object=tree),
+        )
+        return
+    from rich.live import Live
+
+    async def refresh(live: Live) -> None:
+        client = HubClient.from_home()
+        while True:
+            live.update(views.status_tree(await client.call("GET", path), every_object=tree))
+            await asyncio.sleep(1.0)
+
+    with (
+        Live(console=output.console, refresh_per_second=4) as live,
+        contextlib.suppress(KeyboardInterrupt),
+    ):
+        run(refresh(live))
+
+
+@app.command("ls")
+def list_apps(output_format: OutputOption = Format.table) -> None:
+    """Applications with their revision, workflow phase and health."""
+    emit(run(call("GET", "/api/v1/apps")), output_format, views.apps_table)
+
+
+@app.command()
+def history(name: AppArgument, output_format: OutputOption = Format.table) -> None:
+    """Revisions of an application: publishVersion, when, outcome."""
+    emit(run(call("GET", f"/api/v1/apps/{name}/history")), output_format, views.history_table)
+
+
+@app.command()
+def delete(
+    name: AppArgument,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove everything the application applied on every cluster, then its records."""
+    if not yes and not typer.confirm(f"delete {name} from every cluster?"):
+        raise typer.Exit(1)
+    run(call("DELETE", f"/api/v1/apps/{name}"))
+    output.console.print(f"application {name} deleted")

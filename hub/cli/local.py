@@ -1,0 +1,59 @@
+"""The two commands that run in this process instead of calling a hub: `serve` (which is
+the hub) and `schema` (which prints the format's JSON Schema). Their imports of the hub's
+inside are lazy and the only ones the CLI has (see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from hub.cli.base import (
+    app,
+    run,
+)
+from hub.cli.output import Format, emit
+from hub.home import DEFAULT_LISTEN, Home
+
+
+@app.command()
+def serve(
+    listen: Annotated[
+        str, typer.Option(help="HOST:PORT to listen on; port 0 picks a free port.")
+    ] = DEFAULT_LISTEN,
+    probe_interval: Annotated[
+        float, typer.Option(help="Seconds between health probes of each member cluster.")
+    ] = 5.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    step_timeout: Annotated[
+        float, typer.Option(help="Seconds a deploy step waits for its objects to be healthy.")
+    ] = 300.0,
+    fanout: Annotated[
+        int, typer.Option(help="Clusters deployed at once when a step sets no parallelism.")
+    ] = 32,
+) -> None:
+    """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
+    from hub.root import serve as serve_hub
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    run(
+        serve_hub(
+            Home.default(),
+            listen,
+            probe_interval=probe_interval,
+            step_timeout=step_timeout,
+            fanout=fanout,
+        )
+    )
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the Application format, for editors and CI linters."""
+    from hub.spec import json_schema
+
+    emit(json_schema(), Format.json)

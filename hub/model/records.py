@@ -1,0 +1,97 @@
+"""What the hub stores, as typed records: clusters, applications, revisions, steps,
+targets and canaries. Plain data, shared by the store, the engine and the views.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ClusterRecord:
+    """A registered member cluster. `kubeconfig` is secret: never serialise it as is."""
+
+    name: str
+    server: str
+    kubeconfig: dict[str, Any]
+    credential: str
+    labels: dict[str, str] = field(default_factory=dict)
+    version: str = ""
+    health: str = "Unknown"
+    reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+    last_seen: float | None = None
+    joined_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class AppRecord:
+    name: str
+    revision: int
+    phase: str  # running | suspended | succeeded | failed | deleting
+    message: str
+    suspend: bool
+    created_at: float
+    updated_at: float
+
+
+@dataclass
+class RevisionRecord:
+    app: str
+    number: int
+    publish_version: str
+    digest: str
+    spec: dict[str, Any]
+    source: str
+    base: str  # the folder of the file, for charts in a relative local directory
+    rollback_of: int | None
+    outcome: str  # running | succeeded | failed | superseded
+    created_at: float
+    finished_at: float | None
+
+
+@dataclass
+class StepRecord:
+    app: str
+    revision: int
+    name: str
+    type: str
+    phase: str  # pending | running | suspended | succeeded | failed
+    message: str
+    resume_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass
+class TargetRecord:
+    app: str
+    revision: int
+    step: str
+    cluster: str
+    component: str
+    namespace: str
+    release: str
+    chart: str
+    spec: dict[str, Any]  # what to deploy: chart reference and final values
+    phase: str  # pending | applying | waiting | healthy | failed
+    message: str = ""
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class RolloutRecord:
+    """The canary of one workload of one target: which revision, where it stands."""
+
+    app: str
+    cluster: str
+    component: str
+    revision: int
+    kind: str
+    name: str
+    stage: str
+    step: int
+    resume_at: float | None = None
+    detail: str = ""  # canary readiness, for status

@@ -1,0 +1,6 @@
+"""The verbs behind the API: plan, up, rollback, delete, workflow verbs, and the status,
+plan and history answers.
+
+The API calls this and nothing below it. It validates a file completely before anything
+is stored, and leaves running a revision to `hub.workflow`.
+"""

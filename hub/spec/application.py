@@ -1,0 +1,79 @@
+"""The Application document, and its hand-over to placement as plain data."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+)
+
+from hub.spec.components import Component
+from hub.spec.workflow import DeployStep, Policy, WorkflowSpec
+from placement.names import (
+    DnsLabel,
+)
+from placement.selectors import LabelKey, LabelValue
+from placement.strict import StrictModel
+from placement.targets import AppSpec, ComponentSpec
+from placement.workflow import Step, Workflow
+
+API_VERSION = "core.oam.dev/v1beta1"
+PUBLISH_VERSION = "app.oam.dev/publishVersion"
+"""The annotation naming a revision; a new value publishes a new revision."""
+
+
+# --- the application -----------------------------------------------------------------------------
+
+
+class Metadata(StrictModel):
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    annotations: dict[LabelKey, str] = Field(default_factory=dict)
+
+
+class ApplicationSpec(StrictModel):
+    components: list[Component] = Field(min_length=1)
+    policies: list[Policy] = Field(default_factory=list)
+    workflow: WorkflowSpec | None = None
+    """Absent: KubeVela's default, one deploy step per topology policy."""
+
+
+class Application(StrictModel):
+    api_version: Literal["core.oam.dev/v1beta1"]
+    kind: Literal["Application"]
+    metadata: Metadata
+    spec: ApplicationSpec
+
+    @property
+    def publish_version(self) -> str | None:
+        return self.metadata.annotations.get(PUBLISH_VERSION)
+
+    def to_placement(self) -> AppSpec:
+        """The application as placement's plain data. Raises `PlacementError` (paths relative
+        to `spec`) if the workflow does not fit the policies; `load_application` checked that."""
+        policies = {policy.name: policy.properties for policy in self.spec.policies}
+        workflow = self.spec.workflow
+        if workflow is None:
+            checked = Workflow.default(policies)
+        else:
+            steps = [
+                Step(
+                    step.name,
+                    tuple(step.depends_on),
+                    tuple(step.properties.policies) if isinstance(step, DeployStep) else None,
+                )
+                for step in workflow.steps
+            ]
+            checked = Workflow(steps, policies, workflow.mode.steps)
+        components = tuple(
+            ComponentSpec(
+                c.name,
+                c.type,
+                c.properties.model_dump(exclude_unset=True),
+                {t.type: t.properties.model_dump(exclude_unset=True) for t in c.traits},
+            )
+            for c in self.spec.components
+        )
+        return AppSpec(self.metadata.name, self.metadata.namespace, components, policies, checked)

@@ -1,0 +1,283 @@
+"""Applications, revisions, steps, targets, inventory, canaries and events in the store.
+
+Every state transition is one transaction; the engine writes before it acts on a
+cluster and after the cluster confirms.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from hub.errors import NotFound
+from hub.model.records import AppRecord, RevisionRecord, RolloutRecord, StepRecord, TargetRecord
+from hub.state.store import Store
+
+
+class AppStore:
+    """Applications, revisions and workflow state, on the same connection as the registry."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._db = store.connection
+
+    def create_revision(
+        self,
+        app: str,
+        *,
+        spec: dict[str, Any],
+        digest: str,
+        publish_version: str,
+        source: str,
+        base: str,
+        steps: list[tuple[str, str]],
+        targets: list[TargetRecord],
+        rollback_of: int | None = None,
+    ) -> RevisionRecord:
+        """A new revision becomes the one the workflow drives, atomically: the application
+        row, the revision, its pending steps, and the superseding of a running predecessor."""
+        now = time.time()
+        with self._store.transaction() as db:
+            row = db.execute("SELECT MAX(number) FROM revisions WHERE app = ?", (app,)).fetchone()
+            number = (row[0] or 0) + 1
+            db.execute(
+                "INSERT INTO applications (name, revision, phase, message, suspend, created_at,"
+                " updated_at) VALUES (?, ?, 'running', '', 0, ?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET revision = excluded.revision, phase = 'running', message = '', suspend = 0,"
+                " updated_at = excluded.updated_at",
+                (app, number, now, now),
+            )
+            db.execute(
+                "UPDATE revisions SET outcome = 'superseded', finished_at = ?"
+                " WHERE app = ? AND outcome = 'running'",
+                (now, app),
+            )
+            db.execute(
+                "INSERT INTO revisions (app, number, publish_version, digest, spec, source, base,"
+                " rollback_of, outcome, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                (
+                    app,
+                    number,
+                    publish_version,
+                    digest,
+                    json.dumps(spec),
+                    source,
+                    base,
+                    rollback_of,
+                    now,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO steps (app, revision, name, type, phase)"
+                " VALUES (?, ?, ?, ?, 'pending')",
+                [(app, number, name, kind) for name, kind in steps],
+            )
+            for target in targets:
+                target.app, target.revision = app, number
+                _insert_target(db, target)
+        return self.revision(app, number)
+
+    def apps(self) -> list[AppRecord]:
+        rows = self._db.execute("SELECT * FROM applications ORDER BY name").fetchall()
+        return [_app(r) for r in rows]
+
+    def app(self, name: str) -> AppRecord:
+        row = self._db.execute("SELECT * FROM applications WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"application {name!r} not found")
+        return _app(row)
+
+    def set_app(self, name: str, *, phase: str, message: str = "") -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE applications SET phase = ?, message = ?, updated_at = ? WHERE name = ?",
+                (phase, message, time.time(), name),
+            )
+
+    def set_suspend(self, name: str, suspend: bool) -> None:
+        with self._store.transaction() as db:
+            db.execute("UPDATE applications SET suspend = ? WHERE name = ?", (suspend, name))
+
+    def delete_app(self, name: str) -> None:
+        with self._store.transaction() as db:
+            for table in ("events", "rollouts", "inventory", "targets", "steps", "revisions"):
+                db.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
+            db.execute("DELETE FROM applications WHERE name = ?", (name,))
+
+    def revisions(self, app: str) -> list[RevisionRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM revisions WHERE app = ? ORDER BY number", (app,)
+        ).fetchall()
+        return [_revision(r) for r in rows]
+
+    def revision(self, app: str, number: int) -> RevisionRecord:
+        row = self._db.execute(
+            "SELECT * FROM revisions WHERE app = ? AND number = ?", (app, number)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"application {app!r} has no revision {number}")
+        return _revision(row)
+
+    def finish_revision(self, app: str, number: int, outcome: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE revisions SET outcome = ?, finished_at = ? WHERE app = ? AND number = ?",
+                (outcome, time.time(), app, number),
+            )
+
+    def steps(self, app: str, revision: int) -> list[StepRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM steps WHERE app = ? AND revision = ? ORDER BY rowid", (app, revision)
+        ).fetchall()
+        return [StepRecord(**dict(r)) for r in rows]
+
+    def set_step(
+        self,
+        app: str,
+        revision: int,
+        name: str,
+        *,
+        phase: str,
+        message: str = "",
+        resume_at: float | None = None,
+    ) -> None:
+        now = time.time()
+        started = now if phase == "running" else None
+        finished = now if phase in ("succeeded", "failed") else None
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE steps SET phase = ?, message = ?, resume_at = ?,"
+                " started_at = COALESCE(started_at, ?), finished_at = ?"
+                " WHERE app = ? AND revision = ? AND name = ?",
+                (phase, message, resume_at, started, finished, app, revision, name),
+            )
+
+    def put_target(self, target: TargetRecord) -> None:
+        with self._store.transaction() as db:
+            _insert_target(db, target)
+
+    def targets(self, app: str, revision: int) -> list[TargetRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM targets WHERE app = ? AND revision = ?"
+            " ORDER BY step, cluster, component",
+            (app, revision),
+        ).fetchall()
+        return [_target(r) for r in rows]
+
+    def inventory(self, app: str) -> dict[tuple[str, str], tuple[int, list[dict[str, Any]]]]:
+        """(cluster, component) -> (revision, object references) of what is applied."""
+        rows = self._db.execute("SELECT * FROM inventory WHERE app = ?", (app,)).fetchall()
+        return {
+            (r["cluster"], r["component"]): (r["revision"], json.loads(r["objects"])) for r in rows
+        }
+
+    def set_inventory(
+        self, app: str, cluster: str, component: str, revision: int, objects: list[dict[str, Any]]
+    ) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO inventory (app, cluster, component, revision, objects)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (app, cluster, component, revision, json.dumps(objects)),
+            )
+
+    def drop_inventory(self, app: str, cluster: str, component: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM inventory WHERE app = ? AND cluster = ? AND component = ?",
+                (app, cluster, component),
+            )
+
+    def rollout(self, app: str, cluster: str, component: str) -> RolloutRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
+            (app, cluster, component),
+        ).fetchone()
+        return RolloutRecord(**dict(row)) if row is not None else None
+
+    def rollouts(self, app: str) -> list[RolloutRecord]:
+        rows = self._db.execute("SELECT * FROM rollouts WHERE app = ?", (app,)).fetchall()
+        return [RolloutRecord(**dict(r)) for r in rows]
+
+    def put_rollout(self, rollout: RolloutRecord) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO rollouts (app, cluster, component, revision, kind, name,"
+                " stage, step, resume_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rollout.app,
+                    rollout.cluster,
+                    rollout.component,
+                    rollout.revision,
+                    rollout.kind,
+                    rollout.name,
+                    rollout.stage,
+                    rollout.step,
+                    rollout.resume_at,
+                    rollout.detail,
+                ),
+            )
+
+    def drop_rollout(self, app: str, cluster: str, component: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
+                (app, cluster, component),
+            )
+
+    def add_event(self, app: str, message: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT INTO events (app, at, message) VALUES (?, ?, ?)",
+                (app, time.time(), message),
+            )
+
+    def events(self, app: str, limit: int = 50) -> list[tuple[float, str]]:
+        rows = self._db.execute(
+            "SELECT at, message FROM events WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit)
+        ).fetchall()
+        return [(r["at"], r["message"]) for r in reversed(rows)]
+
+
+def _app(row: sqlite3.Row) -> AppRecord:
+    data = dict(row)
+    data["suspend"] = bool(data["suspend"])
+    return AppRecord(**data)
+
+
+def _revision(row: sqlite3.Row) -> RevisionRecord:
+    data = dict(row)
+    data["spec"] = json.loads(data["spec"])
+    return RevisionRecord(**data)
+
+
+def _target(row: sqlite3.Row) -> TargetRecord:
+    data = dict(row)
+    data["spec"] = json.loads(data["spec"])
+    return TargetRecord(**data)
+
+
+def _insert_target(db: sqlite3.Connection, target: TargetRecord) -> None:
+    target.updated_at = time.time()
+    db.execute(
+        "INSERT OR REPLACE INTO targets (app, revision, step, cluster, component,"
+        " namespace, release, chart, spec, phase, message, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            target.app,
+            target.revision,
+            target.step,
+            target.cluster,
+            target.component,
+            target.namespace,
+            target.release,
+            target.chart,
+            json.dumps(target.spec),
+            target.phase,
+            target.message,
+            target.updated_at,
+        ),
+    )
