@@ -55,7 +55,8 @@ from hub.canary.objects import (
 )
 from hub.canary.plan import CanaryPlan
 from hub.canary.readiness import CanaryStatus
-from hub.canary.state import CanaryError, CanaryState, Event, Phase, Stage, Wait, advance
+from hub.canary.state import CanaryError, CanaryState, Event, Phase, Wait, advance
+from hub.model.phases import Stage
 
 __all__ = [
     "CANARY_LABEL",

@@ -31,7 +31,8 @@ from hub.canary.objects import (
     stable_deployment,
     weighted_route,
 )
-from hub.canary.state import CanaryError, CanaryState, Phase, Stage, Wait
+from hub.canary.state import CanaryError, CanaryState, Phase, Wait
+from hub.model.phases import Stage
 from hub.spec import Canary, CanaryStep
 
 # --- the plan of one workload's canary ----------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from hub.canary.objects import Manifest, Ref
 from hub.errors import FlotillaError
+from hub.model.phases import Stage
 
 
 class CanaryError(FlotillaError):
@@ -19,23 +20,6 @@ class CanaryError(FlotillaError):
 
 
 # --- the state machine ------------------------------------------------------------------------
-
-
-class Stage(enum.StrEnum):
-    """Where one workload's canary is; persisted by the engine with the step index.
-
-    Per step: UPGRADING (hold the stable workload, run the canary pods, wait until ready),
-    TRAFFIC_ROUTING (send the step's traffic to them), PAUSED (until resumed). After the
-    last step: FINALISING, then COMPLETED. ROLLING_BACK can interrupt any of them.
-    """
-
-    UPGRADING = "upgrading"
-    TRAFFIC_ROUTING = "traffic-routing"
-    PAUSED = "paused"
-    FINALISING = "finalising"
-    COMPLETED = "completed"
-    ROLLING_BACK = "rolling-back"
-    ROLLED_BACK = "rolled-back"
 
 
 class Event(enum.StrEnum):

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
+
 
 @dataclass
 class ClusterRecord:
@@ -30,7 +32,7 @@ class ClusterRecord:
 class AppRecord:
     name: str
     revision: int
-    phase: str  # running | suspended | succeeded | failed | deleting
+    phase: AppPhase
     message: str
     suspend: bool
     created_at: float
@@ -47,7 +49,7 @@ class RevisionRecord:
     source: str
     base: str  # the folder of the file, for charts in a relative local directory
     rollback_of: int | None
-    outcome: str  # running | succeeded | failed | superseded
+    outcome: Outcome
     created_at: float
     finished_at: float | None
 
@@ -57,8 +59,8 @@ class StepRecord:
     app: str
     revision: int
     name: str
-    type: str
-    phase: str  # pending | running | suspended | succeeded | failed
+    type: StepType
+    phase: StepPhase
     message: str
     resume_at: float | None
     started_at: float | None
@@ -76,7 +78,7 @@ class TargetRecord:
     release: str
     chart: str
     spec: dict[str, Any]  # what to deploy: chart reference and final values
-    phase: str  # pending | applying | waiting | healthy | failed
+    phase: TargetPhase
     message: str = ""
     updated_at: float = field(default_factory=time.time)
 
@@ -91,7 +93,7 @@ class RolloutRecord:
     revision: int
     kind: str
     name: str
-    stage: str
+    stage: Stage
     step: int
     resume_at: float | None = None
     detail: str = ""  # canary readiness, for status

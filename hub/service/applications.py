@@ -19,6 +19,7 @@ from typing import Any
 from hub.charts import ChartCache
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from hub.fleet.registry import Registry
+from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.timestamps import timestamp
 from hub.service.planner import PlannedTarget, failures, plan, plan_view
@@ -131,7 +132,7 @@ class Applications:
         name = app.metadata.name
         workflow = app.to_placement().workflow
         kinds = _step_types(app)
-        steps = [(s.name, kinds.get(s.name, "deploy")) for s in workflow.steps]
+        steps = [(s.name, kinds.get(s.name, StepType.DEPLOY)) for s in workflow.steps]
         targets = [
             TargetRecord(
                 app=name,
@@ -143,7 +144,7 @@ class Applications:
                 release=p.target.release_name,
                 chart=p.chart_label,
                 spec=p.spec,
-                phase="pending",
+                phase=TargetPhase.PENDING,
             )
             for p in planned
         ]
@@ -162,8 +163,8 @@ class Applications:
             # A rollback is the way back to a known good state: no approval gate holds it.
             for step_name, kind in steps:
                 auto = self._settings(name, revision.number, step_name)[0]
-                if kind == "suspend" or not auto:
-                    self.apps.set_step(name, revision.number, step_name, phase="approved")
+                if kind is StepType.SUSPEND or not auto:
+                    self.apps.set_step(name, revision.number, step_name, phase=StepPhase.APPROVED)
         what = f"rollback to revision {rollback_of}" if rollback_of else "new spec"
         self.apps.add_event(name, f"revision {revision.number} created ({what})")
         self.engine.kick(name)
@@ -171,7 +172,7 @@ class Applications:
             "name": name,
             "revision": revision.number,
             "created": True,
-            "phase": "running",
+            "phase": AppPhase.RUNNING,
             "message": f"revision {revision.number} accepted; the hub is deploying it",
         }
 
@@ -181,7 +182,9 @@ class Applications:
         record = self.apps.app(name)
         history = self.apps.revisions(name)
         if revision is None:
-            good = [r for r in history if r.outcome == "succeeded" and r.number != record.revision]
+            good = [
+                r for r in history if r.outcome == Outcome.SUCCEEDED and r.number != record.revision
+            ]
             if not good:
                 raise Conflict(f"application {name!r} has no earlier succeeded revision")
             revision = good[-1].number
@@ -201,7 +204,7 @@ class Applications:
     async def delete(self, name: str) -> dict[str, Any]:
         self.apps.app(name)
         await self.engine.cancel(name)
-        self.apps.set_app(name, phase="deleting", message="deleting from every cluster")
+        self.apps.set_app(name, phase=AppPhase.DELETING, message="deleting from every cluster")
         failed = []
         for cluster, component in sorted(self.apps.inventory(name)):
             try:
@@ -209,7 +212,7 @@ class Applications:
             except Exception as e:  # report every cluster, keep the records for a retry
                 failed.append(f"{cluster}: {e}")
         if failed:
-            self.apps.set_app(name, phase="failed", message="delete incomplete")
+            self.apps.set_app(name, phase=AppPhase.FAILED, message="delete incomplete")
             raise ClusterUnavailable(
                 f"application {name!r} could not be removed from: {'; '.join(failed)}; "
                 "its records are kept; run delete again when the clusters answer"
@@ -271,9 +274,9 @@ class Applications:
         return await application_status(self.apps, self.registry, self.deployer.rollouts, name)
 
 
-def _step_types(app: Application) -> dict[str, str]:
+def _step_types(app: Application) -> dict[str, StepType]:
     workflow = app.spec.workflow
-    return {s.name: s.type for s in workflow.steps} if workflow else {}
+    return {s.name: StepType(s.type) for s in workflow.steps} if workflow else {}
 
 
 @lru_cache(maxsize=256)

@@ -21,6 +21,7 @@ from clusters.health import Health, HealthStatus, assess, worst
 from hub.fleet.objects import ref_of
 from hub.fleet.observer import Sighting
 from hub.fleet.registry import Registry
+from hub.model.phases import AppPhase, StepPhase, TargetPhase
 from hub.model.records import AppRecord, ClusterRecord, StepRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.state.apps import AppStore
@@ -72,9 +73,9 @@ def _seen_by_cache(cluster: ClusterRecord, registry: Registry) -> ClusterRecord:
 
 def next_action(record: AppRecord, steps: list[StepRecord]) -> str | None:
     """What the operator must do now, as a command they can paste."""
-    if record.phase == "suspended":
+    if record.phase == AppPhase.SUSPENDED:
         return f"run `flotilla workflow resume {record.name}`"
-    if record.phase == "failed":
+    if record.phase == AppPhase.FAILED:
         return (
             f"fix the cause, then `flotilla workflow restart {record.name}`; "
             f"or `flotilla workflow rollback {record.name}`"
@@ -199,17 +200,20 @@ def _release_view(
         }
         for ref, health in objects
     ]
-    if target.phase == "failed":
+    if target.phase == TargetPhase.FAILED:
         health = Health(HealthStatus.DEGRADED, target.message)
-    elif target.phase == "paused":
+    elif target.phase == TargetPhase.PAUSED:
         health = Health(HealthStatus.SUSPENDED, f"canary {target.message}")
-    elif target.phase == "pending":
-        waiting = record.phase == "suspended" or step.phase in ("suspended", "approved")
+    elif target.phase == TargetPhase.PENDING:
+        waiting = record.phase == AppPhase.SUSPENDED or step.phase in (
+            StepPhase.SUSPENDED,
+            StepPhase.APPROVED,
+        )
         status = HealthStatus.SUSPENDED if waiting else HealthStatus.PROGRESSING
         health = Health(status, "not deployed yet")
     else:
         health = worst(h for _, h in objects)
-        if target.phase != "healthy" and health.status is HealthStatus.HEALTHY:
+        if target.phase != TargetPhase.HEALTHY and health.status is HealthStatus.HEALTHY:
             health = Health(HealthStatus.PROGRESSING, target.message or target.phase)
     return {
         "component": target.component,

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from hub.errors import NotFound
+from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import AppRecord, RevisionRecord, RolloutRecord, StepRecord, TargetRecord
 from hub.state.store import Store
 
@@ -32,7 +33,7 @@ class AppStore:
         publish_version: str,
         source: str,
         base: str,
-        steps: list[tuple[str, str]],
+        steps: list[tuple[str, StepType]],
         targets: list[TargetRecord],
         rollback_of: int | None = None,
     ) -> RevisionRecord:
@@ -44,20 +45,18 @@ class AppStore:
             number = (row[0] or 0) + 1
             db.execute(
                 "INSERT INTO applications (name, revision, phase, message, suspend, created_at,"
-                " updated_at) VALUES (?, ?, 'running', '', 0, ?, ?) ON CONFLICT(name) DO UPDATE"
-                " SET revision = excluded.revision, phase = 'running', message = '', suspend = 0,"
-                " updated_at = excluded.updated_at",
-                (app, number, now, now),
+                " updated_at) VALUES (?, ?, ?, '', 0, ?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET revision = excluded.revision, phase = excluded.phase, message = '',"
+                " suspend = 0, updated_at = excluded.updated_at",
+                (app, number, AppPhase.RUNNING, now, now),
             )
             db.execute(
-                "UPDATE revisions SET outcome = 'superseded', finished_at = ?"
-                " WHERE app = ? AND outcome = 'running'",
-                (now, app),
+                "UPDATE revisions SET outcome = ?, finished_at = ? WHERE app = ? AND outcome = ?",
+                (Outcome.SUPERSEDED, now, app, Outcome.RUNNING),
             )
             db.execute(
                 "INSERT INTO revisions (app, number, publish_version, digest, spec, source, base,"
-                " rollback_of, outcome, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                " rollback_of, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     app,
                     number,
@@ -67,13 +66,13 @@ class AppStore:
                     source,
                     base,
                     rollback_of,
+                    Outcome.RUNNING,
                     now,
                 ),
             )
             db.executemany(
-                "INSERT INTO steps (app, revision, name, type, phase)"
-                " VALUES (?, ?, ?, ?, 'pending')",
-                [(app, number, name, kind) for name, kind in steps],
+                "INSERT INTO steps (app, revision, name, type, phase) VALUES (?, ?, ?, ?, ?)",
+                [(app, number, name, kind, StepPhase.PENDING) for name, kind in steps],
             )
             for target in targets:
                 target.app, target.revision = app, number
@@ -90,7 +89,7 @@ class AppStore:
             raise NotFound(f"application {name!r} not found")
         return _app(row)
 
-    def set_app(self, name: str, *, phase: str, message: str = "") -> None:
+    def set_app(self, name: str, *, phase: AppPhase, message: str = "") -> None:
         with self._store.transaction() as db:
             db.execute(
                 "UPDATE applications SET phase = ?, message = ?, updated_at = ? WHERE name = ?",
@@ -121,7 +120,7 @@ class AppStore:
             raise NotFound(f"application {app!r} has no revision {number}")
         return _revision(row)
 
-    def finish_revision(self, app: str, number: int, outcome: str) -> None:
+    def finish_revision(self, app: str, number: int, outcome: Outcome) -> None:
         with self._store.transaction() as db:
             db.execute(
                 "UPDATE revisions SET outcome = ?, finished_at = ? WHERE app = ? AND number = ?",
@@ -132,7 +131,7 @@ class AppStore:
         rows = self._db.execute(
             "SELECT * FROM steps WHERE app = ? AND revision = ? ORDER BY rowid", (app, revision)
         ).fetchall()
-        return [StepRecord(**dict(r)) for r in rows]
+        return [_step(r) for r in rows]
 
     def set_step(
         self,
@@ -140,13 +139,13 @@ class AppStore:
         revision: int,
         name: str,
         *,
-        phase: str,
+        phase: StepPhase,
         message: str = "",
         resume_at: float | None = None,
     ) -> None:
         now = time.time()
-        started = now if phase == "running" else None
-        finished = now if phase in ("succeeded", "failed") else None
+        started = now if phase is StepPhase.RUNNING else None
+        finished = now if phase.finished else None
         with self._store.transaction() as db:
             db.execute(
                 "UPDATE steps SET phase = ?, message = ?, resume_at = ?,"
@@ -196,11 +195,11 @@ class AppStore:
             "SELECT * FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
             (app, cluster, component),
         ).fetchone()
-        return RolloutRecord(**dict(row)) if row is not None else None
+        return _rollout(row) if row is not None else None
 
     def rollouts(self, app: str) -> list[RolloutRecord]:
         rows = self._db.execute("SELECT * FROM rollouts WHERE app = ?", (app,)).fetchall()
-        return [RolloutRecord(**dict(r)) for r in rows]
+        return [_rollout(r) for r in rows]
 
     def put_rollout(self, rollout: RolloutRecord) -> None:
         with self._store.transaction() as db:
@@ -245,19 +244,34 @@ class AppStore:
 def _app(row: sqlite3.Row) -> AppRecord:
     data = dict(row)
     data["suspend"] = bool(data["suspend"])
+    data["phase"] = AppPhase(data["phase"])
     return AppRecord(**data)
 
 
 def _revision(row: sqlite3.Row) -> RevisionRecord:
     data = dict(row)
+    data["outcome"] = Outcome(data["outcome"])
     data["spec"] = json.loads(data["spec"])
     return RevisionRecord(**data)
 
 
 def _target(row: sqlite3.Row) -> TargetRecord:
     data = dict(row)
+    data["phase"] = TargetPhase(data["phase"])
     data["spec"] = json.loads(data["spec"])
     return TargetRecord(**data)
+
+
+def _step(row: sqlite3.Row) -> StepRecord:
+    data = dict(row)
+    data["type"], data["phase"] = StepType(data["type"]), StepPhase(data["phase"])
+    return StepRecord(**data)
+
+
+def _rollout(row: sqlite3.Row) -> RolloutRecord:
+    data = dict(row)
+    data["stage"] = Stage(data["stage"])
+    return RolloutRecord(**data)
 
 
 def _insert_target(db: sqlite3.Connection, target: TargetRecord) -> None:

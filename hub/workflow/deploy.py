@@ -24,9 +24,10 @@ from hub.charts import ChartCache, ChartRef
 from hub.errors import FlotillaError
 from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.fleet.registry import Registry
+from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
 from hub.state.apps import AppStore
-from hub.workflow.rollout import Outcome, Rollouts, poll_delays
+from hub.workflow.rollout import CanaryOutcome, Rollouts, poll_delays
 
 # How long a step waits for its objects to become healthy before failing the target.
 DEFAULT_STEP_TIMEOUT = 300.0
@@ -68,7 +69,7 @@ class Deployer:
 
     async def __call__(self, target: TargetRecord, *, resumed: bool = False) -> bool:
         """Deploy one target; False when its canary step is ready and waits for resume."""
-        self._mark(target, "applying")
+        self._mark(target, TargetPhase.APPLYING)
         objects = await self.render(target)
         client = await self.registry.client(target.cluster)
         await self.rollouts.abort_stale(target, objects, client, self.render)
@@ -76,8 +77,8 @@ class Deployer:
         outcome = await self.rollouts.run(
             target, objects, client, resumed=resumed, first_deploy=first
         )
-        if outcome is Outcome.PAUSED:
-            self._mark(target, "paused", self.rollouts.describe(target))
+        if outcome is CanaryOutcome.PAUSED:
+            self._mark(target, TargetPhase.PAUSED, self.rollouts.describe(target))
             return False
         refs = await self.apply(
             target.app,
@@ -88,9 +89,9 @@ class Deployer:
             objects,
             client,
         )
-        self._mark(target, "waiting", "waiting for the objects to become healthy")
+        self._mark(target, TargetPhase.WAITING, "waiting for the objects to become healthy")
         await self.wait_healthy(client, refs, target)
-        self._mark(target, "healthy")
+        self._mark(target, TargetPhase.HEALTHY)
         return True
 
     async def apply(
@@ -132,7 +133,7 @@ class Deployer:
             if time.monotonic() > deadline:
                 raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
             if target.message != verdict.reason:
-                self._mark(target, "waiting", verdict.reason)
+                self._mark(target, TargetPhase.WAITING, verdict.reason)
             await asyncio.sleep(next(delays))
 
     async def health(self, client: ClusterClient, refs: list[dict[str, Any]]) -> Health:
@@ -155,7 +156,7 @@ class Deployer:
         await delete(client, [ref_of(e) for e in entries])
         self.apps.drop_inventory(app, cluster, component)
 
-    def _mark(self, target: TargetRecord, phase: str, message: str = "") -> None:
+    def _mark(self, target: TargetRecord, phase: TargetPhase, message: str = "") -> None:
         target.phase, target.message = phase, message
         self.apps.put_target(target)
 

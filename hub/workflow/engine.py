@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from hub.errors import Conflict, FlotillaError
+from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import StepRecord, TargetRecord
 from hub.state.apps import AppStore
 
@@ -62,7 +63,7 @@ class Engine:
     def start(self) -> None:
         """Resume every application the store says was running when the hub stopped."""
         for app in self.apps.apps():
-            if app.phase in ("running", "suspended"):
+            if app.phase.active:
                 self.kick(app.name)
 
     async def stop(self) -> None:
@@ -96,12 +97,12 @@ class Engine:
         """Approve a suspended step, advance a paused canary, lift an operator's suspend;
         on a failed workflow, retry what failed (as `restart`)."""
         record = self.apps.app(app)
-        if record.phase == "failed":
+        if record.phase == AppPhase.FAILED:
             self.restart(app)
             return "failed steps, retried"
         steps = self.apps.steps(app, record.revision)
-        waiting = [s for s in steps if s.phase in ("suspended", "paused")]
-        timed = [r for r in self.apps.rollouts(app) if r.stage == "paused" and r.resume_at]
+        waiting = [s for s in steps if s.phase.waiting]
+        timed = [r for r in self.apps.rollouts(app) if r.stage is Stage.PAUSED and r.resume_at]
         for rollout in timed:  # cut a timed canary pause short
             rollout.resume_at = time.time()
             self.apps.put_rollout(rollout)
@@ -111,17 +112,17 @@ class Engine:
         if not waiting and not record.suspend:
             raise Conflict(f"application {app!r} is not suspended (phase {record.phase})")
         for step in waiting:
-            phase = "approved" if step.phase == "suspended" else "resumed"
+            phase = StepPhase.APPROVED if step.phase is StepPhase.SUSPENDED else StepPhase.RESUMED
             self.apps.set_step(app, record.revision, step.name, phase=phase)
         self.apps.set_suspend(app, False)
-        self.apps.set_app(app, phase="running")
+        self.apps.set_app(app, phase=AppPhase.RUNNING)
         self.apps.add_event(app, f"resumed ({', '.join(s.name for s in waiting) or 'workflow'})")
         self.kick(app)
         return ", ".join(s.name for s in waiting) or "workflow"
 
     def suspend(self, app: str) -> None:
         record = self.apps.app(app)
-        if record.phase not in ("running", "suspended"):
+        if not record.phase.active:
             raise Conflict(f"application {app!r} is not running (phase {record.phase})")
         self.apps.set_suspend(app, True)
         self.apps.add_event(app, "suspend requested: the workflow stops at the next step")
@@ -129,13 +130,13 @@ class Engine:
     def restart(self, app: str) -> None:
         """Retry what failed: failed steps go back to pending, healthy targets are kept."""
         record = self.apps.app(app)
-        if self.busy(app) and record.phase == "running":
+        if self.busy(app) and record.phase == AppPhase.RUNNING:
             raise Conflict(f"application {app!r} is still running; wait or suspend it first")
         for step in self.apps.steps(app, record.revision):
-            if step.phase == "failed":
-                self.apps.set_step(app, record.revision, step.name, phase="pending")
+            if step.phase == StepPhase.FAILED:
+                self.apps.set_step(app, record.revision, step.name, phase=StepPhase.PENDING)
         self.apps.set_suspend(app, False)
-        self.apps.set_app(app, phase="running")
+        self.apps.set_app(app, phase=AppPhase.RUNNING)
         self.apps.add_event(app, f"workflow restarted at revision {record.revision}")
         self.kick(app)
 
@@ -150,19 +151,21 @@ class Engine:
                 continue  # superseded by a newer revision: drive that one now
             if outcome is None:
                 return  # suspended: `resume` starts a new runner
-            if outcome == "succeeded":
+            if outcome is Outcome.SUCCEEDED:
                 await self._after_success(app, revision)
             self.apps.finish_revision(app, revision, outcome)
-            phase = "succeeded" if outcome == "succeeded" else "failed"
-            message = "" if phase == "succeeded" else self._failure_summary(app, revision)
+            phase = AppPhase.SUCCEEDED if outcome is Outcome.SUCCEEDED else AppPhase.FAILED
+            message = "" if phase is AppPhase.SUCCEEDED else self._failure_summary(app, revision)
             self.apps.set_app(app, phase=phase, message=message)
             self.apps.add_event(app, f"revision {revision} {outcome}")
             return
 
-    async def _run_revision(self, app: str, revision: int) -> str | None:
+    async def _run_revision(self, app: str, revision: int) -> Outcome | None:
         for generation in self._order(app, revision):
             steps = {s.name: s for s in self.apps.steps(app, revision)}
-            pending = [steps[name] for name in generation if steps[name].phase != "succeeded"]
+            pending = [
+                steps[name] for name in generation if steps[name].phase != StepPhase.SUCCEEDED
+            ]
             if not pending:
                 continue
             if not await self._gate(app, revision):
@@ -170,9 +173,9 @@ class Engine:
             results = await asyncio.gather(*(self._step(app, revision, s) for s in pending))
             if None in results or self.apps.app(app).revision != revision:
                 return None
-            if "failed" in results:
-                return "failed"
-        return "succeeded"
+            if Outcome.FAILED in results:
+                return Outcome.FAILED
+        return Outcome.SUCCEEDED
 
     async def _gate(self, app: str, revision: int) -> bool:
         """A suspend requested by the operator takes effect here, between steps."""
@@ -180,28 +183,28 @@ class Engine:
         if record.revision != revision:
             return False
         if record.suspend:
-            self.apps.set_app(app, phase="suspended", message="suspended by the operator")
+            self.apps.set_app(app, phase=AppPhase.SUSPENDED, message="suspended by the operator")
             return False
         return True
 
-    async def _step(self, app: str, revision: int, step: StepRecord) -> str | None:
+    async def _step(self, app: str, revision: int, step: StepRecord) -> Outcome | None:
         auto, parallelism, duration = self._settings(app, revision, step.name)
-        gated = step.type == "suspend" or (step.type == "deploy" and not auto)
+        gated = step.type is StepType.SUSPEND or (step.type is StepType.DEPLOY and not auto)
         if (
             gated
-            and step.phase != "approved"
+            and step.phase != StepPhase.APPROVED
             and not await self._wait_for_approval(app, revision, step, duration)
         ):
             return None
-        if step.type == "suspend":
-            self.apps.set_step(app, revision, step.name, phase="succeeded")
-            return "succeeded"
-        resumed = step.phase == "resumed"
-        self.apps.set_step(app, revision, step.name, phase="running")
+        if step.type is StepType.SUSPEND:
+            self.apps.set_step(app, revision, step.name, phase=StepPhase.SUCCEEDED)
+            return Outcome.SUCCEEDED
+        resumed = step.phase == StepPhase.RESUMED
+        self.apps.set_step(app, revision, step.name, phase=StepPhase.RUNNING)
         targets = [
             t
             for t in self.apps.targets(app, revision)
-            if t.step == step.name and t.phase != "healthy"
+            if t.step == step.name and t.phase != TargetPhase.HEALTHY
         ]
         bound = asyncio.Semaphore(parallelism or self._fanout)
         results = await asyncio.gather(*(self._target(bound, t, resumed) for t in targets))
@@ -212,18 +215,18 @@ class Engine:
         if paused and not failed:
             # Every cluster's canary step is ready: one resume advances them together.
             why = f"canary {paused[0].message}"
-            self.apps.set_step(app, revision, step.name, phase="paused", message=why)
-            self.apps.set_app(app, phase="suspended", message=f"step {step.name}: {why}")
+            self.apps.set_step(app, revision, step.name, phase=StepPhase.PAUSED, message=why)
+            self.apps.set_app(app, phase=AppPhase.SUSPENDED, message=f"step {step.name}: {why}")
             self.apps.add_event(app, f"step {step.name}: {why} on {len(paused)} cluster(s)")
             return None
         if failed:
             names = ", ".join(f"{t.cluster}/{t.component}" for t in failed)
             self.apps.set_step(
-                app, revision, step.name, phase="failed", message=f"failed on {names}"
+                app, revision, step.name, phase=StepPhase.FAILED, message=f"failed on {names}"
             )
-            return "failed"
-        self.apps.set_step(app, revision, step.name, phase="succeeded")
-        return "succeeded"
+            return Outcome.FAILED
+        self.apps.set_step(app, revision, step.name, phase=StepPhase.SUCCEEDED)
+        return Outcome.SUCCEEDED
 
     async def _wait_for_approval(
         self, app: str, revision: int, step: StepRecord, duration: float | None
@@ -232,15 +235,20 @@ class Engine:
 
         The deadline is stored, so a duration keeps counting across a hub restart."""
         resume_at = step.resume_at
-        if step.phase != "suspended":
+        if step.phase != StepPhase.SUSPENDED:
             resume_at = time.time() + duration if duration is not None else None
             why = f"waiting for `flotilla workflow resume {app}`"
             if resume_at is not None:
                 why += f" or {duration:.0f}s"
             self.apps.set_step(
-                app, revision, step.name, phase="suspended", message=why, resume_at=resume_at
+                app,
+                revision,
+                step.name,
+                phase=StepPhase.SUSPENDED,
+                message=why,
+                resume_at=resume_at,
             )
-            self.apps.set_app(app, phase="suspended", message=f"step {step.name}: {why}")
+            self.apps.set_app(app, phase=AppPhase.SUSPENDED, message=f"step {step.name}: {why}")
             self.apps.add_event(app, f"step {step.name} suspended")
         if resume_at is None:
             return False  # `resume` marks the step approved and kicks a new runner
@@ -255,9 +263,9 @@ class Engine:
             if current.revision != revision:
                 return False
             phase = {s.name: s.phase for s in self.apps.steps(app, revision)}[step.name]
-            if phase == "approved":
+            if phase is StepPhase.APPROVED:
                 break
-        self.apps.set_app(app, phase="running")
+        self.apps.set_app(app, phase=AppPhase.RUNNING)
         return True
 
     async def _target(
@@ -271,14 +279,14 @@ class Engine:
                 raise
             except Exception as e:  # one cluster fails its own target, never the process
                 message = str(e) if isinstance(e, FlotillaError) else _describe(e)
-                target.phase, target.message = "failed", message
+                target.phase, target.message = TargetPhase.FAILED, message
                 self.apps.put_target(target)
                 self.apps.add_event(target.app, f"{target.cluster}/{target.component}: {message}")
                 log.info("target %s/%s failed: %s", target.cluster, target.component, message)
                 return None
 
     def _failure_summary(self, app: str, revision: int) -> str:
-        failed = [s for s in self.apps.steps(app, revision) if s.phase == "failed"]
+        failed = [s for s in self.apps.steps(app, revision) if s.phase == StepPhase.FAILED]
         return "; ".join(f"step {s.name}: {s.message}" for s in failed)
 
     def _finished(self, app: str, task: asyncio.Task[None]) -> None:
@@ -289,7 +297,7 @@ class Engine:
             log.error("workflow runner of %s died", app, exc_info=error)
             try:
                 self.apps.set_app(
-                    app, phase="failed", message=f"internal error: {_describe(error)}"
+                    app, phase=AppPhase.FAILED, message=f"internal error: {_describe(error)}"
                 )
             except Exception:
                 log.exception("cannot record the failure of %s", app)

@@ -34,6 +34,7 @@ from hub.canary import (
     template_changed,
 )
 from hub.fleet.objects import labelled, ref_dict, ref_of
+from hub.model.phases import TargetPhase
 from hub.model.records import RolloutRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.spec import KruiseRolloutProperties, trait_properties
@@ -49,7 +50,7 @@ POLL_INTERVAL = 1.0
 SETTLE_INTERVAL = 1.0
 
 
-class Outcome(enum.Enum):
+class CanaryOutcome(enum.Enum):
     NONE = "none"  # not a canary: the caller applies the release as usual
     PAUSED = "paused"  # this target's canary step is ready and waits for resume
     COMPLETED = "completed"  # the canary finished; the caller applies the release as usual
@@ -68,7 +69,7 @@ class Rollouts:
         *,
         resumed: bool,
         first_deploy: bool,
-    ) -> Outcome:
+    ) -> CanaryOutcome:
         """Start or continue this revision's canary on the target, as far as it goes."""
         props = _trait(target)
         record = self.apps.rollout(target.app, target.cluster, target.component)
@@ -76,10 +77,10 @@ class Rollouts:
             record = None  # a stale canary was backed out by `abort_stale`
         if record is None:
             if props is None or first_deploy:
-                return Outcome.NONE
+                return CanaryOutcome.NONE
             workload = await _changed_workload(client, objects, target.namespace)
             if workload is None:
-                return Outcome.NONE
+                return CanaryOutcome.NONE
             record = RolloutRecord(
                 app=target.app,
                 cluster=target.cluster,
@@ -87,7 +88,7 @@ class Rollouts:
                 revision=target.revision,
                 kind=workload[0],
                 name=workload[1],
-                stage=Stage.UPGRADING.value,
+                stage=Stage.UPGRADING,
                 step=0,
             )
             self.apps.put_rollout(record)
@@ -104,16 +105,16 @@ class Rollouts:
             state = self._save(record, advance(state, Event.RESUME, len(plan.steps)))
         while True:
             if state.stage is Stage.COMPLETED:  # kept, so that status can say so
-                return Outcome.COMPLETED
+                return CanaryOutcome.COMPLETED
             if self.apps.app(target.app).suspend:  # `workflow suspend` freezes it here
-                return Outcome.PAUSED
+                return CanaryOutcome.PAUSED
             if state.stage is Stage.PAUSED:
                 step = plan.steps[state.step]
                 if props.auto or _due(record):
                     state = self._save(record, advance(state, Event.RESUME, len(plan.steps)))
                     continue
                 if step.pause_seconds is None:
-                    return Outcome.PAUSED
+                    return CanaryOutcome.PAUSED
                 # A timed pause; `workflow resume` may cut it short by moving resume_at.
                 await asyncio.sleep(
                     min(POLL_INTERVAL, max(0.0, (record.resume_at or 0) - time.time()))
@@ -299,12 +300,12 @@ class Rollouts:
         return stable_pod_template_hash(live, replicasets)
 
     def _save(self, record: RolloutRecord, state: CanaryState) -> CanaryState:
-        record.stage, record.step = state.stage.value, state.step
+        record.stage, record.step = state.stage, state.step
         self.apps.put_rollout(record)
         return state
 
     def _mark(self, target: TargetRecord, message: str) -> None:
-        target.phase, target.message = "applying", message
+        target.phase, target.message = TargetPhase.APPLYING, message
         self.apps.put_target(target)
 
 
