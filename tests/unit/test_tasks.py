@@ -72,7 +72,11 @@ async def test_one_name_runs_once_and_a_returning_task_is_not_restarted() -> Non
 
 async def test_cancel_and_close_leave_nothing_running() -> None:
     supervisor = Supervisor()
-    tasks = [supervisor.spawn(f"observe:{i}", asyncio.Event().wait) for i in range(3)]
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    tasks = [supervisor.spawn(f"observe:{i}", forever) for i in range(3)]
     await supervisor.cancel("observe:0")
     assert tasks[0].cancelled()
     await supervisor.close()
