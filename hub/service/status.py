@@ -24,6 +24,7 @@ from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, StepPhase, TargetPhase
 from hub.model.records import AppRecord, ClusterRecord, StepRecord, TargetRecord
 from hub.model.timestamps import timestamp
+from hub.model.views import ClusterStatusView, ObjectView, ReleaseView, StatusView, StepView
 from hub.state.apps import AppStore
 from hub.workflow.rollout import Rollouts
 
@@ -35,7 +36,7 @@ Objects = list[dict[str, Any]]
 
 async def application_status(
     apps: AppStore, registry: Registry, rollouts: Rollouts, name: str
-) -> dict[str, Any]:
+) -> StatusView:
     record = apps.app(name)
     revision = apps.revision(name, record.revision)
     steps = apps.steps(name, record.revision)
@@ -145,11 +146,11 @@ def _step_view(
     targets: list[TargetRecord],
     clusters: Mapping[str, ClusterRecord],
     live: Mapping[tuple[str, str], list[tuple[dict[str, Any], Health]]],
-) -> dict[str, Any]:
+) -> StepView:
     by_cluster: dict[str, list[TargetRecord]] = {}
     for target in targets:
         by_cluster.setdefault(target.cluster, []).append(target)
-    cluster_views = []
+    cluster_views: list[ClusterStatusView] = []
     for name, cluster_targets in sorted(by_cluster.items()):
         cluster = clusters.get(name)
         releases = [
@@ -189,8 +190,8 @@ def _release_view(
     step: StepRecord,
     target: TargetRecord,
     objects: list[tuple[dict[str, Any], Health]],
-) -> dict[str, Any]:
-    object_views = [
+) -> ReleaseView:
+    object_views: list[ObjectView] = [
         {
             "kind": ref["kind"],
             "namespace": ref.get("namespace"),

@@ -18,6 +18,7 @@ from e2e.clusters import ClusterInfo
 from e2e.gateway import install_gateway_crds
 from e2e.hubproc import HubProcess
 from tests.fleet import Fleet, phase, until
+from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
 
@@ -64,6 +65,7 @@ def _annotations(fleet: Fleet, cluster: str, kind: str, name: str) -> dict[str, 
 
 def _paused_at(fleet: Fleet, step: int) -> None:
     status = fleet.status()
+    assert_shape(status, "status")  # with a rollout
     assert status["phase"] == "suspended", status["message"]
     assert f"paused at step {step}/2" in status["message"]
     assert "workflow resume canary-demo" in status["next"]

@@ -7,6 +7,7 @@ import pytest
 
 from e2e import clusters as e2e
 from tests.fleet import Fleet, phase, until
+from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
 
@@ -40,6 +41,7 @@ def test_up_upgrade_prune_and_rollback(fleet: Fleet) -> None:
     status = fleet.status()
     assert (status["phase"], status["health"], status["revision"]) == ("succeeded", "Healthy", 1)
     assert _all_healthy(status)
+    assert_shape(status, "status")
     tree = fleet.hub.ok("status", "canary-demo", "--tree").stdout
     assert "Deployment" in tree and "prod-eu" in tree
     assert fleet.up(fleet.app(publish="v1")).stdout.strip().endswith("nothing to do")
@@ -58,13 +60,17 @@ def test_up_upgrade_prune_and_rollback(fleet: Fleet) -> None:
     _assert_running(fleet, "1.0.0")
     for cluster in EXPECTED_REPLICAS:
         assert "Ingress" in fleet.kinds(cluster)
-    history = fleet.hub.ok("history", "canary-demo", "-o", "json").json()["revisions"]
+    answer = fleet.hub.ok("history", "canary-demo", "-o", "json").json()
+    assert_shape(answer, "history")
+    history = answer["revisions"]
     assert [(r["revision"], r["outcome"], r["rollbackOf"]) for r in history] == [
         (1, "succeeded", None),
         (2, "succeeded", None),
         (3, "succeeded", 1),
     ]
-    listed = fleet.hub.ok("ls", "-o", "json").json()["applications"]
+    listing = fleet.hub.ok("ls", "-o", "json").json()
+    assert_shape(listing, "ls")
+    listed = listing["applications"]
     assert [(a["name"], a["revision"], a["health"]) for a in listed] == [
         ("canary-demo", 3, "Healthy")
     ]

@@ -1,0 +1,134 @@
+"""The shapes of the hub's answers, as scripts read them (`-o json`).
+
+These are the API's contract: the README documents them, and tests/unit/test_shapes.py
+holds the README, these types and a real answer against one another, so a field cannot
+be renamed, dropped or added without all three changing together. TypedDicts rather than
+models because the answers are built as plain dicts and serialised as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class ObjectView(TypedDict):
+    kind: str
+    namespace: str | None
+    name: str
+    health: str
+    reason: str
+
+
+class RolloutView(TypedDict):
+    workload: str
+    step: str
+    """`1/2`: the canary step, counted from 1, of the steps there are."""
+    stage: str
+    weight: int | None
+    canary: str
+    resumeAt: str | None
+
+
+class ReleaseView(TypedDict):
+    component: str
+    release: str
+    namespace: str
+    chart: str
+    phase: str
+    message: str
+    health: str
+    reason: str
+    rollout: RolloutView | None
+    objects: list[ObjectView]
+
+
+class ClusterStatusView(TypedDict):
+    name: str
+    labels: dict[str, str]
+    reachable: bool
+    clusterHealth: str
+    lastSeen: str | None
+    health: str
+    reason: str
+    releases: list[ReleaseView]
+
+
+class StepView(TypedDict):
+    name: str
+    type: str
+    phase: str
+    message: str
+    health: str
+    reason: str
+    clusters: list[ClusterStatusView]
+
+
+class StatusView(TypedDict):
+    name: str
+    revision: int
+    publishVersion: str | None
+    phase: str
+    health: str
+    reason: str
+    message: str
+    next: str | None
+    steps: list[StepView]
+
+
+class AppRow(TypedDict):
+    name: str
+    revision: int
+    publishVersion: str | None
+    phase: str
+    health: str
+    message: str
+    updated: str | None
+
+
+class AppList(TypedDict):
+    applications: list[AppRow]
+
+
+class RevisionRow(TypedDict):
+    revision: int
+    publishVersion: str | None
+    created: str | None
+    finished: str | None
+    outcome: str
+    rollbackOf: int | None
+    source: str
+
+
+class EventRow(TypedDict):
+    at: str | None
+    message: str
+
+
+class HistoryView(TypedDict):
+    name: str
+    revisions: list[RevisionRow]
+    events: list[EventRow]
+
+
+class UpResult(TypedDict):
+    name: str
+    revision: int
+    created: bool
+    phase: str
+    message: str
+
+
+SHAPES: dict[str, type[Any]] = {
+    "status": StatusView,
+    "step": StepView,
+    "cluster": ClusterStatusView,
+    "release": ReleaseView,
+    "rollout": RolloutView,
+    "object": ObjectView,
+    "ls": AppList,
+    "application": AppRow,
+    "history": HistoryView,
+    "revision": RevisionRow,
+    "event": EventRow,
+}
+"""Every documented shape by the name the README's shape blocks give it."""
