@@ -15,7 +15,6 @@ from pathlib import Path
 
 from hub.errors import HubUnavailable
 
-DEFAULT_LISTEN = "127.0.0.1:7350"
 START_HINT = "start one with `flotilla serve` (or set FLOTILLA_HUB and FLOTILLA_TOKEN)"
 
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from placement.errors import PlacementError, Problem
+from placement.names import PLACEHOLDER
 from placement.topology import ClusterInfo
 
 Path = tuple[str, ...]
 
 _UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
-_PLACEHOLDER = re.compile(r"\$\{cluster\.([^}]*)\}")
 
 
 def format_path(path: Path) -> str:
@@ -172,7 +172,7 @@ def substitute_cluster(values: Any, cluster: ClusterInfo) -> Any:
 
     def walk(value: Any, path: Path) -> Any:
         if isinstance(value, str):
-            return _PLACEHOLDER.sub(lambda m: replace(m, path), value)
+            return PLACEHOLDER.sub(lambda m: replace(m, path), value)
         if isinstance(value, Mapping):
             return {k: walk(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list):

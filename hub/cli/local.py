@@ -15,24 +15,29 @@ from hub.cli.base import (
     run,
 )
 from hub.cli.output import Format, emit
-from hub.home import DEFAULT_LISTEN, Home
+from hub.home import Home
+from hub.model.settings import Settings
+
+DEFAULTS = Settings()
 
 
 @app.command()
 def serve(
     listen: Annotated[
         str, typer.Option(help="HOST:PORT to listen on; port 0 picks a free port.")
-    ] = DEFAULT_LISTEN,
+    ] = DEFAULTS.listen,
     probe_interval: Annotated[
         float, typer.Option(help="Seconds between health probes of each member cluster.")
-    ] = 5.0,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ] = DEFAULTS.probe_interval,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info, warning or error.")
+    ] = DEFAULTS.log_level,
     step_timeout: Annotated[
         float, typer.Option(help="Seconds a deploy step waits for its objects to be healthy.")
-    ] = 300.0,
+    ] = DEFAULTS.step_timeout,
     fanout: Annotated[
         int, typer.Option(help="Clusters deployed at once when a step sets no parallelism.")
-    ] = 32,
+    ] = DEFAULTS.fanout,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub

@@ -1,0 +1,42 @@
+"""Every default the hub runs with, in one frozen object.
+
+`flotilla serve`'s options take their defaults from here, the composition root hands the
+one `Settings` it built to each part, and no part keeps a default of its own: a value
+that is tuned once is tuned everywhere, and `--help` always tells the truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_LISTEN = "127.0.0.1:7350"
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: str = DEFAULT_LISTEN
+    """HOST:PORT of the API; loopback, because the hub holds every cluster's credentials."""
+    probe_interval: float = 5.0
+    """Seconds between health probes of a healthy member cluster."""
+    probe_backoff_max: float = 15.0
+    """A failing cluster is probed less and less often, down to once in this many seconds."""
+    probe_timeout: float = 3.0
+    """One probe's bound: a dead cluster must not hold the prober."""
+    join_timeout: float = 9.0
+    """`cluster join` answers within this even against a black-holed address."""
+    step_timeout: float = 300.0
+    """Seconds a deploy step (or one canary phase) waits for its objects to be healthy."""
+    fanout: int = 32
+    """Clusters deployed at once when a step sets no `parallelism` (KubeVela's default is
+    unbounded; 32 keeps sockets and memory bounded at 100+ clusters)."""
+    in_flight_per_cluster: int = 16
+    """Requests in flight to one member cluster at once."""
+    canary_grace_seconds: float = 3.0
+    """kruise-rollout's default `gracePeriodSeconds`: time for proxies to catch up after
+    each traffic move."""
+    chart_timeout: float = 30.0
+    """One chart repository request: long enough for a slow registry, short enough that a
+    dead one fails a deploy quickly instead of holding a fan-out hostage."""
+    status_read_timeout: float = 3.0
+    """Per cluster, for the few reads of a status call that no watch cache answers."""
+    log_level: str = "info"
