@@ -38,6 +38,12 @@ def parse_path(text: str) -> Path:
     return tuple(key.replace("\\.", ".") for key in _UNESCAPED_DOT.split(text))
 
 
+def json_pointer(path: Path) -> str:
+    """RFC 6901: `/podAnnotations/prometheus.io~1scrape`. Unlike a dotted path it needs
+    no convention for keys that hold dots or slashes, so scripts can follow it blindly."""
+    return "".join("/" + key.replace("~", "~0").replace("/", "~1") for key in path)
+
+
 @dataclass(frozen=True)
 class Layer:
     """One source of values, named as a user should read it: `policy prod`, `chart defaults`."""
@@ -68,6 +74,15 @@ class Provenance:
             format_path(path): settings[-1].layer
             for path, settings in self.history.items()
             if not settings[-1].deleted
+        }
+
+    def last(self, under: Path = ()) -> dict[Path, Setting]:
+        """What the last layer did to every path below `under` (paths relative to it),
+        deletions included: a key a `null` removed is gone from the values, not from here."""
+        return {
+            path[len(under) :]: settings[-1]
+            for path, settings in self.history.items()
+            if path[: len(under)] == under and len(path) > len(under)
         }
 
     def explain(self, key: str) -> dict[str, tuple[Setting, ...]]:

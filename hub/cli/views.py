@@ -122,13 +122,13 @@ def plan_tree(view: dict[str, Any], explain: str | None) -> Tree:
             if target["error"]:
                 node.add(f"[red]error:[/red] {target['error']}")
                 continue
-            values = target["values"]
-            if values:
-                table = grid(
-                    ["value", "set to", "by"],
-                    [[path, _short(v["value"]), v["from"]] for path, v in values.items()],
-                )
-                node.add(table)
+            set_here = target["provenance"]
+            if set_here:
+                rows = [
+                    [path, "deleted" if v["deleted"] else _short(v["value"]), v["from"]]
+                    for path, v in set_here.items()
+                ]
+                node.add(grid(["value", "set to", "by"], rows))
             else:
                 node.add("[dim]chart defaults only[/dim]")
             if explain is not None:

@@ -118,6 +118,50 @@ class UpResult(TypedDict):
     message: str
 
 
+ValueOrigin = TypedDict("ValueOrigin", {"from": str, "value": Any, "deleted": bool})
+"""Who set one value: the layer (`policy prod`, `component properties`), and what it set;
+`deleted` when its `null` removed the key. Functional form: `from` is a keyword."""
+
+
+class LayerView(TypedDict):
+    layer: str
+    value: Any
+    deleted: bool
+
+
+class ValueExplanation(TypedDict):
+    layers: list[LayerView]
+    """Every layer that touched the value, oldest first."""
+    winner: str | None
+    """The layer whose setting stands; null when the last one deleted the key."""
+
+
+class PlanTargetView(TypedDict):
+    cluster: str
+    namespace: str
+    component: str
+    release: str
+    chart: str
+    values: dict[str, Any]
+    """The exact values document Helm receives for this target."""
+    provenance: dict[str, ValueOrigin]
+    """By JSON Pointer into `values`: what set or deleted it, chart defaults left out."""
+    explain: dict[str, ValueExplanation] | None
+    objects: list[str]
+    error: str | None
+
+
+class PlanStepView(TypedDict):
+    name: str
+    targets: list[PlanTargetView]
+
+
+class PlanView(TypedDict):
+    application: str
+    publishVersion: str | None
+    steps: list[PlanStepView]
+
+
 SHAPES: dict[str, type[Any]] = {
     "status": StatusView,
     "step": StepView,
@@ -130,5 +174,11 @@ SHAPES: dict[str, type[Any]] = {
     "history": HistoryView,
     "revision": RevisionRow,
     "event": EventRow,
+    "plan": PlanView,
+    "planStep": PlanStepView,
+    "planTarget": PlanTargetView,
+    "origin": ValueOrigin,
+    "explanation": ValueExplanation,
+    "layer": LayerView,
 }
 """Every documented shape by the name the README's shape blocks give it."""

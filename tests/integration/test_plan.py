@@ -10,12 +10,17 @@ import yaml
 
 from e2e.chartrepo import CHARTS_DIR, OciRegistry
 from tests.fleet import Fleet
+from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
 
 
 def _targets(view: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(s["name"], t["cluster"]): t for s in view["steps"] for t in s["targets"]}
+
+
+def origin(layer: str, value: object) -> dict[str, object]:
+    return {"from": layer, "value": value, "deleted": False}
 
 
 def test_plan_shows_values_provenance_and_objects(fleet: Fleet) -> None:
@@ -28,15 +33,20 @@ def test_plan_shows_values_provenance_and_objects(fleet: Fleet) -> None:
         ("deploy-prod", "prod-us"),
     }
     dev, eu, us = (targets[k] for k in sorted(targets))
-    assert dev["values"]["replicaCount"] == {"value": 1, "from": "policy dev-values"}
-    assert eu["values"]["replicaCount"] == {"value": 3, "from": "policy eu-values"}
-    assert "replicaCount" not in us["values"]  # the chart's default, 5
-    assert us["values"]["image.tag"] == {"value": "prod-us-build", "from": "component canary-demo"}
-    assert eu["explain"]["replicaCount"]["layers"] == [
-        {"layer": "chart defaults", "value": 5},
-        {"layer": "policy eu-values", "value": 3},
+    assert_shape(view, "plan")
+    # `values` is the document Helm receives; provenance is keyed by JSON Pointer.
+    assert (dev["values"]["replicaCount"], us["values"]["replicaCount"]) == (1, 5)
+    assert dev["provenance"]["/replicaCount"] == origin("policy dev-values", 1)
+    assert eu["provenance"]["/replicaCount"] == origin("policy eu-values", 3)
+    assert "/replicaCount" not in us["provenance"]  # the chart's default
+    assert us["values"]["image"]["tag"] == "prod-us-build"
+    assert us["provenance"]["/image/tag"] == origin("component canary-demo", "prod-us-build")
+    assert eu["explain"]["/replicaCount"]["layers"] == [
+        {"layer": "chart defaults", "value": 5, "deleted": False},
+        {"layer": "policy eu-values", "value": 3, "deleted": False},
     ]
-    assert eu["explain"]["replicaCount"]["winner"] == "policy eu-values"
+    assert eu["explain"]["/replicaCount"]["winner"] == "policy eu-values"
+    assert dev["explain"] is not None and us["explain"] is not None
     assert all(t["chart"] == "canary-demo 2.0.0" and t["error"] is None for t in targets.values())
     assert f"Deployment {fleet.namespace}/canary-demo" in eu["objects"]
     assert f"Ingress {fleet.namespace}/canary-demo" in eu["objects"]

@@ -1,0 +1,91 @@
+"""`flotilla plan -o json`: the exact values document, and provenance by JSON Pointer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hub.service.planner import PlannedTarget
+from hub.service.plans import plan_view
+from hub.spec import load_application
+from placement.targets import resolve
+from placement.topology import ClusterInfo
+from placement.values import json_pointer
+from tests.shapes import assert_shape
+
+APP = """
+apiVersion: core.oam.dev/v1beta1
+kind: Application
+metadata: {name: web}
+spec:
+  components:
+    - name: web
+      type: helm
+      properties:
+        repoType: local
+        url: ./charts
+        chart: web
+        values:
+          podAnnotations: {prometheus.io/scrape: "true"}
+  policies:
+    - name: prod
+      type: topology
+      properties: {clusterLabelSelector: {env: prod}}
+    - name: no-limits
+      type: override
+      properties:
+        components:
+          - name: web
+            properties:
+              values:
+                resources: {limits: null}
+                replicaCount: 3
+"""
+DEFAULTS = {"replicaCount": 1, "resources": {"limits": {"cpu": "1"}}, "podAnnotations": {}}
+
+
+def _plan(explain: str | None = None) -> Any:
+    app = load_application(APP, "web.yaml")
+    [target] = resolve(app.to_placement(), [ClusterInfo("eu", {"env": "prod"})], {"web": DEFAULTS})
+    return plan_view(app, [PlannedTarget(target, Path())], explain)
+
+
+def test_values_are_the_document_helm_receives() -> None:
+    view = _plan()
+    assert_shape(view, "plan")
+    [target] = view["steps"][0]["targets"]
+    assert target["values"] == {
+        "replicaCount": 3,
+        "resources": {},  # emptied by a null: visible, not dropped
+        "podAnnotations": {"prometheus.io/scrape": "true"},
+    }
+    assert target["explain"] is None
+
+
+def test_provenance_is_keyed_by_json_pointer_and_keeps_deletions() -> None:
+    [target] = _plan()["steps"][0]["targets"]
+    assert target["provenance"] == {
+        "/podAnnotations/prometheus.io~1scrape": {
+            "from": "component web",
+            "value": "true",
+            "deleted": False,
+        },
+        "/replicaCount": {"from": "policy no-limits", "value": 3, "deleted": False},
+        # the null itself, and the chart's leaf it took away
+        "/resources/limits": {"from": "policy no-limits", "value": None, "deleted": True},
+        "/resources/limits/cpu": {"from": "policy no-limits", "value": None, "deleted": True},
+    }
+
+
+def test_explain_names_every_layer_of_a_key_with_a_dot() -> None:
+    [target] = _plan(r"podAnnotations.prometheus\.io/scrape")["steps"][0]["targets"]
+    assert target["explain"] == {
+        "/podAnnotations/prometheus.io~1scrape": {
+            "layers": [{"layer": "component web", "value": "true", "deleted": False}],
+            "winner": "component web",
+        }
+    }
+
+
+def test_json_pointer_escapes_tilde_and_slash() -> None:
+    assert json_pointer(("a/b", "c~d", "e.f")) == "/a~1b/c~0d/e.f"
