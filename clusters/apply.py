@@ -25,11 +25,10 @@ from typing import Any, TypeVar
 
 from clusters.client import APPLY_PATCH
 from clusters.errors import ClusterError, Forbidden, NotFound, reworded
+from clusters.fields import FIELD_MANAGER as FIELD_MANAGER
 from clusters.resources import Connection, ObjectRef, ResourceClient
 
 logger = logging.getLogger(__name__)
-
-FIELD_MANAGER = "flotilla"
 
 # Kinds by phase. A kind not listed (custom resources, webhooks, APIServices) goes last,
 # as Helm does: its CRD is in phase 0, and a webhook registered before its backend
@@ -84,15 +83,34 @@ R = TypeVar("R", bound=ObjectRef)
 
 @dataclass(frozen=True)
 class AppliedRef(ObjectRef):
-    """One entry of the inventory: what was applied, and the uid it got."""
+    """One entry of the inventory: what was applied, the uid it got, and which version
+    of the object the apply returned.
+
+    The version lets a waiter tell the applied object from an older copy of it, such as
+    a watch cache still holding the pre-apply object (see `clusters.freshness`).
+    `generation` is None for kinds without one (ConfigMap, Secret ...); an empty
+    `resource_version` means the apply's answer is not known, only the uid.
+    """
 
     uid: str
+    generation: int | None = None
+    resource_version: str = ""
 
     @classmethod
     def of(cls, obj: Mapping[str, Any]) -> AppliedRef:
         """The inventory entry for an object as the API server returned it."""
         ref = ObjectRef.of(obj)
-        return cls(ref.api_version, ref.kind, ref.namespace, ref.name, uid=obj["metadata"]["uid"])
+        metadata = obj["metadata"]
+        generation = metadata.get("generation")
+        return cls(
+            ref.api_version,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            uid=metadata["uid"],
+            generation=None if generation is None else int(generation),
+            resource_version=str(metadata.get("resourceVersion") or ""),
+        )
 
 
 def phase(kind: str) -> int:

@@ -65,6 +65,15 @@ def _rank(health: Health) -> int:
     return _RANK[health.status]
 
 
+def stuck(waiting_reason: str) -> bool:
+    """Whether a container waiting for this reason will not get going by waiting longer."""
+    return bool(waiting_reason) and (
+        waiting_reason.startswith("Err")
+        or waiting_reason.endswith(("Error", "BackOff"))
+        or waiting_reason in _STUCK_WAITING_EXACT
+    )
+
+
 def assess(obj: Mapping[str, Any] | None) -> Health:
     """The health of one object as the API server returned it (None: it does not exist)."""
     if obj is None:
@@ -250,11 +259,7 @@ def _stuck_container(pod_status: Mapping[str, Any]) -> str | None:
     for container in statuses:
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = str(waiting.get("reason") or "")
-        if reason and (
-            reason.startswith("Err")
-            or reason.endswith(("Error", "BackOff"))
-            or reason in _STUCK_WAITING_EXACT
-        ):
+        if stuck(reason):
             restarts = _int(container, "restartCount")
             return f"container {container.get('name')}: {reason} ({restarts} restarts)"
     return None

@@ -167,6 +167,13 @@ class ClusterCache:
         """Increases on every change of objects or sync state: `wait_for` a new one."""
         return self._version
 
+    def watches(self, api_version: str, kind: str) -> bool:
+        """Whether `kind` of `api_version`'s API group is one of the cache's kinds. Any
+        version of the group will do (they serve the same objects); another group's kind
+        of the same name will not, though `get` and `list` would answer for it."""
+        state = self._kinds.get(kind)
+        return state is not None and _group(state.api_version) == _group(api_version)
+
     def listed(self, kind: str) -> bool:
         """Every stream of `kind` has listed at least once. Only then does `get` answering
         None mean the object did not exist when last seen, rather than not looked for yet."""
@@ -361,6 +368,10 @@ def _normalized(obj: Object, resource: ResourceType) -> Object:
 def _key(obj: Mapping[str, Any]) -> Key:
     metadata = obj.get("metadata") or {}
     return (str(metadata.get("namespace") or ""), str(metadata.get("name", "")))
+
+
+def _group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
 
 
 def _where(stream: _Stream) -> str:
