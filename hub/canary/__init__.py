@@ -42,7 +42,6 @@ only: no canary Service or route is made, a step's weight only sizes the partiti
 step with header matches is refused (nothing could honour it).
 """
 
-from hub.canary.changes import template_changed
 from hub.canary.objects import (
     CANARY_LABEL,
     CANARY_OF,
@@ -52,6 +51,7 @@ from hub.canary.objects import (
     canary_name,
     canary_replicas,
     stable_pod_template_hash,
+    template_changed,
 )
 from hub.canary.plan import CanaryPlan
 from hub.canary.readiness import CanaryStatus

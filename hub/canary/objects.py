@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
+from clusters.fields import FIELD_MANAGER, POD_TEMPLATE, changes
 from hub.spec import CanaryStep, RouteMatch
 
 Manifest = dict[str, Any]
@@ -32,8 +33,7 @@ DEFAULT_GRACE_SECONDS = 3.0
 # Service names are DNS-1035 labels; Deployment and Ingress names may be longer.
 SERVICE_NAME_MAX = 63
 OBJECT_NAME_MAX = 253
-# clusters.apply.FIELD_MANAGER, repeated so that this module imports no client.
-FIELD_MANAGER = "flotilla"
+# The kinds a canary can roll out: the workloads whose pod template it holds back.
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 _NGINX = "nginx.ingress.kubernetes.io/"
@@ -337,3 +337,24 @@ def object_ref(obj: Mapping[str, Any]) -> Ref:
 def object_name(obj: Mapping[str, Any]) -> str | None:
     name = (obj.get("metadata") or {}).get("name")
     return None if name is None else str(name)
+
+
+def template_changed(
+    live: Mapping[str, Any] | None, new: Mapping[str, Any], *, manager: str = FIELD_MANAGER
+) -> bool:
+    """Whether applying `new` changes the pod template of the `live` workload, i.e. whether
+    its pods would be replaced and a canary is due. False when there is no live workload
+    (a first deploy is a plain apply) and for kinds other than Deployment and StatefulSet.
+
+    Two checks, because the API server adds defaults to what we applied and keeps fields
+    that others own: every field `new` sets must have that value live (extra live fields,
+    such as defaults or `pod-template-hash`, do not count; resource quantities compare by
+    value, so "0.5" equals "500m"; false, 0 and empty values equal absent ones, as
+    `omitempty` drops them), and every field our field manager applied before
+    (`metadata.managedFields`) must still be in `new`, because server-side apply removes
+    the ones that are not. List items are matched by their merge keys (containers and env
+    by name, ports by number and protocol, ...), so a reordering alone is no change.
+    """
+    if live is None or new.get("kind") not in WORKLOAD_KINDS:
+        return False
+    return changes(live, new, at=POD_TEMPLATE, manager=manager)
