@@ -207,24 +207,34 @@ async def apply(
 
 async def delete(
     connection: Connection, refs: Iterable[ObjectRef], *, propagation: str = "Background"
-) -> None:
+) -> list[AppliedRef]:
     """Delete `refs`, phases in reverse; an object already gone counts as deleted.
 
     So does an object whose kind the cluster no longer serves: its CRD is gone, and
-    with it every object of the kind.
+    with it every object of the kind. Returns the objects the server took to delete,
+    with their uids: what a caller waits for to be gone (`clusters.waiting.wait_gone`),
+    since an object of the same name created afterwards is another object.
     """
     rc = ResourceClient(connection)
     options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+    deleted: list[AppliedRef] = []
 
     async def delete_one(ref: ObjectRef) -> None:
         try:
             path = await _path(rc, ref, f"delete {ref}")
-            await rc.call("DELETE", path, what=f"delete {ref}", body=options)
+            result = await rc.call("DELETE", path, what=f"delete {ref}", body=options)
         except NotFound:
             logger.debug("delete %s: already gone", ref)
+            return
+        # The deleted object as it was, or (for some kinds) a Status naming its uid.
+        uid = (result.get("details") or {}).get("uid") if result.get("kind") == "Status" else None
+        uid = uid or (result.get("metadata") or {}).get("uid")
+        if uid:
+            deleted.append(AppliedRef(ref.api_version, ref.kind, ref.namespace, ref.name, uid=uid))
 
     for group in _phases(delete_order(refs), lambda ref: ref.kind):
         await _all(delete_one(ref) for ref in group)
+    return deleted
 
 
 async def get(connection: Connection, ref: ObjectRef) -> dict[str, Any] | None:
