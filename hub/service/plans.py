@@ -59,17 +59,26 @@ def _target_view(planned: PlannedTarget, explain: str | None) -> PlanTargetView:
 
 
 def provenance(target: Target) -> dict[str, ValueOrigin]:
-    """Every value a layer other than the chart's defaults set or deleted, by pointer."""
+    """Every value a layer other than the chart's defaults set or deleted, by pointer;
+    the value as Helm receives it, `${cluster...}` placeholders filled in."""
     return {
-        json_pointer(path): _origin(setting)
+        json_pointer(path): {
+            "from": setting.layer,
+            "value": None if setting.deleted else _leaf(target.values, path),
+            "deleted": setting.deleted,
+        }
         for path, setting in sorted(target.provenance.last(VALUES).items())
         if setting.layer != CHART_DEFAULTS
     }
 
 
-def _origin(setting: Setting) -> ValueOrigin:
-    value = None if setting.deleted else setting.value
-    return {"from": setting.layer, "value": value, "deleted": setting.deleted}
+def _leaf(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = values
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def _explain(target: Target, key: str) -> dict[str, ValueExplanation]:

@@ -27,6 +27,7 @@ spec:
         chart: web
         values:
           podAnnotations: {prometheus.io/scrape: "true"}
+          image: {tag: "${cluster.name}-build"}
   policies:
     - name: prod
       type: topology
@@ -58,6 +59,7 @@ def test_values_are_the_document_helm_receives() -> None:
         "replicaCount": 3,
         "resources": {},  # emptied by a null: visible, not dropped
         "podAnnotations": {"prometheus.io/scrape": "true"},
+        "image": {"tag": "eu-build"},
     }
     assert target["explain"] is None
 
@@ -65,6 +67,8 @@ def test_values_are_the_document_helm_receives() -> None:
 def test_provenance_is_keyed_by_json_pointer_and_keeps_deletions() -> None:
     [target] = _plan()["steps"][0]["targets"]
     assert target["provenance"] == {
+        # as Helm receives it: the placeholder filled in for this cluster
+        "/image/tag": {"from": "component web", "value": "eu-build", "deleted": False},
         "/podAnnotations/prometheus.io~1scrape": {
             "from": "component web",
             "value": "true",
