@@ -130,6 +130,32 @@ class ChartRepo(_Stopped):
         )
         self._thread.start()
 
+    def publish(self, chart: str, version: str, *, app_version: str | None = None) -> Path:
+        """Package `chart` from e2e/charts as `version` into the running repository and
+        index it again; returns the archive.
+
+        An archive already there under `version` is replaced, as a publisher who pushes a
+        version again would: with another `app_version` (the default image tag; default the
+        version) its content, and so its digest, changes. The archive is moved in whole, so
+        a download meanwhile gets the old bytes or the new, never a mix.
+        """
+        with tempfile.TemporaryDirectory(prefix="flotilla-charts-") as scratch:
+            source = Path(scratch) / chart
+            shutil.copytree(CHARTS_DIR / chart, source)  # links resolved, as package_charts
+            packaged = helm_python.package(
+                source, destination=scratch, version=version, app_version=app_version or version
+            )
+            archive = self.directory / Path(packaged).name
+            partial = archive.with_name(f".{archive.name}.partial")
+            shutil.copyfile(packaged, partial)
+            partial.replace(archive)
+        self.reindex()
+        return archive
+
+    def reindex(self) -> None:
+        """Regenerate index.yaml from the archives in the directory, as `helm repo index`."""
+        helm_python.repo_index_generate(self.directory, base_url=self.url)
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

@@ -16,17 +16,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from clusters.kubeconfig import redact
 from hub.errors import FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
-from hub.model.records import ClusterRecord
-from hub.model.timestamps import timestamp
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
+from hub.service.clusters import Clusters, HeldReleases
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-REGISTRY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+CLUSTERS: web.AppKey[Clusters] = web.AppKey("clusters", Clusters)
 APPS: web.AppKey[Applications] = web.AppKey("apps", Applications)
 SCRUBBER: web.AppKey[Scrubber] = web.AppKey("scrubber", Scrubber)
 
@@ -35,7 +33,7 @@ def create_app(
     registry: Registry, apps: Applications, scrubber: Scrubber, token: str
 ) -> web.Application:
     app = web.Application(middlewares=[_errors(scrubber), _auth(token)])
-    app[REGISTRY] = registry
+    app[CLUSTERS] = Clusters(registry, apps)
     app[APPS] = apps
     app[SCRUBBER] = scrubber
     app.router.add_get("/api/v1/clusters", list_clusters)
@@ -97,33 +95,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def cluster_view(record: ClusterRecord, *, detail: bool = False) -> dict[str, Any]:
-    """The public shape of a cluster: never the raw kubeconfig."""
-    view: dict[str, Any] = {
-        "name": record.name,
-        "labels": record.labels,
-        "server": record.server,
-        "version": record.version,
-        "health": record.health,
-        "reason": record.reason,
-        "lastSeen": timestamp(record.last_seen),
-        "joinedAt": timestamp(record.joined_at),
-        "credential": record.credential,
-        "warnings": record.warnings,
-    }
-    if detail:
-        view["kubeconfig"] = redact(record.kubeconfig)
-    return view
-
-
 async def list_clusters(request: web.Request) -> web.Response:
-    records = request.app[REGISTRY].store.clusters()
-    return web.json_response({"clusters": [cluster_view(r) for r in records]})
+    return web.json_response(request.app[CLUSTERS].ls())
 
 
 async def show_cluster(request: web.Request) -> web.Response:
-    record = request.app[REGISTRY].store.cluster(request.match_info["name"])
-    return web.json_response(cluster_view(record, detail=True))
+    return web.json_response(request.app[CLUSTERS].show(request.match_info["name"]))
 
 
 async def join_cluster(request: web.Request) -> web.Response:
@@ -134,32 +111,44 @@ async def join_cluster(request: web.Request) -> web.Response:
     document = body.get("kubeconfig")
     if not isinstance(document, dict):
         raise InvalidInput("kubeconfig: expected the kubeconfig document as a JSON object")
-    record = await request.app[REGISTRY].join(
+    view = await request.app[CLUSTERS].join(
         document,
         source=str(body.get("source") or "kubeconfig"),
         name=body.get("name") or None,
         labels=labels,
     )
-    return web.json_response(cluster_view(record), status=201)
+    return web.json_response(view, status=201)
 
 
 async def label_cluster(request: web.Request) -> web.Response:
     body = await _body(request)
-    record = request.app[REGISTRY].label(
+    view = request.app[CLUSTERS].label(
         request.match_info["name"], dict(body.get("add") or {}), list(body.get("remove") or [])
     )
-    return web.json_response(cluster_view(record))
+    return web.json_response(view)
 
 
 async def rename_cluster(request: web.Request) -> web.Response:
     body = await _body(request)
-    record = request.app[REGISTRY].rename(request.match_info["name"], str(body.get("name", "")))
-    return web.json_response(cluster_view(record))
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("name: expected the cluster's new name")
+    return web.json_response(await request.app[CLUSTERS].rename(request.match_info["name"], name))
 
 
 async def detach_cluster(request: web.Request) -> web.Response:
-    await request.app[REGISTRY].detach(request.match_info["name"])
-    return web.json_response({"detached": request.match_info["name"]})
+    """`?releases=delete|forget` says what becomes of the releases applications still
+    have on the cluster; without it, a cluster that holds any is refused (409)."""
+    given = request.query.get("releases", HeldReleases.REFUSE.value)
+    try:
+        releases = HeldReleases(given)
+    except ValueError:
+        raise InvalidInput(
+            f"releases={given}: expected delete (delete them from the cluster, then detach) "
+            "or forget (leave them running there, drop the hub's records)"
+        ) from None
+    name = request.match_info["name"]
+    return web.json_response(await request.app[CLUSTERS].detach(name, releases))
 
 
 def _file(body: dict[str, Any]) -> tuple[str, str, Path]:
@@ -200,15 +189,11 @@ async def workflow_verb(request: web.Request) -> web.Response:
     name, verb = request.match_info["name"], request.match_info["verb"]
     apps = request.app[APPS]
     if verb == "resume":
-        resumed = apps.engine.resume(name)
-        current = apps.apps.app(name).revision
-        return web.json_response({"name": name, "resumed": resumed, "revision": current})
+        return web.json_response(apps.resume(name))
     if verb == "suspend":
-        apps.engine.suspend(name)
-        return web.json_response({"name": name, "suspended": True})
+        return web.json_response(apps.suspend(name))
     if verb == "restart":
-        apps.engine.restart(name)
-        return web.json_response({"name": name, "restarted": True})
+        return web.json_response(apps.restart(name))
     if verb == "rollback":
         body = await _body(request)
         target = body.get("revision")

@@ -3,6 +3,14 @@
 `flotilla serve` calls `serve`; nothing else constructs the store, the registry, the
 chart cache, the engine or the API. State is in the store, so stopping is cheap and a
 hub killed at any moment starts again from it.
+
+Every long-lived task runs under the one `Supervisor` made here. `serve` returns on
+SIGTERM or SIGINT and raises `HubStopped` when a critical task (the prober) could not be
+kept alive, so that `flotilla serve` exits 1 and whatever runs the hub (systemd, a
+container) restarts it or says so, instead of a hub that answers but no longer probes.
+On every way out, start-up failures included, it releases what it opened, in reverse:
+signal handlers, the hub file, the API, the engine's runners, the supervised tasks, the
+clusters' watches and clients, the store.
 """
 
 from __future__ import annotations
@@ -17,62 +25,129 @@ from aiohttp import web
 
 from hub.api import create_app
 from hub.charts import ChartCache
+from hub.errors import FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
 from hub.home import Home
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.state.store import Store
+from hub.tasks import HubFailed, Supervisor
 
 log = logging.getLogger(__name__)
 
 
+class HubStopped(FlotillaError):
+    """The hub stopped itself: a task it cannot live without kept dying, or it could not
+    start. `flotilla serve` prints this one line and exits 1."""
+
+    exit_code = 1
+
+
 async def serve(
-    home: Home, listen: str, *, probe_interval: float, step_timeout: float, fanout: int
+    home: Home,
+    listen: str,
+    *,
+    probe_interval: float,
+    step_timeout: float,
+    fanout: int,
+    supervisor: Supervisor | None = None,
 ) -> None:
-    """Run the hub until SIGTERM or SIGINT; state is in the store, so stopping is cheap."""
+    """Run the hub until SIGTERM or SIGINT; raises HubStopped if it cannot go on.
+
+    `supervisor` is for tests, to run the hub with quicker restarts."""
     home.prepare()
-    scrubber = Scrubber()
-    logging.getLogger().addFilter(scrubber)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(scrubber)
-    store = Store(home.store)
-    registry = Registry(store, scrubber, temp_dir=home.temp, probe_interval=probe_interval)
-    apps = Applications(
-        store, registry, ChartCache(home.charts), step_timeout=step_timeout, fanout=fanout
-    )
-    token = home.write_token()
-    scrubber.add([token])
-    runner = web.AppRunner(create_app(registry, apps, scrubber, token), access_log=None)
-    await runner.setup()
-    host, _, port = listen.rpartition(":")
-    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
-    await site.start()
-    bound = runner.addresses[0]
-    url = f"http://{bound[0]}:{bound[1]}"
-    home.write_hub_file(url)
-    log.info("hub listening on %s (home %s)", url, home.root)
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        stop = _on_signals(stack)
+        scrubber = Scrubber()
+        _scrub_logs(stack, scrubber)
+        store = Store(home.store)
+        stack.callback(store.close)
+        supervisor = supervisor or Supervisor()
+        registry = Registry(
+            store,
+            scrubber,
+            temp_dir=home.temp,
+            probe_interval=probe_interval,
+            supervisor=supervisor,
+        )
+        stack.push_async_callback(registry.close)
+        stack.push_async_callback(supervisor.close)  # runs before registry.close
+        apps = Applications(
+            store,
+            registry,
+            ChartCache(home.charts),
+            step_timeout=step_timeout,
+            fanout=fanout,
+            supervisor=supervisor,
+        )
+        stack.push_async_callback(apps.engine.stop)
+        token = home.write_token()
+        scrubber.add([token])
+        runner = web.AppRunner(create_app(registry, apps, scrubber, token), access_log=None)
+        url = await _listen(stack, runner, listen)
+        home.write_hub_file(url)
+        stack.callback(home.remove_hub_file)
+        log.info("hub listening on %s (home %s)", url, home.root)
+        registry.start()
+        apps.engine.start()
+        try:
+            await _until_stopped(stop, supervisor)
+        finally:
+            log.info("hub stopping after %.0fs", time.monotonic() - started)
+
+
+async def _until_stopped(stop: asyncio.Event, supervisor: Supervisor) -> None:
+    """Return on a signal; raise HubStopped once a critical task could not be kept alive."""
+    signalled = asyncio.create_task(stop.wait(), name="signals")
+    failed = asyncio.create_task(supervisor.failed(), name="critical tasks")
+    try:
+        await asyncio.wait({signalled, failed}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (signalled, failed):
+            task.cancel()
+        await asyncio.gather(signalled, failed, return_exceptions=True)
+    if failed.done() and not failed.cancelled() and (error := failed.exception()) is not None:
+        if isinstance(error, HubFailed):
+            raise HubStopped(
+                f"the hub stopped: {error}; the log above has each traceback. Fix the cause "
+                "and start it again (`flotilla serve`)"
+            ) from error
+        raise error
+
+
+def _on_signals(stack: contextlib.AsyncExitStack) -> asyncio.Event:
+    """SIGTERM and SIGINT set the returned event from the moment the hub starts."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    prober = asyncio.create_task(registry.probe_forever(), name="prober")
-    prober.add_done_callback(_report_death)
-    registry.observe()
-    apps.engine.start()
-    started = time.monotonic()
-    await stop.wait()
-    log.info("hub stopping after %.0fs", time.monotonic() - started)
-    prober.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await prober
-    home.remove_hub_file()
-    await runner.cleanup()
-    await apps.engine.stop()
-    await registry.close()
-    store.close()
+        stack.callback(loop.remove_signal_handler, sig)
+    return stop
 
 
-def _report_death(task: asyncio.Task[None]) -> None:
-    """A background task that dies is logged, never silently lost."""
-    if not task.cancelled() and task.exception() is not None:
-        log.error("background task %s died", task.get_name(), exc_info=task.exception())
+def _scrub_logs(stack: contextlib.AsyncExitStack, scrubber: Scrubber) -> None:
+    """Every log record passes the scrubber, whichever handler writes it, while we run."""
+    targets: list[logging.Filterer] = [logging.getLogger(), *logging.getLogger().handlers]
+    for target in targets:
+        target.addFilter(scrubber)
+        stack.callback(target.removeFilter, scrubber)
+
+
+async def _listen(stack: contextlib.AsyncExitStack, runner: web.AppRunner, listen: str) -> str:
+    """Start the API on HOST:PORT; returns its URL. A port in use is one line, not a trace."""
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise InvalidInput(f"--listen {listen}: expected HOST:PORT, e.g. 127.0.0.1:7350")
+    site = web.TCPSite(runner, host or "127.0.0.1", int(port))
+    try:
+        await site.start()
+    except OSError as e:
+        raise HubStopped(
+            f"cannot listen on {listen}: {e.strerror or e}; stop what uses it or pass "
+            "another --listen"
+        ) from None
+    bound = runner.addresses[0]
+    return f"http://{bound[0]}:{bound[1]}"

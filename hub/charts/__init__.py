@@ -6,6 +6,10 @@ a pinned version touches no network, and the digest is what identifies "the same
 revisions and in the render cache. Local directories are the exception: they change while a
 user develops, so they are read afresh on every fetch and identified by a hash of their files.
 
+A revision deploys the chart it was planned with, whatever the repository publishes later: a
+`ChartPin` holds the exact version a reference resolved to and its digest, and
+`ChartCache.fetch_pinned` hands out those bytes or refuses (`ChartPinMismatch`).
+
 Rendering goes through `helm_python` (the Helm v4 SDK). This module must never interpret a
 template itself: "renders like Helm" is only true if Helm renders. Everything Helm does here
 blocks (ctypes into Go), so the async API runs it in a thread; the sync methods are for code
@@ -20,12 +24,14 @@ from hub.charts.cache import ChartCache
 from hub.charts.errors import (
     ChartError,
     ChartNotFound,
+    ChartPinMismatch,
     ChartRenderError,
     ChartRepoUnreachable,
     InvalidChart,
     InvalidChartRef,
     InvalidValues,
 )
+from hub.charts.pins import ChartPin
 from hub.charts.refs import ChartRef, RepoType, resolve_version
 from hub.charts.render import LoadedChart
 
@@ -33,6 +39,8 @@ __all__ = [
     "ChartCache",
     "ChartError",
     "ChartNotFound",
+    "ChartPin",
+    "ChartPinMismatch",
     "ChartRef",
     "ChartRenderError",
     "ChartRepoUnreachable",

@@ -4,20 +4,25 @@ A release is only as reproducible as its chart, so every fetched archive is kept
 its sha256 and a small index maps (repository, chart, version) to that digest: the second
 fetch of a pinned version touches no network. Local directories change while a user
 develops, so they are read afresh on every fetch and identified by a hash of their files.
+A revision's pinned chart is fetched by its digest, and bytes that hash otherwise are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import tempfile
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import helm_python
 
 from hub.charts.errors import ChartNotFound, InvalidChart, InvalidChartRef, one_line
+from hub.charts.pins import ChartPin
 from hub.charts.refs import ChartRef, resolve_version, semver
 from hub.charts.render import LoadedChart, RenderCache
 from hub.charts.repositories import HelmRepository, OciRepository, Repository
@@ -57,33 +62,79 @@ class ChartCache:
         """Fetch, cache and load the chart `ref` names."""
         if ref.repo_type == "local":
             return await asyncio.to_thread(self._load_local, ref)
-        if ref.repo_type not in ("helm", "oci"):
-            raise InvalidChartRef(
-                f"{ref}: repoType {ref.repo_type!r} is not one of helm, oci, local"
-            )
+        _check_remote(ref)
         if ref.version and semver(ref.version) is not None:
             cached = await asyncio.to_thread(self._load_cached, ref, ref.version)
             if cached is not None:
                 return cached
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        # A session per fetch: fetches are rare (the cache answers most) and this way nothing
-        # outlives the event loop that made it.
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            repository: Repository = (
-                HelmRepository(ref, session, self.timeout)
-                if ref.repo_type == "helm"
-                else OciRepository(ref, session, self.timeout)
-            )
+        async with self._repository(ref) as repository:
             version = resolve_version(ref, await repository.versions())
             cached = await asyncio.to_thread(self._load_cached, ref, version)
             if cached is not None:
                 return cached
             data = await repository.download(version)
+        return await self._keep(ref, version, _sha256(data), data)
+
+    async def fetch_pinned(self, pin: ChartPin, *, revision: int) -> LoadedChart:
+        """The very chart `pin` names, for `revision`, or `ChartPinMismatch`.
+
+        An archive already held (in memory or on disk) under the pinned digest is used with
+        no network. Otherwise the exact version is downloaded, and bytes that hash to
+        anything else are refused and not kept: nothing renders from them, so the caller
+        deploys nothing. A local directory is read afresh and must hash as it did.
+        """
+        ref = pin.ref
+        if ref.repo_type == "local":
+            loaded = await asyncio.to_thread(self._load_directory, ref)
+            if loaded.digest != pin.digest:
+                raise pin.mismatch(loaded.digest, revision=revision)
+            return loaded
+        _check_remote(ref)
+        held = await asyncio.to_thread(self._load_digest, pin)
+        if held is not None:
+            return held
+        async with self._repository(ref) as repository:
+            version = resolve_version(ref, await repository.versions())
+            data = await repository.download(version)
         digest = _sha256(data)
+        if digest != pin.digest:
+            raise pin.mismatch(digest, revision=revision)
+        return await self._keep(ref, version, digest, data)
+
+    async def fetch_stored(self, spec: Mapping[str, Any], *, revision: int) -> LoadedChart:
+        """The chart of a stored target spec of `revision`: exactly its pin. A spec stored
+        before revisions pinned their charts has none, and resolves its reference again as
+        it always did."""
+        pin = ChartPin.from_spec(spec)
+        if pin is None:
+            return await self.fetch(ChartRef(**spec["chart"]))
+        return await self.fetch_pinned(pin, revision=revision)
+
+    @contextlib.asynccontextmanager
+    async def _repository(self, ref: ChartRef) -> AsyncIterator[Repository]:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        # A session per fetch: fetches are rare (the cache answers most) and this way nothing
+        # outlives the event loop that made it.
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            yield (
+                HelmRepository(ref, session, self.timeout)
+                if ref.repo_type == "helm"
+                else OciRepository(ref, session, self.timeout)
+            )
+
+    async def _keep(self, ref: ChartRef, version: str, digest: str, data: bytes) -> LoadedChart:
         # Loaded before it is stored, so an archive Helm rejects never enters the cache.
         loaded = await asyncio.to_thread(self._load_archive, ref, version, digest, data)
         await asyncio.to_thread(self._archives.put, _key(ref, version), digest, data)
         return loaded
+
+    def _load_digest(self, pin: ChartPin) -> LoadedChart | None:
+        if (loaded := self._loaded.get(pin.digest)) is not None:
+            return loaded
+        data = self._archives.archive(pin.digest)
+        if data is None:
+            return None
+        return self._load_archive(pin.ref, pin.version, pin.digest, data)
 
     def _load_cached(self, ref: ChartRef, version: str) -> LoadedChart | None:
         found = self._archives.get(_key(ref, version))
@@ -108,6 +159,12 @@ class ChartCache:
         return loaded
 
     def _load_local(self, ref: ChartRef) -> LoadedChart:
+        loaded = self._load_directory(ref)
+        if ref.version:
+            resolve_version(ref, [loaded.version])  # raises unless the directory matches
+        return loaded
+
+    def _load_directory(self, ref: ChartRef) -> LoadedChart:
         path = Path(ref.url).expanduser() / ref.chart
         if not (path / "Chart.yaml").is_file():
             raise ChartNotFound(f"{ref}: no chart directory at {path}")
@@ -116,10 +173,7 @@ class ChartCache:
             handle = helm_python.Chart.load(path)
         except (OSError, helm_python.HelmError) as e:
             raise InvalidChart(f"{ref}: {path}: {one_line(str(e))}") from e
-        loaded = LoadedChart(handle, digest, self._renders)
-        if ref.version:
-            resolve_version(ref, [loaded.version])  # raises unless the directory matches
-        return loaded
+        return LoadedChart(handle, digest, self._renders)
 
 
 class _ArchiveStore:
@@ -136,12 +190,19 @@ class _ArchiveStore:
 
     def get(self, key: tuple[str, str, str]) -> tuple[str, bytes] | None:
         try:
-            record = json.loads(self._ref_path(key).read_text())
-            digest = str(record["digest"])
-            data = self._archive_path(digest).read_bytes()
+            digest = str(json.loads(self._ref_path(key).read_text())["digest"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        return (digest, data) if _sha256(data) == digest else None
+        data = self.archive(digest)
+        return None if data is None else (digest, data)
+
+    def archive(self, digest: str) -> bytes | None:
+        """The archive stored under `digest`, if it is there and still hashes to it."""
+        try:
+            data = self._archive_path(digest).read_bytes()
+        except OSError:
+            return None
+        return data if _sha256(data) == digest else None
 
     def put(self, key: tuple[str, str, str], digest: str, data: bytes) -> None:
         _write_atomically(self._archive_path(digest), data)  # also heals a corrupt copy
@@ -155,6 +216,11 @@ class _ArchiveStore:
     def _ref_path(self, key: tuple[str, str, str]) -> Path:
         name = hashlib.sha256(json.dumps(key).encode()).hexdigest()
         return self._refs / f"{name}.json"
+
+
+def _check_remote(ref: ChartRef) -> None:
+    if ref.repo_type not in ("helm", "oci"):
+        raise InvalidChartRef(f"{ref}: repoType {ref.repo_type!r} is not one of helm, oci, local")
 
 
 def _key(ref: ChartRef, version: str) -> tuple[str, str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from urllib.parse import urlsplit, urlunsplit
 
-from hub.errors import FlotillaError, InvalidInput, NotFound
+from hub.errors import Conflict, FlotillaError, InvalidInput, NotFound
 
 
 class ChartError(FlotillaError):
@@ -22,6 +22,11 @@ class ChartRepoUnreachable(ChartError):
     """The repository or registry did not answer in time, at all, or with a usable index."""
 
     http_status = HTTPStatus.BAD_GATEWAY
+
+
+class ChartPinMismatch(ChartError, Conflict):
+    """The repository (or directory) now holds other bytes under the version a revision
+    pinned: deploying them would no longer be that revision."""
 
 
 class InvalidChartRef(ChartError, InvalidInput):

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
+from rich.text import Text
 
 from clusters import kubeconfig as kc
 from hub.cli import output
@@ -65,6 +67,32 @@ def cluster_join(
         emit(record, output_format)
 
 
+def _watch_cell(watch: dict[str, Any]) -> str:
+    """`synced`, `reconnecting`..., with `, 3 restarts` when its task had to be restarted."""
+    restarts = watch["restarts"]
+    more = f", {restarts} restart{'s' if restarts > 1 else ''}" if restarts else ""
+    return str(watch["state"]) + more
+
+
+def _task_problems(data: dict[str, Any]) -> list[str]:
+    """One line per background task that died: what, how often, when and why."""
+    lines = []
+    prober = data.get("prober") or {}
+    if prober.get("lastError"):
+        lines.append(
+            f"prober: {prober['restarts']} restart(s), last died {ago(prober['lastErrorAt'])}: "
+            f"{prober['lastError']}"
+        )
+    for c in data["clusters"]:
+        watch = c["watch"]
+        if watch["lastError"]:
+            lines.append(
+                f"watch of {c['name']}: {watch['restarts']} restart(s), last died "
+                f"{ago(watch['lastErrorAt'])}: {watch['lastError']}"
+            )
+    return lines
+
+
 def _cluster_table(data: dict[str, Any]) -> Any:
     rows = [
         [
@@ -74,18 +102,27 @@ def _cluster_table(data: dict[str, Any]) -> Any:
             c["version"],
             output.health(c["health"]),
             ago(c["lastSeen"]),
+            _watch_cell(c["watch"]),
         ]
         for c in data["clusters"]
     ]
-    return grid(["name", "labels", "server", "version", "health", "last seen"], rows)
+    table = grid(["name", "labels", "server", "version", "health", "last seen", "watch"], rows)
+    problems = [Text(line, style="yellow") for line in _task_problems(data)]
+    return Group(table, *problems) if problems else table
 
 
 @cluster_app.command("list")
 def cluster_list(output_format: OutputOption = Format.table) -> None:
-    """Member clusters with labels, API server, version, health and when last seen.
+    """Member clusters with labels, API server, version, health, when last seen, and how
+    the hub's watch of each fares.
 
     Health comes from the hub's background probes, so this answers at once even when a
-    cluster is down.
+    cluster is down. WATCH is the hub's watch cache of the cluster (what `status` reads):
+    `synced`, `starting`, `listing`, `reconnecting` (the cluster went away) or
+    `restarting` (its task died), and how often its task was restarted after dying; a
+    line under the table says why the prober or a watch last died. `-o json` has the
+    same per cluster as `watch` {state, error, restarts, lastError, lastErrorAt}, and the
+    prober's as `prober` {running, restarts, lastError, lastErrorAt}.
     """
     emit(run(call("GET", "/api/v1/clusters")), output_format, _cluster_table)
 
@@ -97,7 +134,8 @@ def cluster_show(
         Format, typer.Option("--output", "-o", help="yaml (default) or json.")
     ] = Format.yaml,
 ) -> None:
-    """One cluster in full, its kubeconfig with every credential redacted."""
+    """One cluster in full: its uid (which a rename keeps), its watch, and its kubeconfig
+    with every credential redacted."""
     emit(run(call("GET", f"/api/v1/clusters/{name}")), output_format)
 
 
@@ -138,15 +176,69 @@ def _print_labels(record: dict[str, Any], output_format: Format) -> None:
 @cluster_app.command("rename")
 def cluster_rename(
     old: Annotated[str, typer.Argument(help="Current name.")],
-    new: Annotated[str, typer.Argument(help="New name.")],
+    new: Annotated[str, typer.Argument(help="New name (a DNS label).")],
+    output_format: OutputOption = Format.table,
 ) -> None:
-    """Rename a member cluster (its labels, credentials and history stay)."""
-    run(call("POST", f"/api/v1/clusters/{old}/rename", {"name": new}))
-    output.console.print(f"cluster {old} renamed to {new}")
+    """Rename a member cluster; it stays the same cluster (same uid).
+
+    Its labels, credentials, watch cache and everything applications have on it follow
+    the new name, even in the middle of a canary: `status`, `workflow resume`,
+    `workflow rollback` and `delete` go on working. A topology policy that lists the
+    cluster by name (`clusters: [old]`) does not follow: a later `up` or rollback of that
+    file no longer finds it, so select clusters by label where you can.
+    """
+    record = run(call("POST", f"/api/v1/clusters/{old}/rename", {"name": new}))
+    if output_format is Format.table:
+        output.console.print(f"cluster {old} renamed to {new} (uid {record['uid']})")
+    else:
+        emit(record, output_format)
 
 
 @cluster_app.command("detach")
-def cluster_detach(name: Annotated[str, typer.Argument(help="Cluster name.")]) -> None:
-    """Forget a member cluster. Nothing is deleted on the cluster itself."""
-    run(call("DELETE", f"/api/v1/clusters/{name}"))
+def cluster_detach(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    delete_releases: Annotated[
+        bool,
+        typer.Option(
+            "--delete-releases",
+            help="First delete from the cluster every object of every application on it "
+            "(their whole inventory there), then detach.",
+        ),
+    ] = False,
+    forget_releases: Annotated[
+        bool,
+        typer.Option(
+            "--forget-releases",
+            help="Detach and drop the hub's records of the applications' releases there; "
+            "their objects stay running on the cluster, no longer managed by Flotilla.",
+        ),
+    ] = False,
+    output_format: OutputOption = Format.table,
+) -> None:
+    """Detach a member cluster from the hub.
+
+    A cluster that still holds applications (objects the hub applied there, or targets
+    of their current revision) is refused with their names, and nothing changes. Say
+    what becomes of those releases with one of:
+
+    * `--delete-releases`: delete them from the cluster, then detach;
+    * `--forget-releases`: leave them running and forget them. The hub no longer
+      prunes, upgrades or deletes them; joined again, the cluster takes them over with the
+      application's next revision (`up` of a changed file).
+
+    A cluster that holds nothing is detached as is; nothing on it is deleted.
+    """
+    if delete_releases and forget_releases:
+        raise_invalid("--delete-releases and --forget-releases exclude each other; pick one")
+    query = "?releases=delete" if delete_releases else "?releases=forget" if forget_releases else ""
+    result = run(call("DELETE", f"/api/v1/clusters/{name}{query}"))
+    if output_format is not Format.table:
+        emit(result, output_format)
+        return
+    for held in result["applications"]:
+        objects = f"{held['objects']} object{'s' if held['objects'] != 1 else ''}"
+        if result["releases"] == "delete":
+            output.console.print(f"deleted {held['name']} from {name}: {objects}")
+        else:
+            output.console.print(f"forgot {held['name']} on {name}: {objects} left running")
     output.console.print(f"cluster {name} detached")

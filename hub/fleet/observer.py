@@ -10,6 +10,12 @@ listed yet) the caller reads from the cluster, as before.
 
 A cluster that goes away keeps its last-known objects here, so status shows them with
 when they were seen instead of waiting for a dead server.
+
+Each cluster's cache runs as the supervised task `observe:<cluster>` (hub.tasks). What a
+cluster does to a cache (an outage, a 410, a bad event) the cache retries by itself; a
+task that dies of anything else is a bug or something unforeseen, and the supervisor
+restarts it with backoff and keeps the error, which `cluster list` shows. A restart keeps
+the objects last seen, so status goes on answering from them meanwhile.
 """
 
 from __future__ import annotations
@@ -27,8 +33,14 @@ from clusters.resources import Backoff, ResourceClient
 from clusters.watch import RECONNECT, ClusterCache
 from hub.errors import NotFound as NotRegistered
 from hub.fleet.objects import MANAGED_BY
+from hub.tasks import Supervisor
 
 log = logging.getLogger(__name__)
+
+TASK_PREFIX = "observe:"
+# How long a healthy cache is left alone between two looks at its tasks when nothing
+# changes at all; a dying task wakes the look at once (the cache notifies its waiters).
+QUIET_CHECK = 3600.0
 
 # What the status tree shows the health of (clusters.health rules), watched everywhere.
 # Pods and ReplicaSets are left out on purpose: workloads' own status says enough, and
@@ -67,6 +79,31 @@ class Sighting:
 
 
 @dataclass(frozen=True)
+class WatchHealth:
+    """How the watch cache of one cluster fares, as `cluster list` shows it."""
+
+    state: str
+    """`synced` (every kind listed, every watch connected), `starting` (not connected
+    yet), `listing`, `reconnecting` (it was synced; the cluster went away),
+    `restarting` (its task died and waits for its restart), `not watched`."""
+    error: str | None
+    """Why it is not synced now, if something failed."""
+    restarts: int
+    """How often its task was restarted after dying of an unexpected error."""
+    last_error: str | None
+    failed_at: float | None
+    """When (epoch seconds) its task last died."""
+
+
+class WatchBroken(Exception):
+    """A task of a watch cache died of something its own retries do not cover."""
+
+
+def task_name(cluster: str) -> str:
+    return f"{TASK_PREFIX}{cluster}"
+
+
+@dataclass(frozen=True)
 class _Watched:
     cache: ClusterCache
     groups: Mapping[str, str]  # kind -> API group, for the kinds the cache watches
@@ -79,50 +116,77 @@ class Observer:
         self,
         connect: Connect,
         *,
+        supervisor: Supervisor,
         label_selector: str = SELECTOR,
         kinds: Sequence[tuple[str, str]] = WATCHED_KINDS,
         backoff: Backoff = RECONNECT,
     ) -> None:
         self._connect = connect
+        self._supervisor = supervisor
         self._selector = label_selector
         self._kinds = kinds
         self._backoff = backoff
         self._watched: dict[str, _Watched] = {}
-        self._starting: dict[str, asyncio.Task[None]] = {}
+        self._waiting: dict[str, str] = {}  # cluster -> why its cache has not started yet
 
     def watch(self, name: str) -> None:
         """Start watching cluster `name` in the background, unless that is under way.
 
         Returns at once: a cluster that is down at the moment is retried with backoff,
         and until its cache has listed, reads of it fall back to the cluster."""
-        if name in self._watched or name in self._starting:
-            return
-        task = asyncio.create_task(self._start(name), name=f"observe {name}")
-        task.add_done_callback(partial(self._started, name))
-        self._starting[name] = task
+        self._supervisor.spawn(task_name(name), partial(self._observe, name))
 
     async def forget(self, name: str) -> None:
         """Stop watching `name` and drop what was seen (the cluster was detached)."""
-        starting = self._starting.pop(name, None)
-        if starting is not None:
-            starting.cancel()
-            await asyncio.gather(starting, return_exceptions=True)
+        await self._supervisor.cancel(task_name(name))
+        self._waiting.pop(name, None)
         watched = self._watched.pop(name, None)
         if watched is not None:
             await watched.cache.stop()
 
-    def rename(self, old: str, new: str) -> None:
-        """The same cluster under a new name: keep its cache (and its connection)."""
+    async def rename(self, old: str, new: str) -> None:
+        """The same cluster under a new name: its cache (and connection) go along, and
+        its watches keep running; only the task that minds them changes its name.
+
+        The cache moves before the first await, so a reader asking for `new` meanwhile
+        finds it rather than starting a second one."""
         if old in self._watched:
             self._watched[new] = self._watched.pop(old)
-        starting = self._starting.pop(old, None)
-        if starting is not None:
-            starting.cancel()
-            self.watch(new)
+        self._waiting.pop(old, None)
+        await self._supervisor.cancel(task_name(old))  # leaves the cache running
+        self.watch(new)
 
     async def close(self) -> None:
-        for name in [*self._starting, *self._watched]:
-            await self.forget(name)
+        await self._supervisor.cancel_prefix(TASK_PREFIX)
+        watched, self._watched = list(self._watched.values()), {}
+        self._waiting.clear()
+        for entry in watched:
+            await entry.cache.stop()
+
+    def health(self, cluster: str) -> WatchHealth:
+        """The cache of `cluster` as `cluster list` shows it: synced or why not, and the
+        deaths of its task."""
+        task = self._supervisor.state(task_name(cluster))
+        watched = self._watched.get(cluster)
+        cache = watched.cache if watched else None
+        error = cache.last_error if cache else self._waiting.get(cluster)
+        if task is None:
+            state = "not watched"
+        elif not task.running:
+            state, error = "restarting", task.last_error
+        elif cache is None:
+            state = "starting"
+        elif cache.synced:
+            state, error = "synced", None
+        else:
+            state = "listing" if cache.last_seen is None else "reconnecting"
+        return WatchHealth(
+            state=state,
+            error=error,
+            restarts=task.restarts if task else 0,
+            last_error=task.last_error if task else None,
+            failed_at=task.failed_at if task else None,
+        )
 
     def cache(self, cluster: str) -> ClusterCache | None:
         """The cache of `cluster`, to wait on (`wait_for`) instead of polling the cluster."""
@@ -150,7 +214,22 @@ class Observer:
         cache = self.cache(cluster)
         return cache.last_seen if cache else None
 
-    async def _start(self, name: str) -> None:
+    async def _observe(self, name: str) -> None:
+        """The supervised task of one cluster: start its cache and mind it. Runs until
+        cancelled; raises (so the supervisor restarts it) when a task of the cache died."""
+        watched = self._watched.get(name) or await self._open(name)
+        if watched is None:
+            return  # detached before its cache could start
+        await watched.cache.start()  # nothing to do when it runs already (a rename)
+        try:
+            await _until_broken(watched.cache)
+        except Exception:
+            await watched.cache.stop()  # the restart starts its watches afresh
+            raise
+
+    async def _open(self, name: str) -> _Watched | None:
+        """Connect and make the cache; a cluster that does not answer is retried with
+        backoff (an outage is no failure of the task), one that was detached is not."""
         failures = 0
         while True:
             try:
@@ -158,21 +237,33 @@ class Observer:
                 kinds = [*self._kinds, *await _served(client, OPTIONAL_KINDS)]
                 break
             except NotRegistered:
-                return  # detached before we got to it
+                return None
             except ClusterError as e:
+                self._waiting[name] = f"cannot start watching: {e}"
                 log.debug("cluster %s: cannot start watching yet: %s", name, e)
                 await asyncio.sleep(self._backoff.delay(failures))
                 failures += 1
+        self._waiting.pop(name, None)
         cache = ClusterCache(client, kinds, label_selector=self._selector, backoff=self._backoff)
-        self._watched[name] = _Watched(cache, {kind: _group(v) for v, kind in kinds})
-        await cache.start()
+        watched = self._watched[name] = _Watched(cache, {kind: _group(v) for v, kind in kinds})
+        return watched
 
-    def _started(self, name: str, task: asyncio.Task[None]) -> None:
-        """A start that fails is a bug; it must not die quietly."""
-        if self._starting.get(name) is task:
-            del self._starting[name]
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("cluster %s: watching failed to start", name, exc_info=error)
+
+async def _until_broken(cache: ClusterCache) -> None:
+    """Return never; raise WatchBroken once one of the cache's tasks has died.
+
+    The cache wakes its waiters when a task dies, so this costs nothing while all is
+    well. ClusterCache says that a task died only in words (`last_error`, its log), so
+    this looks at its task list; a public `failure` of the cache would be better."""
+    while True:
+        for task in list(cache._tasks):
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                raise WatchBroken(f"{task.get_name()}: {type(error).__name__}: {error}") from error
+        await cache.wait_for(partial(_changed_since, cache, cache.version), QUIET_CHECK)
+
+
+def _changed_since(cache: ClusterCache, version: int) -> bool:
+    return cache.version != version
 
 
 async def _served(client: ClusterClient, kinds: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -4,6 +4,11 @@ Health is kept by a background prober, never computed on request, so `cluster li
 answers from the store at once even when a member cluster is dead. One ClusterClient per
 cluster is created on first use and reused by everything in the hub that talks to it,
 its watch cache (`observer`) included; detach and rename take the cache along.
+
+The prober is the supervised task `probe` and is critical: without it every health in
+`cluster list` silently goes stale, so if it keeps dying the hub stops (hub.tasks). One
+cluster whose probe fails in an unforeseen way is that cluster's problem, not the
+prober's: it shows as that cluster's health and reason, and the others are probed on.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from clusters import kubeconfig as kc
 from clusters.client import ClusterClient
 from clusters.errors import ClusterError, Unauthorized, Unreachable
 from clusters.probe import probe, readiness
-from hub.errors import ClusterUnavailable, InvalidInput, NotFound
-from hub.fleet.observer import Observer
+from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
+from hub.fleet.observer import Observer, WatchHealth
 from hub.model.records import ClusterRecord
 from hub.redaction import Scrubber
 from hub.state.store import Store
+from hub.tasks import Supervisor, TaskState
 from placement.errors import PlacementError
 from placement.names import validate_dns_label
 from placement.selectors import validate_label_key, validate_label_value
@@ -36,6 +42,7 @@ JOIN_TIMEOUT = 9.0
 PROBE_INTERVAL = 5.0
 PROBE_BACKOFF_MAX = 15.0
 PROBE_TIMEOUT = 3.0
+PROBE_TASK = "probe"
 
 
 class Registry:
@@ -45,13 +52,15 @@ class Registry:
         scrubber: Scrubber,
         *,
         temp_dir: Path,
+        supervisor: Supervisor,
         probe_interval: float = PROBE_INTERVAL,
     ) -> None:
         self.store = store
         self.scrubber = scrubber
         self.temp_dir = temp_dir
         self.probe_interval = probe_interval
-        self.observer = Observer(self.client)
+        self.supervisor = supervisor
+        self.observer = Observer(self.client, supervisor=supervisor)
         self._clients: dict[str, ClusterClient] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
         self._next_probe: dict[str, float] = {}
@@ -71,12 +80,26 @@ class Registry:
         self._records[name] = self.store.cluster(name)
         return self._records[name]
 
+    def start(self) -> None:
+        """Start the prober and the watch cache of every registered cluster, supervised."""
+        self.supervisor.spawn(PROBE_TASK, self.probe_forever, critical=True)
+        self.observe()
+
     def observe(self) -> None:
         """Start the watch cache of every registered cluster (in the background)."""
         for name in self._records:
             self.observer.watch(name)
 
+    def watch_health(self, name: str) -> WatchHealth:
+        return self.observer.health(name)
+
+    def prober_state(self) -> TaskState | None:
+        """The prober's task as the supervisor knows it (None before `start`)."""
+        return self.supervisor.state(PROBE_TASK)
+
     async def close(self) -> None:
+        """Stop the prober and every watch, and close every client."""
+        await self.supervisor.cancel(PROBE_TASK)
         await self.observer.close()
         clients, self._clients = list(self._clients.values()), {}
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -162,18 +185,31 @@ class Registry:
         self.store.set_labels(name, labels)
         return self._reload(name)
 
-    def rename(self, old: str, new: str) -> ClusterRecord:
+    async def rename(self, old: str, new: str) -> ClusterRecord:
+        """The same cluster (same uid) under a new name: the store re-points its targets,
+        inventory and canaries in one transaction, and its client, watch cache and probe
+        schedule move along, so nothing reconnects or re-lists."""
         check_name(new)
+        if new == old:
+            return self.store.cluster(old)
+        if new in self._records:
+            raise Conflict(f"cluster {new!r} is already registered; pick another name")
         self.store.rename_cluster(old, new)
         self._records.pop(old, None)
-        if old in self._clients:
-            self._clients[new] = self._clients.pop(old)
-        self.observer.rename(old, new)
-        return self._reload(new)
+        for table in (self._clients, self._connecting, self._next_probe, self._failures):
+            _move(table, old, new)
+        record = self._reload(new)
+        await self.observer.rename(old, new)
+        log.info("cluster %s renamed to %s (uid %s)", old, new, record.uid)
+        return record
 
     async def detach(self, name: str) -> None:
+        """Forget the cluster and every record naming it; its objects stay where they are.
+        Whether it still holds applications is for the caller to ask first."""
         self.store.delete_cluster(name)
         self._records.pop(name, None)
+        self._next_probe.pop(name, None)
+        self._failures.pop(name, None)
         await self.observer.forget(name)
         self._connecting.pop(name, None)
         client = self._clients.pop(name, None)
@@ -181,9 +217,10 @@ class Registry:
             await client.close()
 
     async def probe_forever(self) -> None:
-        """Probe every due cluster concurrently; failing clusters back off."""
+        """Probe every due cluster concurrently; failing clusters back off. Times are the
+        loop's clock (monotonic, and virtual in tests)."""
         while True:
-            now = time.monotonic()
+            now = asyncio.get_running_loop().time()
             due = [name for name in self._records if self._next_probe.get(name, 0) <= now]
             await asyncio.gather(*(self.probe_one(name) for name in due))
             await asyncio.sleep(min(1.0, self.probe_interval))
@@ -201,17 +238,28 @@ class Registry:
             health, reason = "Unauthorized", str(e)
         except (Unreachable, ClusterError) as e:
             health, reason, seen = "Unreachable", str(e), False
-        failures = 0 if health == "Healthy" else self._failures.get(name, 0) + 1
-        self._failures[name] = failures
-        delay = min(self.probe_interval * (2 ** max(failures - 1, 0)), PROBE_BACKOFF_MAX)
-        self._next_probe[name] = time.monotonic() + (
-            self.probe_interval if failures <= 1 else delay
-        )
+        except Exception as e:  # unforeseen, and this cluster's alone: the others go on
+            log.error("probe of cluster %s failed", name, exc_info=e)
+            health, seen = "Unknown", False
+            reason = f"probe failed unexpectedly ({type(e).__name__}); the hub's log has why"
         try:
             self.store.record_probe(name, health=health, reason=reason, version=None, seen=seen)
             self._reload(name)
         except NotFound:
             return  # detached or renamed while we were probing
+        # Scheduled only once recorded: a prober restarted after dying here comes back to
+        # this cluster at once.
+        failures = 0 if health == "Healthy" else self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        delay = min(self.probe_interval * (2 ** max(failures - 1, 0)), PROBE_BACKOFF_MAX)
+        self._next_probe[name] = asyncio.get_running_loop().time() + (
+            self.probe_interval if failures <= 1 else delay
+        )
+
+
+def _move(table: dict[str, Any], old: str, new: str) -> None:
+    if old in table:
+        table[new] = table.pop(old)
 
 
 async def _connect(document: Mapping[str, Any]) -> ClusterClient:

@@ -5,6 +5,7 @@ targets and canaries. Plain data, shared by the store, the engine and the views.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class ClusterRecord:
     warnings: list[str] = field(default_factory=list)
     last_seen: float | None = None
     joined_at: float = field(default_factory=time.time)
+    uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """Who the cluster is, whatever it is called: random at join, never changed by a rename."""
 
 
 @dataclass
@@ -97,3 +100,6 @@ class RolloutRecord:
     step: int
     resume_at: float | None = None
     detail: str = ""  # canary readiness, for status
+    resume_step: int | None = None
+    """The step whose pause a `resume` approved before the canary got there (the engine's
+    docstring); written only by `AppStore.approve_pause`, never by `put_rollout`."""

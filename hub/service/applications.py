@@ -16,19 +16,23 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from hub.charts import ChartCache
+from hub.charts import ChartCache, ChartPin, ChartRef
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.timestamps import timestamp
-from hub.service.planner import PlannedTarget, failures, plan, plan_view
+from hub.model.views import AppList, AppRow, HistoryView, PlanView, StatusView
+from hub.service.planner import PlannedTarget, RevisionPins, failures, plan
+from hub.service.plans import plan_view
 from hub.service.status import application_status
 from hub.spec import Application, DeployStep, SuspendStep, load_application
 from hub.state.apps import AppStore
 from hub.state.store import Store
+from hub.tasks import Supervisor
 from hub.workflow.deploy import Deployer
 from hub.workflow.engine import Engine
+from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +51,26 @@ class Applications:
         *,
         step_timeout: float,
         fanout: int,
+        supervisor: Supervisor,
     ) -> None:
+        """`supervisor` runs the workflow runners, one per application (hub.workflow.engine)."""
         self.apps = AppStore(store)
         self.registry = registry
         self.charts = charts
-        self.deployer = Deployer(self.apps, registry, charts, step_timeout=step_timeout)
+        # One signal path from the workflow verbs to every waiter: the engine's and the
+        # canaries'.
+        signals = Signals()
+        self.deployer = Deployer(
+            self.apps, registry, charts, signals=signals, step_timeout=step_timeout
+        )
         self.engine = Engine(
             self.apps,
             deploy=self.deployer,
             order=self._order,
             settings=self._settings,
             after_success=self._collect_garbage,
+            supervisor=supervisor,
+            signals=signals,
             fanout=fanout,
         )
 
@@ -90,10 +103,10 @@ class Applications:
         self, text: str, source: str, base: Path
     ) -> tuple[Application, list[PlannedTarget]]:
         app = load_application(text, source)
-        planned = await plan(app, source, self.registry.store.clusters(), self.charts, base=base)
+        planned = await plan(app, source, self.registry.clusters(), self.charts, base=base)
         return app, planned
 
-    async def plan(self, text: str, source: str, base: Path, explain: str | None) -> dict[str, Any]:
+    async def plan(self, text: str, source: str, base: Path, explain: str | None) -> PlanView:
         app, planned = await self._plan(text, source, base)
         return plan_view(app, planned, explain)
 
@@ -109,7 +122,11 @@ class Applications:
             current = self.apps.app(name)
         except NotFound:
             current = None
-        if current is not None and self.apps.revision(name, current.revision).digest == digest:
+        if (
+            current is not None
+            and self.apps.revision(name, current.revision).digest == digest
+            and self._pins(name, current.revision).charts == _pins_of(planned)
+        ):
             return {
                 "name": name,
                 "revision": current.revision,
@@ -118,6 +135,9 @@ class Applications:
                 "message": f"revision {current.revision} already has this spec; nothing to do",
             }
         return self._create(app, planned, source, base, digest, document, rollback_of=None)
+
+    def _pins(self, name: str, revision: int) -> RevisionPins:
+        return RevisionPins.of(revision, self.apps.targets(name, revision))
 
     def _create(
         self,
@@ -178,6 +198,18 @@ class Applications:
 
     # workflow verbs
 
+    def resume(self, name: str) -> dict[str, Any]:
+        resumed = self.engine.resume(name)
+        return {"name": name, "resumed": resumed, "revision": self.apps.app(name).revision}
+
+    def suspend(self, name: str) -> dict[str, Any]:
+        self.engine.suspend(name)
+        return {"name": name, "suspended": True}
+
+    def restart(self, name: str) -> dict[str, Any]:
+        self.engine.restart(name)
+        return {"name": name, "restarted": True}
+
     async def rollback(self, name: str, revision: int | None) -> dict[str, Any]:
         record = self.apps.app(name)
         history = self.apps.revisions(name)
@@ -192,7 +224,10 @@ class Applications:
         source = f"revision {revision}"
         app = _parse_stored(json.dumps(chosen.spec))
         base = Path(chosen.base)
-        planned = await plan(app, source, self.registry.store.clusters(), self.charts, base=base)
+        # Revision N's charts as N pinned them, not what their constraints match today.
+        pins = self._pins(name, revision)
+        clusters = self.registry.clusters()
+        planned = await plan(app, source, clusters, self.charts, base=base, pins=pins)
         problems = failures(planned)
         if problems:
             raise InvalidInput(f"cannot roll back to revision {revision}:\n{problems}")
@@ -234,24 +269,24 @@ class Applications:
 
     # reads
 
-    async def ls(self) -> dict[str, Any]:
+    async def ls(self) -> AppList:
         records = self.apps.apps()
         statuses = await asyncio.gather(*(self.status(r.name) for r in records))
         rows = [
-            {
-                "name": record.name,
-                "revision": record.revision,
-                "publishVersion": status["publishVersion"],
-                "phase": record.phase,
-                "health": status["health"],
-                "message": record.message,
-                "updated": timestamp(record.updated_at),
-            }
+            AppRow(
+                name=record.name,
+                revision=record.revision,
+                publishVersion=status["publishVersion"],
+                phase=record.phase,
+                health=status["health"],
+                message=record.message,
+                updated=timestamp(record.updated_at),
+            )
             for record, status in zip(records, statuses, strict=True)
         ]
         return {"applications": rows}
 
-    def history(self, name: str) -> dict[str, Any]:
+    def history(self, name: str) -> HistoryView:
         self.apps.app(name)
         return {
             "name": name,
@@ -270,7 +305,7 @@ class Applications:
             "events": [{"at": timestamp(at), "message": m} for at, m in self.apps.events(name)],
         }
 
-    async def status(self, name: str) -> dict[str, Any]:
+    async def status(self, name: str) -> StatusView:
         return await application_status(self.apps, self.registry, self.deployer.rollouts, name)
 
 
@@ -283,3 +318,9 @@ def _step_types(app: Application) -> dict[str, StepType]:
 def _parse_stored(text: str) -> Application:
     """Stored specs were valid when stored; parsed once per revision, not per step."""
     return Application.model_validate_json(text)
+
+
+def _pins_of(planned: list[PlannedTarget]) -> dict[ChartRef, ChartPin]:
+    """The charts a plan resolved: an unchanged file whose constraint now matches a newer
+    chart is a new revision, since a revision deploys only the charts it pinned."""
+    return {p.pin.requested: p.pin for p in planned if p.pin is not None}

@@ -4,24 +4,27 @@ Placement is pure (placement/); this module adds what needs I/O: fetching each h
 component's chart for its defaults, then rendering every target with Helm. A target
 whose values break the chart's schema or whose templates fail to render is reported on
 that target; the others still plan, because one bad override should not hide the rest.
+
+Every target's spec pins its chart (`ChartPin`: the exact version and digest), because the
+spec is what every later deploy of the revision renders from, and a constraint resolved
+again would deploy whatever the repository publishes by then.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from hub.charts import ChartCache, ChartRef, LoadedChart
+from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
 from hub.errors import FlotillaError
-from hub.model.records import ClusterRecord
+from hub.model.records import ClusterRecord, TargetRecord
 from hub.spec import Application, SpecError
 from placement.errors import PlacementError
-from placement.targets import CHART_DEFAULTS, Target, resolve
+from placement.targets import Target, resolve
 from placement.topology import ClusterInfo
-from placement.values import Setting, parse_path
 
 
 @dataclass
@@ -29,20 +32,22 @@ class PlannedTarget:
     target: Target
     base: Path
     chart: LoadedChart | None = None
+    pin: ChartPin | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
     @property
     def spec(self) -> dict[str, Any]:
-        """What the engine needs to deploy this target later, as plain data."""
+        """What the engine needs to deploy this target later, as plain data, its chart pinned."""
         props = self.target.properties
         if self.target.component_type == "k8s-objects":
             return {"type": "k8s-objects", "objects": list(props.get("objects") or [])}
+        # Only a target whose chart could not be fetched lacks a pin, and `up` stores none.
+        assert self.pin is not None, f"{self.target.component}: no chart to store: {self.error}"
         return {
             "type": "helm",
-            "chart": chart_ref_fields(props, self.base),
+            **self.pin.to_spec(),
             "values": dict(self.target.values),
-            "digest": self.chart.digest if self.chart else "",
             "traits": {kind: dict(props) for kind, props in self.target.traits.items()},
         }
 
@@ -53,18 +58,50 @@ class PlannedTarget:
         return ""
 
 
-def chart_ref_fields(props: Mapping[str, Any], base: Path) -> dict[str, Any]:
+def chart_ref(props: Mapping[str, Any], base: Path) -> ChartRef:
     """A chart reference; a relative `local` directory is relative to the file's folder."""
-    repo_type = props.get("repoType") or props.get("repo_type") or "helm"
+    # The spec admits only RepoType's values, and the cache refuses any other.
+    repo_type = cast(RepoType, props.get("repoType") or props.get("repo_type") or "helm")
     url = str(props.get("url", ""))
     if repo_type == "local":
         url = str(base / url.removeprefix("file://"))
-    return {
-        "repo_type": repo_type,
-        "url": url,
-        "chart": props["chart"],
-        "version": props.get("version"),
-    }
+    return ChartRef(repo_type, url, props["chart"], props.get("version"))
+
+
+@dataclass(frozen=True)
+class RevisionPins:
+    """The charts a stored revision pinned, by the reference its file wrote: planning that
+    revision's spec again (a rollback) deploys these, not what the constraints match now."""
+
+    revision: int
+    charts: Mapping[ChartRef, ChartPin]
+
+    @classmethod
+    def of(cls, revision: int, targets: Iterable[TargetRecord]) -> RevisionPins:
+        """The pins in `targets`' specs; targets stored before pinning contribute none."""
+        pins = (ChartPin.from_spec(target.spec) for target in targets)
+        return cls(revision, {pin.requested: pin for pin in pins if pin is not None})
+
+
+class _PlanCharts:
+    """The charts of one plan, each reference fetched once: every target of a revision then
+    pins the same chart, even if the repository publishes while the plan runs."""
+
+    def __init__(self, cache: ChartCache, pins: RevisionPins | None) -> None:
+        self._cache = cache
+        self._pins = pins
+        self._fetches: dict[ChartRef, asyncio.Task[tuple[ChartPin, LoadedChart]]] = {}
+
+    async def fetch(self, ref: ChartRef) -> tuple[ChartPin, LoadedChart]:
+        if ref not in self._fetches:
+            self._fetches[ref] = asyncio.create_task(self._fetch(ref))
+        return await self._fetches[ref]
+
+    async def _fetch(self, ref: ChartRef) -> tuple[ChartPin, LoadedChart]:
+        if self._pins is not None and (pin := self._pins.charts.get(ref)) is not None:
+            return pin, await self._cache.fetch_pinned(pin, revision=self._pins.revision)
+        chart = await self._cache.fetch(ref)
+        return ChartPin.of(ref, chart), chart
 
 
 async def plan(
@@ -75,13 +112,19 @@ async def plan(
     *,
     base: Path,
     revision: int = 1,
+    pins: RevisionPins | None = None,
 ) -> list[PlannedTarget]:
-    """Resolve and render every target; placement problems refuse the whole file."""
+    """Resolve and render every target; placement problems refuse the whole file.
+
+    A chart reference that `pins` holds gets exactly that chart (or the target fails with
+    `ChartPinMismatch`); any other resolves as its constraint matches now.
+    """
     spec = app.to_placement()
+    fetched = _PlanCharts(charts, pins)
     defaults: dict[str, dict[str, Any]] = {}
     for component in spec.components:
         if component.type == "helm":
-            chart = await charts.fetch(ChartRef(**chart_ref_fields(component.properties, base)))
+            _, chart = await fetched.fetch(chart_ref(component.properties, base))
             defaults[component.name] = chart.default_values
     infos = [ClusterInfo(c.name, dict(c.labels)) for c in clusters]
     try:
@@ -89,19 +132,18 @@ async def plan(
     except PlacementError as e:
         raise SpecError(source, e.problems) from None
     planned = [PlannedTarget(t, base) for t in targets]
-    await asyncio.gather(*(_render(p, charts, app.metadata.name, revision) for p in planned))
+    await asyncio.gather(*(_render(p, fetched, revision) for p in planned))
     return planned
 
 
-async def _render(planned: PlannedTarget, charts: ChartCache, app: str, revision: int) -> None:
+async def _render(planned: PlannedTarget, charts: _PlanCharts, revision: int) -> None:
     target = planned.target
     if target.component_type != "helm":
         planned.objects = [dict(o) for o in target.properties.get("objects") or []]
         return
     try:
-        chart = planned.chart = await charts.fetch(
-            ChartRef(**chart_ref_fields(target.properties, planned.base))
-        )
+        planned.pin, chart = await charts.fetch(chart_ref(target.properties, planned.base))
+        planned.chart = chart
         values = dict(target.values)
         await asyncio.to_thread(chart.validate, values)
         planned.objects = await chart.render_async(
@@ -120,69 +162,3 @@ def failures(planned: Sequence[PlannedTarget]) -> str | None:
         if p.error
     ]
     return "\n".join(lines) or None
-
-
-def plan_view(
-    app: Application, planned: Sequence[PlannedTarget], explain: str | None = None
-) -> dict[str, Any]:
-    """The JSON shape of `flotilla plan`: per step and cluster, values that differ from the
-    chart's defaults with the layer that set them, and the objects Helm would create."""
-    steps: dict[str, list[dict[str, Any]]] = {}
-    for p in planned:
-        t = p.target
-        sources = t.provenance.sources()
-        changed = {
-            path.removeprefix("values."): {"value": _leaf(t.properties, path), "from": layer}
-            for path, layer in sorted(sources.items())
-            if path.startswith("values.") and layer != CHART_DEFAULTS
-        }
-        entry: dict[str, Any] = {
-            "cluster": t.cluster,
-            "namespace": t.namespace,
-            "component": t.component,
-            "release": t.release_name,
-            "chart": p.chart_label,
-            "values": changed,
-            "objects": [_object_name(o, t.namespace) for o in p.objects],
-            "error": p.error,
-        }
-        if explain is not None:
-            entry["explain"] = _explain(t, explain)
-        steps.setdefault(t.step, []).append(entry)
-    return {
-        "application": app.metadata.name,
-        "publishVersion": app.publish_version,
-        "steps": [{"name": name, "targets": targets} for name, targets in steps.items()],
-    }
-
-
-def _explain(target: Target, key: str) -> dict[str, Any]:
-    history = target.provenance.explain(f"values.{key}")
-    return {
-        path.removeprefix("values."): {
-            "layers": [_setting(s) for s in settings],
-            "winner": None if settings[-1].deleted else settings[-1].layer,
-        }
-        for path, settings in history.items()
-    }
-
-
-def _setting(setting: Setting) -> dict[str, Any]:
-    if setting.deleted:
-        return {"layer": setting.layer, "deleted": True}
-    return {"layer": setting.layer, "value": setting.value}
-
-
-def _leaf(properties: Mapping[str, Any], path: str) -> Any:
-    node: Any = properties
-    for key in parse_path(path):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def _object_name(obj: Mapping[str, Any], namespace: str) -> str:
-    metadata = obj.get("metadata") or {}
-    ns = metadata.get("namespace") or namespace
-    return f"{obj.get('kind')} {ns}/{metadata.get('name')}"

@@ -9,12 +9,25 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from hub.errors import NotFound
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import AppRecord, RevisionRecord, RolloutRecord, StepRecord, TargetRecord
 from hub.state.store import Store
+
+
+@dataclass
+class Holding:
+    """What one application has on one cluster: the components whose objects the
+    inventory lists there (and how many objects), and whether its current revision
+    targets the cluster."""
+
+    app: str
+    components: list[str] = field(default_factory=list)
+    objects: int = 0
+    targeted: bool = False
 
 
 class AppStore:
@@ -202,10 +215,18 @@ class AppStore:
         return [_rollout(r) for r in rows]
 
     def put_rollout(self, rollout: RolloutRecord) -> None:
+        """Write where a canary stands. Its `resume_step` is left as stored: `resume` writes
+        it (`approve_pause`) while the canary runs on a record read before, and must not be
+        overwritten by it. A canary of another revision starts with none."""
         with self._store.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO rollouts (app, cluster, component, revision, kind, name,"
-                " stage, step, resume_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO rollouts (app, cluster, component, revision, kind, name,"
+                " stage, step, resume_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (app, cluster, component) DO UPDATE SET"
+                " resume_step = CASE WHEN revision = excluded.revision THEN resume_step END,"
+                " revision = excluded.revision, kind = excluded.kind, name = excluded.name,"
+                " stage = excluded.stage, step = excluded.step, resume_at = excluded.resume_at,"
+                " detail = excluded.detail",
                 (
                     rollout.app,
                     rollout.cluster,
@@ -220,12 +241,45 @@ class AppStore:
                 ),
             )
 
+    def approve_pause(self, app: str, cluster: str, component: str, step: int | None) -> None:
+        """Approve the canary's pause at `step` before it is reached (None: forget it)."""
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE rollouts SET resume_step = ?"
+                " WHERE app = ? AND cluster = ? AND component = ?",
+                (step, app, cluster, component),
+            )
+
     def drop_rollout(self, app: str, cluster: str, component: str) -> None:
         with self._store.transaction() as db:
             db.execute(
                 "DELETE FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
                 (app, cluster, component),
             )
+
+    def holdings(self, cluster: str) -> list[Holding]:
+        """Every application that holds something on `cluster`, by name: objects in its
+        inventory there, a canary there, or a target there in its current revision (not
+        deployed yet, perhaps). Older revisions' targets are history and hold nothing."""
+        found: dict[str, Holding] = {}
+        for row in self._db.execute(
+            "SELECT app, component, objects FROM inventory WHERE cluster = ? ORDER BY component",
+            (cluster,),
+        ):
+            holding = found.setdefault(row["app"], Holding(row["app"]))
+            holding.components.append(row["component"])
+            holding.objects += len(json.loads(row["objects"]))
+        for row in self._db.execute(
+            "SELECT DISTINCT t.app FROM targets t JOIN applications a"
+            " ON a.name = t.app AND a.revision = t.revision WHERE t.cluster = ?",
+            (cluster,),
+        ):
+            found.setdefault(row["app"], Holding(row["app"])).targeted = True
+        for row in self._db.execute(
+            "SELECT DISTINCT app FROM rollouts WHERE cluster = ?", (cluster,)
+        ):
+            found.setdefault(row["app"], Holding(row["app"]))
+        return [found[app] for app in sorted(found)]
 
     def add_event(self, app: str, message: str) -> None:
         with self._store.transaction() as db:

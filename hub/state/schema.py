@@ -1,10 +1,20 @@
-"""The store's tables. Every statement is idempotent, so opening a store creates what is
-missing and leaves the rest.
+"""The store's tables, and the migrations that bring an older store up to date.
+
+`SCHEMA` is the store as version 1 created it and never changes: every later change is a
+migration. A new store is created at version 1 and migrated like any old one, so the
+migrations run on every fresh store in every test, not only on the day a user upgrades.
+`PRAGMA user_version` holds the version; each migration runs in one transaction together
+with the bump of that number, so a hub killed while migrating finds the store either
+before or after it, never halfway.
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+import sqlite3
+import uuid
+from collections.abc import Callable
+
+# Statements of version 1; each is idempotent, so opening any store creates what is missing.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clusters (
     name        TEXT PRIMARY KEY,
@@ -97,3 +107,33 @@ CREATE TABLE IF NOT EXISTS events (
     message     TEXT NOT NULL
 );
 """
+
+
+def _cluster_uids(db: sqlite3.Connection) -> None:
+    """Version 2: clusters get an identity apart from their name (a random UUID), so that
+    a rename keeps what the hub knows of the cluster, and a cluster detached and joined
+    again under the same name is told apart from the one it replaces. Clusters of an
+    older store get theirs now."""
+    db.execute("ALTER TABLE clusters ADD COLUMN uid TEXT NOT NULL DEFAULT ''")
+    names = [row[0] for row in db.execute("SELECT name FROM clusters")]
+    db.executemany(
+        "UPDATE clusters SET uid = ? WHERE name = ?", [(str(uuid.uuid4()), n) for n in names]
+    )
+    db.execute("CREATE UNIQUE INDEX clusters_uid ON clusters (uid)")
+
+
+def _rollout_resume_step(db: sqlite3.Connection) -> None:
+    """Version 3: a canary remembers a `resume` sent before it reached its pause (the step
+    index it approved), so that the resume is neither refused nor lost in that race.
+    Idempotent, like every statement of version 1: a store that has the column keeps it."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
+    if "resume_step" not in columns:
+        db.execute("ALTER TABLE rollouts ADD COLUMN resume_step INTEGER")
+
+
+# Version -> the migration that brings a store from the version before it to this one.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    2: _cluster_uids,
+    3: _rollout_resume_step,
+}
+SCHEMA_VERSION = max(MIGRATIONS)

@@ -17,9 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hub.errors import Conflict, NotFound
+from hub.errors import Conflict, FlotillaError, NotFound
 from hub.model.records import ClusterRecord
-from hub.state.schema import SCHEMA, SCHEMA_VERSION
+from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+
+# The tables that name a cluster besides `clusters` itself: a rename re-points them and a
+# detach drops their rows, in the same transaction as the change to `clusters`.
+CLUSTER_TABLES = ("targets", "inventory", "rollouts")
+
+
+class StoreTooNew(FlotillaError):
+    """The store was written by a newer Flotilla than this one."""
 
 
 class Store:
@@ -40,9 +48,31 @@ class Store:
         # last few. FULL's fsync per commit cost 6-10% of the hub's CPU in a 64-cluster deploy.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        # executescript commits on its own; every statement in SCHEMA is idempotent.
-        self._db.executescript(SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._migrate()
+
+    @property
+    def version(self) -> int:
+        """The schema version of the file (`PRAGMA user_version`)."""
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Create a new store at version 1, then bring it (or an older one) to SCHEMA_VERSION,
+        each migration in the transaction that records its version."""
+        if self.version == 0:
+            # executescript commits on its own; every statement in SCHEMA is idempotent.
+            self._db.executescript(SCHEMA)
+            self._db.execute("PRAGMA user_version=1")
+        found = self.version
+        if found > SCHEMA_VERSION:
+            self._db.close()
+            raise StoreTooNew(
+                f"store {self.path} has schema version {found}, newer than this "
+                f"Flotilla's {SCHEMA_VERSION}; run the Flotilla that wrote it, or a newer one"
+            )
+        for version in range(self.version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as db:
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version={version}")
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -68,11 +98,12 @@ class Store:
         try:
             with self.transaction() as db:
                 db.execute(
-                    "INSERT INTO clusters (name, server, kubeconfig, credential, labels, version,"
-                    " health, reason, warnings, last_seen, joined_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO clusters (name, uid, server, kubeconfig, credential, labels,"
+                    " version, health, reason, warnings, last_seen, joined_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.name,
+                        record.uid,
                         record.server,
                         json.dumps(record.kubeconfig),
                         record.credential,
@@ -102,15 +133,32 @@ class Store:
         self._update(name, "labels = ?", json.dumps(labels))
 
     def rename_cluster(self, old: str, new: str) -> None:
+        """Rename a cluster and re-point every row that names it, in one transaction: a
+        reader sees the targets, inventory and canaries under the old name or the new one,
+        never split between them.
+
+        Rows that name `new` although no cluster is called so are what a detach by an older
+        Flotilla left behind; they would collide with the re-pointed rows, so they go."""
         try:
-            self._update(old, "name = ?", new)
+            with self.transaction() as db:
+                cursor = db.execute("UPDATE clusters SET name = ? WHERE name = ?", (new, old))
+                if cursor.rowcount == 0:
+                    raise NotFound(f"cluster {old!r} is not registered")
+                for table in CLUSTER_TABLES:
+                    db.execute(f"DELETE FROM {table} WHERE cluster = ?", (new,))
+                    db.execute(f"UPDATE {table} SET cluster = ? WHERE cluster = ?", (new, old))
         except sqlite3.IntegrityError:
-            raise Conflict(f"cluster {new!r} is already registered") from None
+            raise Conflict(f"cluster {new!r} is already registered; pick another name") from None
 
     def delete_cluster(self, name: str) -> None:
+        """Forget a cluster and every row naming it (targets, inventory, canaries), so that
+        a cluster joined later under the same name inherits nothing. Whether the cluster
+        may go is the caller's decision (`AppStore.holdings`)."""
         with self.transaction() as db:
             if db.execute("DELETE FROM clusters WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"cluster {name!r} is not registered")
+            for table in CLUSTER_TABLES:
+                db.execute(f"DELETE FROM {table} WHERE cluster = ?", (name,))
 
     def record_probe(
         self, name: str, *, health: str, reason: str, version: str | None, seen: bool
@@ -133,6 +181,7 @@ class Store:
 def _cluster(row: sqlite3.Row) -> ClusterRecord:
     return ClusterRecord(
         name=row["name"],
+        uid=row["uid"],
         server=row["server"],
         kubeconfig=json.loads(row["kubeconfig"]),
         credential=row["credential"],

@@ -10,24 +10,23 @@ changes nothing in a workload does not restart its pods.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
 from typing import Any
 
-from clusters.apply import apply, delete, get, stale
+from clusters.apply import AppliedRef, apply, delete, stale
 from clusters.client import ClusterClient
-from clusters.errors import ClusterError
-from clusters.health import Health, HealthStatus, assess, worst
+from clusters.health import Health, HealthStatus
 from clusters.resources import ObjectRef
-from hub.charts import ChartCache, ChartRef
+from hub.charts import ChartCache
 from hub.errors import FlotillaError
 from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.fleet.registry import Registry
 from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
 from hub.state.apps import AppStore
-from hub.workflow.rollout import CanaryOutcome, Rollouts, poll_delays
+from hub.workflow.rollout import CanaryOutcome, Rollouts
+from hub.workflow.signals import Signals
+from hub.workflow.waiting import Waits
 
 # How long a step waits for its objects to become healthy before failing the target.
 DEFAULT_STEP_TIMEOUT = 300.0
@@ -44,21 +43,23 @@ class Deployer:
         registry: Registry,
         charts: ChartCache,
         *,
+        signals: Signals,
         step_timeout: float = DEFAULT_STEP_TIMEOUT,
     ) -> None:
         self.apps = apps
         self.registry = registry
         self.charts = charts
         self.step_timeout = step_timeout
-        self.rollouts = Rollouts(apps, step_timeout=step_timeout)
+        self.waits = Waits(registry.observer.cache, timeout=step_timeout)
+        self.rollouts = Rollouts(apps, step_timeout=step_timeout, waits=self.waits, signals=signals)
 
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
-        """The manifests of a target, labelled; the chart comes from the digest cache."""
+        """The manifests of a target, labelled, from the very chart its revision pinned."""
         spec = target.spec
         if spec.get("type") == "k8s-objects":
             objects = [dict(o) for o in spec.get("objects", [])]
         else:
-            chart = await self.charts.fetch(ChartRef(**spec["chart"]))
+            chart = await self.charts.fetch_stored(spec, revision=target.revision)
             objects = await chart.render_async(
                 spec.get("values") or {},
                 release_name=target.release,
@@ -103,7 +104,7 @@ class Deployer:
         namespace: str,
         objects: list[dict[str, Any]],
         client: ClusterClient,
-    ) -> list[dict[str, Any]]:
+    ) -> list[AppliedRef]:
         """Apply, then prune what the previous inventory had and these objects do not."""
         previous = self.apps.inventory(app).get((cluster, component), (0, []))[1]
         coming = [
@@ -116,38 +117,21 @@ class Deployer:
         if gone:
             await delete(client, gone)
         self.apps.set_inventory(app, cluster, component, revision, current)
-        return current
+        return applied
 
     async def wait_healthy(
-        self, client: ClusterClient, refs: list[dict[str, Any]], target: TargetRecord
+        self, client: ClusterClient, refs: list[AppliedRef], target: TargetRecord
     ) -> None:
-        deadline = time.monotonic() + self.step_timeout
-        delays = poll_delays()
-        while True:
-            try:
-                verdict = await self.health(client, refs)
-            except ClusterError as e:  # a blip of the API server is not a failed deploy
-                verdict = Health(HealthStatus.UNKNOWN, str(e))
-            if verdict.status is HealthStatus.HEALTHY:
-                return
-            if time.monotonic() > deadline:
-                raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
-            if target.message != verdict.reason:
-                self._mark(target, TargetPhase.WAITING, verdict.reason)
-            await asyncio.sleep(next(delays))
+        """Until every applied object is healthy, on the cluster's watch cache; the
+        target's message follows what it waits for, so `status` can say."""
 
-    async def health(self, client: ClusterClient, refs: list[dict[str, Any]]) -> Health:
-        objects = await asyncio.gather(*(get(client, ref_of(r)) for r in refs))
-        verdicts = []
-        for ref, obj in zip(refs, objects, strict=True):
-            health = assess(obj)
-            if health.status is not HealthStatus.HEALTHY:
-                where = f"{ref['kind']} {ref.get('namespace') or ''}/{ref['name']}".replace(
-                    " /", " "
-                )
-                health = Health(health.status, f"{where}: {health.reason}")
-            verdicts.append(health)
-        return worst(verdicts)
+        def report(verdict: Health) -> None:
+            if verdict.status is not HealthStatus.HEALTHY and target.message != verdict.reason:
+                self._mark(target, TargetPhase.WAITING, verdict.reason)
+
+        verdict = await self.waits.healthy(target.cluster, client, refs, on_change=report)
+        if verdict.status is not HealthStatus.HEALTHY:
+            raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
 
     async def remove(self, app: str, cluster: str, component: str) -> None:
         """Delete everything the inventory says the app has on `cluster` for `component`."""

@@ -1,36 +1,63 @@
 """The workflow engine: runs each application's revision step by step, in the hub.
 
-One runner task per application. Before it acts on a cluster it writes what it is about
-to do, and after the cluster confirms it writes the outcome; every action is an
-idempotent server-side apply or delete. So the engine holds no state of its own: a hub
-killed at any moment starts, finds applications whose phase is `running`, and runs them
-again from the first step that has not succeeded.
+One runner per application: a task of the hub's supervisor named `workflow:<app>`. The
+supervisor runs one task per name, so no `kick`, `resume` or `restart` can start a second
+runner of an application; and a runner that dies of a bug is logged, shown in the
+application's status message and started again with backoff. Before a runner acts on a
+cluster it writes what it is about to do, and after the cluster confirms it writes the
+outcome; every action is an idempotent server-side apply or delete. So the engine holds
+no state of its own: a restarted runner, or a hub killed at any moment and started again,
+finds the application in the store and runs it from the first step that has not
+succeeded.
+
+The steps of one generation of the workflow graph run side by side in a task group, and
+so do the targets of a step. A target that fails the way clusters fail (a FlotillaError,
+a ClusterError) fails itself and its step, never its siblings; any other error is a bug,
+which cancels the whole group and kills the runner, to be restarted from the store.
+
+Operators reach a runner through the store and one `Signals`: a verb writes its decision,
+then notifies the application; every waiter reads the store again when woken.
+
+A `resume` sent while a canary step is still on its way to its pause (the step running,
+its canaries upgrading, routing traffic, or paused on some clusters only) approves that
+coming pause: each of those canaries records `resume_step`, and once every cluster of the
+step has paused where its pause was approved the step goes on at once instead of pausing,
+all clusters together as after any resume. The approval is for that one pause only; a
+`restart` forgets it, since it was given to an attempt that failed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
-from hub.errors import Conflict, FlotillaError
+from clusters.errors import ClusterError
+from hub.errors import Conflict, FlotillaError, NotFound
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
-from hub.model.records import StepRecord, TargetRecord
+from hub.model.records import AppRecord, StepRecord, TargetRecord
 from hub.state.apps import AppStore
+from hub.tasks import Supervisor
+from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
 
 # Clusters in flight per deploy step when the step does not set `parallelism` (KubeVela's
 # default is unbounded; 32 keeps a hub's sockets and memory bounded at 100+ clusters).
 DEFAULT_FANOUT = 32
-# Checked between steps and while suspended: how soon `resume`/`suspend` take effect.
-WAKE_INTERVAL = 1.0
+# An application's runner is the supervisor's task of this name plus the application's.
+RUNNER = "workflow:"
+# How the status message of an application whose runner died begins; its next start
+# clears it, as the retry is then under way.
+INTERNAL_ERROR = "internal error: "
+# Canary stages of a running step on its way to a pause that `resume` may approve.
+APPROACHING = (Stage.UPGRADING, Stage.TRAFFIC_ROUTING, Stage.PAUSED)
 
 # deploy(target, resumed=...) -> False when the target's canary step waits for resume;
-# raises to fail that target only.
+# raises a FlotillaError or ClusterError to fail that target only.
 DeployTarget = Callable[..., Awaitable[bool]]
 # The steps of a revision grouped in the order they may run (networkx generations).
 StepOrder = Callable[[str, int], list[list[str]]]
@@ -38,6 +65,8 @@ StepOrder = Callable[[str, int], list[list[str]]]
 StepSettings = Callable[[str, int, str], tuple[bool, int | None, float | None]]
 # Called once a revision succeeded, before the application is marked succeeded.
 AfterSuccess = Callable[[str, int], Awaitable[None]]
+
+T = TypeVar("T")
 
 
 class Engine:
@@ -49,16 +78,22 @@ class Engine:
         order: StepOrder,
         settings: StepSettings,
         after_success: AfterSuccess,
+        supervisor: Supervisor,
+        signals: Signals,
         fanout: int = DEFAULT_FANOUT,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` gives the epoch seconds stored as a timed suspend step's deadline (the
+        wall clock, so that the deadline survives a hub restart); tests give a virtual one."""
         self.apps = apps
+        self.signals = signals
         self._deploy = deploy
         self._order = order
         self._settings = settings
         self._after_success = after_success
+        self._supervisor = supervisor
         self._fanout = fanout
-        self._runners: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self._clock = clock
 
     def start(self) -> None:
         """Resume every application the store says was running when the hub stopped."""
@@ -67,50 +102,44 @@ class Engine:
                 self.kick(app.name)
 
     async def stop(self) -> None:
-        runners, self._runners = list(self._runners.values()), {}
-        for task in runners:
-            task.cancel()
-        await asyncio.gather(*runners, return_exceptions=True)
+        """Cancel every runner and wait for it. Steps and targets run in the runners' task
+        groups, so nothing of the engine is left running."""
+        await self._supervisor.cancel_prefix(RUNNER)
 
     def kick(self, app: str) -> None:
-        """Make sure a runner drives `app`; wake it if it is waiting."""
-        self._wake.setdefault(app, asyncio.Event()).set()
-        task = self._runners.get(app)
-        if task is None or task.done():
-            task = asyncio.create_task(self._run(app), name=f"workflow:{app}")
-            task.add_done_callback(functools.partial(self._finished, app))
-            self._runners[app] = task
-
-    def busy(self, app: str) -> bool:
-        task = self._runners.get(app)
-        return task is not None and not task.done()
+        """Make sure a runner drives `app`, and wake its waiters to read the store again.
+        A runner that drives it already is the one that goes on."""
+        self.signals.notify(app)
+        self._supervisor.spawn(RUNNER + app, functools.partial(self._drive, app))
 
     async def cancel(self, app: str) -> None:
-        task = self._runners.pop(app, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await self._supervisor.cancel(RUNNER + app)
 
-    # operator verbs
+    # operator verbs: each writes the store, then signals
 
     def resume(self, app: str) -> str:
         """Approve a suspended step, advance a paused canary, lift an operator's suspend;
-        on a failed workflow, retry what failed (as `restart`)."""
+        on a failed workflow, retry what failed (as `restart`). When nothing of that kind
+        waits, approve the pause a running canary step is on its way to (module docstring);
+        with no such step either, the application is not suspended: refused."""
         record = self.apps.app(app)
         if record.phase == AppPhase.FAILED:
             self.restart(app)
             return "failed steps, retried"
         steps = self.apps.steps(app, record.revision)
         waiting = [s for s in steps if s.phase.waiting]
-        timed = [r for r in self.apps.rollouts(app) if r.stage is Stage.PAUSED and r.resume_at]
-        for rollout in timed:  # cut a timed canary pause short
-            rollout.resume_at = time.time()
-            self.apps.put_rollout(rollout)
-        if timed and not waiting:
-            self.apps.add_event(app, "resumed: timed canary pause cut short")
-            return "canary pause"
         if not waiting and not record.suspend:
-            raise Conflict(f"application {app!r} is not suspended (phase {record.phase})")
+            approved = self._approve_coming_pause(record, steps)
+            if approved is None:
+                message = f"application {app!r} is not suspended (phase {record.phase})"
+                if record.phase is AppPhase.RUNNING:
+                    message += (
+                        f"; nothing waits for a resume yet: retry once `flotilla status {app}`"
+                        " shows a step waiting"
+                    )
+                raise Conflict(message)
+            self.signals.notify(app)
+            return approved
         for step in waiting:
             phase = StepPhase.APPROVED if step.phase is StepPhase.SUSPENDED else StepPhase.RESUMED
             self.apps.set_step(app, record.revision, step.name, phase=phase)
@@ -121,38 +150,111 @@ class Engine:
         return ", ".join(s.name for s in waiting) or "workflow"
 
     def suspend(self, app: str) -> None:
+        """Stop the workflow at the next step; a canary freezes between its phases, and one
+        in a timed pause at once."""
         record = self.apps.app(app)
         if not record.phase.active:
             raise Conflict(f"application {app!r} is not running (phase {record.phase})")
         self.apps.set_suspend(app, True)
         self.apps.add_event(app, "suspend requested: the workflow stops at the next step")
+        self.signals.notify(app)
 
     def restart(self, app: str) -> None:
-        """Retry what failed: failed steps go back to pending, healthy targets are kept."""
+        """Retry what failed: failed steps go back to pending, healthy targets are kept,
+        pauses approved in advance are forgotten."""
         record = self.apps.app(app)
-        if self.busy(app) and record.phase == AppPhase.RUNNING:
+        if self._supervisor.running(RUNNER + app) and record.phase == AppPhase.RUNNING:
             raise Conflict(f"application {app!r} is still running; wait or suspend it first")
         for step in self.apps.steps(app, record.revision):
             if step.phase == StepPhase.FAILED:
                 self.apps.set_step(app, record.revision, step.name, phase=StepPhase.PENDING)
+        for rollout in self.apps.rollouts(app):
+            if rollout.resume_step is not None:
+                self.apps.approve_pause(app, rollout.cluster, rollout.component, None)
         self.apps.set_suspend(app, False)
         self.apps.set_app(app, phase=AppPhase.RUNNING)
         self.apps.add_event(app, f"workflow restarted at revision {record.revision}")
         self.kick(app)
 
+    def _approve_coming_pause(self, record: AppRecord, steps: list[StepRecord]) -> str | None:
+        """Record `resume` on every canary of a running deploy step that is on its way to
+        a pause; what was approved, or None when no canary is on its way. Targets of such a
+        step with no canary under way (not started yet, or a release without one) are
+        named: a pause of theirs would hold the step as usual."""
+        running = {
+            s.name for s in steps if s.type is StepType.DEPLOY and s.phase is StepPhase.RUNNING
+        }
+        targets = [
+            t
+            for t in self.apps.targets(record.name, record.revision)
+            if t.step in running and t.phase != TargetPhase.HEALTHY
+        ]
+        canaries = {
+            (r.cluster, r.component): r
+            for r in self.apps.rollouts(record.name)
+            if r.revision == record.revision
+        }
+        coming = [
+            canaries[key]
+            for key in ((t.cluster, t.component) for t in targets)
+            if key in canaries and canaries[key].stage in APPROACHING
+        ]
+        if not coming:
+            return None
+        for rollout in coming:
+            self.apps.approve_pause(record.name, rollout.cluster, rollout.component, rollout.step)
+        numbers = ", ".join(str(n + 1) for n in sorted({r.step for r in coming}))
+        what = f"canary pause at step {numbers}"
+        uncovered = [
+            f"{t.cluster}/{t.component}"
+            for t in targets
+            if (t.cluster, t.component) not in canaries
+        ]
+        if uncovered:
+            what += f" (not on {', '.join(uncovered)}: no canary runs there yet)"
+        self.apps.add_event(
+            record.name, f"resumed while the step runs: the {what} is approved and will not hold"
+        )
+        return what
+
     # the runner
+
+    async def _drive(self, app: str) -> None:
+        """A runner's life under the supervisor. A death is written into the application's
+        status message before the supervisor logs it and starts the runner again."""
+        try:
+            await self._run(app)
+        except Exception as error:
+            self._record_death(app, error)
+            raise
 
     async def _run(self, app: str) -> None:
         while True:
-            record = self.apps.app(app)
+            try:
+                record = self.apps.app(app)
+            except NotFound:
+                return  # deleted: nothing to drive
+            if not record.phase.active:
+                return
+            if record.message.startswith(INTERNAL_ERROR):
+                self.apps.set_app(app, phase=record.phase)
             revision = record.revision
             outcome = await self._run_revision(app, revision)
-            if self.apps.app(app).revision != revision:
+            current = self.apps.app(app)
+            if current.revision != revision:
                 continue  # superseded by a newer revision: drive that one now
             if outcome is None:
-                return  # suspended: `resume` starts a new runner
+                if current.phase is AppPhase.RUNNING:
+                    # Whatever stopped the run wrote `suspended`; `running` means a verb came
+                    # after that, while this runner still ran, so it started none: go round
+                    # again, and whatever still waits says so again. Read with nothing
+                    # awaited before the runner ends, so no verb can slip in between.
+                    continue
+                return  # waits for a person: `resume` starts a runner
             if outcome is Outcome.SUCCEEDED:
                 await self._after_success(app, revision)
+                if self.apps.app(app).revision != revision:
+                    continue  # superseded meanwhile: that revision is still to drive
             self.apps.finish_revision(app, revision, outcome)
             phase = AppPhase.SUCCEEDED if outcome is Outcome.SUCCEEDED else AppPhase.FAILED
             message = "" if phase is AppPhase.SUCCEEDED else self._failure_summary(app, revision)
@@ -168,16 +270,16 @@ class Engine:
             ]
             if not pending:
                 continue
-            if not await self._gate(app, revision):
+            if not self._gate(app, revision):
                 return None
-            results = await asyncio.gather(*(self._step(app, revision, s) for s in pending))
+            results = await _together(self._step(app, revision, s) for s in pending)
             if None in results or self.apps.app(app).revision != revision:
                 return None
             if Outcome.FAILED in results:
                 return Outcome.FAILED
         return Outcome.SUCCEEDED
 
-    async def _gate(self, app: str, revision: int) -> bool:
+    def _gate(self, app: str, revision: int) -> bool:
         """A suspend requested by the operator takes effect here, between steps."""
         record = self.apps.app(app)
         if record.revision != revision:
@@ -189,7 +291,7 @@ class Engine:
 
     async def _step(self, app: str, revision: int, step: StepRecord) -> Outcome | None:
         auto, parallelism, duration = self._settings(app, revision, step.name)
-        gated = step.type is StepType.SUSPEND or (step.type is StepType.DEPLOY and not auto)
+        gated = step.type is StepType.SUSPEND or not auto
         if (
             gated
             and step.phase != StepPhase.APPROVED
@@ -201,17 +303,23 @@ class Engine:
             return Outcome.SUCCEEDED
         resumed = step.phase == StepPhase.RESUMED
         self.apps.set_step(app, revision, step.name, phase=StepPhase.RUNNING)
-        targets = [
-            t
-            for t in self.apps.targets(app, revision)
-            if t.step == step.name and t.phase != TargetPhase.HEALTHY
-        ]
         bound = asyncio.Semaphore(parallelism or self._fanout)
-        results = await asyncio.gather(*(self._target(bound, t, resumed) for t in targets))
-        if self.apps.app(app).revision != revision:
-            return None
-        failed = [t for t, result in zip(targets, results, strict=True) if result is None]
-        paused = [t for t, result in zip(targets, results, strict=True) if result is False]
+        while True:
+            targets = [
+                t
+                for t in self.apps.targets(app, revision)
+                if t.step == step.name and t.phase != TargetPhase.HEALTHY
+            ]
+            results = await _together(self._target(bound, t, resumed) for t in targets)
+            if self.apps.app(app).revision != revision:
+                return None
+            failed = [t for t, result in zip(targets, results, strict=True) if result is None]
+            paused = [t for t, result in zip(targets, results, strict=True) if result is False]
+            if not paused or failed or not self._pause_approved(app, paused):
+                break
+            # Every cluster paused where a resume approved it in advance: on together.
+            resumed = True
+            self.apps.add_event(app, f"step {step.name}: canary pause approved in advance")
         if paused and not failed:
             # Every cluster's canary step is ready: one resume advances them together.
             why = f"canary {paused[0].message}"
@@ -228,17 +336,36 @@ class Engine:
         self.apps.set_step(app, revision, step.name, phase=StepPhase.SUCCEEDED)
         return Outcome.SUCCEEDED
 
+    def _pause_approved(self, app: str, paused: list[TargetRecord]) -> bool:
+        """Whether every paused canary stands at the pause a `resume` approved in advance;
+        an operator's suspend wins over any approval."""
+        if self.apps.app(app).suspend:
+            return False
+        for target in paused:
+            rollout = self.apps.rollout(target.app, target.cluster, target.component)
+            if (
+                rollout is None
+                or rollout.revision != target.revision
+                or rollout.stage is not Stage.PAUSED
+                or rollout.resume_step != rollout.step
+            ):
+                return False
+        return True
+
     async def _wait_for_approval(
         self, app: str, revision: int, step: StepRecord, duration: float | None
     ) -> bool:
-        """Suspend the step until `workflow resume` or until its duration has passed.
+        """Suspend the step until `workflow resume` or until its duration has passed; True
+        once it may go on.
 
-        The deadline is stored, so a duration keeps counting across a hub restart."""
-        resume_at = step.resume_at
+        The deadline is stored, so a duration keeps counting across a hub restart. Until it
+        passes the runner sleeps on the application's signal, so a resume (or a newer
+        revision) takes effect at once."""
+        resume_at, why = step.resume_at, step.message
         if step.phase != StepPhase.SUSPENDED:
-            resume_at = time.time() + duration if duration is not None else None
+            resume_at = self._clock() + duration if duration is not None else None
             why = f"waiting for `flotilla workflow resume {app}`"
-            if resume_at is not None:
+            if duration is not None:
                 why += f" or {duration:.0f}s"
             self.apps.set_step(
                 app,
@@ -248,23 +375,22 @@ class Engine:
                 message=why,
                 resume_at=resume_at,
             )
-            self.apps.set_app(app, phase=AppPhase.SUSPENDED, message=f"step {step.name}: {why}")
             self.apps.add_event(app, f"step {step.name} suspended")
-        if resume_at is None:
-            return False  # `resume` marks the step approved and kicks a new runner
-        wake = self._wake.setdefault(app, asyncio.Event())
-        while time.time() < resume_at:
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    wake.wait(), timeout=min(WAKE_INTERVAL, resume_at - time.time())
-                )
-            current = self.apps.app(app)
-            if current.revision != revision:
+        # Written again by a runner that finds the step suspended (after a hub restart, a
+        # `restart`): the application waits, whatever was written in between.
+        self.apps.set_app(app, phase=AppPhase.SUSPENDED, message=f"step {step.name}: {why}")
+        while True:
+            if self.apps.app(app).revision != revision:
                 return False
-            phase = {s.name: s.phase for s in self.apps.steps(app, revision)}[step.name]
+            phase = next(s.phase for s in self.apps.steps(app, revision) if s.name == step.name)
             if phase is StepPhase.APPROVED:
                 break
+            if resume_at is None:
+                return False  # `resume` marks the step approved and starts a runner
+            remaining = resume_at - self._clock()
+            if remaining <= 0:
+                break
+            await self.signals.wait(app, remaining)
         self.apps.set_app(app, phase=AppPhase.RUNNING)
         return True
 
@@ -275,9 +401,7 @@ class Engine:
         async with bound:
             try:
                 return await self._deploy(target, resumed=resumed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # one cluster fails its own target, never the process
+            except (FlotillaError, ClusterError) as e:  # a cluster fails its own target
                 message = str(e) if isinstance(e, FlotillaError) else _describe(e)
                 target.phase, target.message = TargetPhase.FAILED, message
                 self.apps.put_target(target)
@@ -289,18 +413,32 @@ class Engine:
         failed = [s for s in self.apps.steps(app, revision) if s.phase == StepPhase.FAILED]
         return "; ".join(f"step {s.name}: {s.message}" for s in failed)
 
-    def _finished(self, app: str, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            log.error("workflow runner of %s died", app, exc_info=error)
-            try:
-                self.apps.set_app(
-                    app, phase=AppPhase.FAILED, message=f"internal error: {_describe(error)}"
-                )
-            except Exception:
-                log.exception("cannot record the failure of %s", app)
+    def _record_death(self, app: str, error: Exception) -> None:
+        cause = _innermost(error)
+        what, text = type(cause).__name__, str(cause).strip()
+        if text:
+            what += f": {text.splitlines()[0]}"
+        message = f"{INTERNAL_ERROR}{what}; retrying"
+        try:
+            self.apps.set_app(app, phase=self.apps.app(app).phase, message=message)
+        except Exception:
+            log.exception("cannot record the failure of %s", app)
+
+
+async def _together(work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run `work` side by side and return the results in order. The first error cancels
+    the others, and none of them is left running when this returns or raises."""
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(w) for w in work]
+    return [t.result() for t in tasks]
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The first error of a task group's exception group (nested, perhaps): the one to
+    name in a status message."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _describe(error: BaseException) -> str:

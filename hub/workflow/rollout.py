@@ -5,6 +5,10 @@ those phases against the member cluster and persists the stage after every one, 
 killed at any point repeats at most one idempotent phase. Lock-step across the clusters
 of an environment comes from the engine: a target returns PAUSED when its canary step is
 ready, and the deploy step suspends only once every target has returned.
+
+A timed pause (`pause.duration`) waits here instead, on the engine's `Signals` with the
+time left as its timeout: `resume` (which approves the pause in the store) and `suspend`
+wake it at once, and it reads the store again. Nothing polls the store on a timer.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clusters.apply import apply, delete, get
+from clusters.apply import AppliedRef, apply, delete, get
 from clusters.client import ClusterClient
 from clusters.errors import ClusterError
+from clusters.health import Health, HealthStatus
+from clusters.pods import pod_trouble
 from clusters.resources import ObjectRef, ResourceClient
 from hub.canary import (
     CANARY_LABEL,
+    WORKLOAD_KINDS,
     CanaryError,
     CanaryPlan,
     CanaryState,
@@ -37,15 +44,13 @@ from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.model.phases import TargetPhase
 from hub.model.records import RolloutRecord, TargetRecord
 from hub.model.timestamps import timestamp
+from hub.model.views import RolloutView
 from hub.spec import KruiseRolloutProperties, trait_properties
 from hub.state.apps import AppStore
+from hub.workflow.signals import Signals
+from hub.workflow.waiting import Waits
 
 TRAIT = "kruise-rollout"
-WORKLOAD_KINDS = ("Deployment", "StatefulSet")
-# Readiness is polled: soon at first (on a healthy cluster pods are ready within about a
-# second), then once a second, so that a slow rollout costs its API server little.
-POLL_FIRST = 0.1
-POLL_INTERVAL = 1.0
 # While a step waits for a ReplicaSet to settle before it can pin the stable Service.
 SETTLE_INTERVAL = 1.0
 
@@ -57,9 +62,23 @@ class CanaryOutcome(enum.Enum):
 
 
 class Rollouts:
-    def __init__(self, apps: AppStore, *, step_timeout: float) -> None:
+    def __init__(
+        self,
+        apps: AppStore,
+        *,
+        step_timeout: float,
+        waits: Waits,
+        signals: Signals,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`signals` wake a timed pause when an operator acts; `clock` gives the epoch
+        seconds stored as its `resume_at` (the wall clock, so that the deadline survives a
+        hub restart); tests give a virtual one."""
         self.apps = apps
         self.step_timeout = step_timeout
+        self.waits = waits
+        self.signals = signals
+        self.clock = clock
 
     async def run(
         self,
@@ -106,21 +125,20 @@ class Rollouts:
         while True:
             if state.stage is Stage.COMPLETED:  # kept, so that status can say so
                 return CanaryOutcome.COMPLETED
-            if self.apps.app(target.app).suspend:  # `workflow suspend` freezes it here
+            app = self.apps.app(target.app)
+            if app.suspend or app.revision != target.revision:
+                # `workflow suspend` freezes it here; a newer revision takes over from here.
                 return CanaryOutcome.PAUSED
             if state.stage is Stage.PAUSED:
-                step = plan.steps[state.step]
-                if props.auto or _due(record):
+                timed = plan.steps[state.step].pause_seconds is not None
+                if props.auto or self._due(record) or (timed and self._approved(record)):
                     state = self._save(record, advance(state, Event.RESUME, len(plan.steps)))
                     continue
-                if step.pause_seconds is None:
+                if not timed:
+                    # The engine resumes every cluster of the step together, approved or not.
                     return CanaryOutcome.PAUSED
-                # A timed pause; `workflow resume` may cut it short by moving resume_at.
-                await asyncio.sleep(
-                    min(POLL_INTERVAL, max(0.0, (record.resume_at or 0) - time.time()))
-                )
-                stored = self.apps.rollout(target.app, target.cluster, target.component)
-                record.resume_at = stored.resume_at if stored is not None else record.resume_at
+                # Until the pause is due or an operator acts; then read the store again.
+                await self.signals.wait(target.app, (record.resume_at or 0) - self.clock())
                 continue
             stable_hash = await self._stable_hash(client, plan, target.namespace)
             try:
@@ -136,7 +154,7 @@ class Rollouts:
             state = advance(state, Event.DONE, len(plan.steps))
             if state.stage is Stage.PAUSED:
                 pause = plan.steps[state.step].pause_seconds
-                record.resume_at = time.time() + pause if pause is not None else None
+                record.resume_at = self.clock() + pause if pause is not None else None
             self._save(record, state)
 
     async def abort_stale(
@@ -181,7 +199,7 @@ class Rollouts:
             await self._run_phase(target, client, phase, record)
         self.apps.drop_rollout(target.app, target.cluster, target.component)
 
-    def view(self, target: TargetRecord) -> dict[str, Any] | None:
+    def view(self, target: TargetRecord) -> RolloutView | None:
         """The canary of a target as `status` shows it, or None when it has none."""
         record = self.apps.rollout(target.app, target.cluster, target.component)
         props = _trait(target)
@@ -216,20 +234,21 @@ class Rollouts:
         self, target: TargetRecord, client: ClusterClient, phase: Phase, record: RolloutRecord
     ) -> None:
         self.apps.add_event(target.app, f"{target.cluster}: {phase.why}")
-        if phase.apply:
-            await self._apply(target, client, list(phase.apply))
+        applied = await self._apply(target, client, list(phase.apply)) if phase.apply else []
+        deleted = []
         if phase.delete:
-            await delete(client, [ref_of(r) for r in phase.delete], propagation="Foreground")
+            refs = [ref_of(r) for r in phase.delete]
+            deleted = await delete(client, refs, propagation="Foreground")
         if phase.wait is Wait.READY:
-            await self._wait_ready(target, client, phase.wait_for, record)
+            await self._wait_ready(target, client, phase.wait_for, record, applied)
         elif phase.wait is Wait.GONE:
-            await self._wait_gone(client, phase.wait_for)
+            await self._wait_gone(target, client, phase.wait_for, deleted)
         if phase.grace:
             await asyncio.sleep(phase.grace)
 
     async def _apply(
         self, target: TargetRecord, client: ClusterClient, objects: list[dict[str, Any]]
-    ) -> None:
+    ) -> list[AppliedRef]:
         """Apply, and remember everything applied so that `delete APP` finds canary objects."""
         objects = labelled(objects, target.app, target.component, target.revision)
         applied = await apply(client, objects, default_namespace=target.namespace)
@@ -248,6 +267,7 @@ class Rollouts:
                 previous[0] or target.revision,
                 previous[1] + added,
             )
+        return applied
 
     async def _wait_ready(
         self,
@@ -255,38 +275,59 @@ class Rollouts:
         client: ClusterClient,
         refs: Sequence[Mapping[str, Any]],
         record: RolloutRecord,
+        applied: Sequence[AppliedRef],
     ) -> None:
-        deadline = time.monotonic() + self.step_timeout
-        delays = poll_delays()
-        while True:
-            statuses = []
-            try:
-                for ref in refs:
-                    live = await get(client, ref_of(ref))
-                    statuses.append(CanaryStatus.of(live) if live else None)
-            except ClusterError:
-                statuses = [None]
-            detail = "; ".join(str(s) for s in statuses if s is not None)
-            if detail != record.detail:
-                record.detail = detail
-                self.apps.put_rollout(record)
-            if statuses and all(s is not None and s.ready for s in statuses):
-                return
-            if time.monotonic() > deadline:
-                why = await _pod_trouble(client, target.namespace)
-                raise CanaryError(
-                    f"canary not ready on cluster {target.cluster} after "
-                    f"{self.step_timeout:.0f}s: {why or detail}"
-                )
-            await asyncio.sleep(next(delays))
+        """Until the workloads `refs` name run their new pods, as the watch cache sees
+        them at (at least) the generation this phase applied."""
+        waited = await self._applied(client, refs, applied)
 
-    async def _wait_gone(self, client: ClusterClient, refs: Sequence[Mapping[str, Any]]) -> None:
-        deadline = time.monotonic() + self.step_timeout
-        delays = poll_delays()
-        while any([await get(client, ref_of(r)) for r in refs]):
-            if time.monotonic() > deadline:
-                raise CanaryError("canary objects were not deleted in time")
-            await asyncio.sleep(next(delays))
+        def report(verdict: Health) -> None:
+            if verdict.reason != record.detail:
+                record.detail = verdict.reason
+                self.apps.put_rollout(record)
+
+        verdict = await self.waits.healthy(
+            target.cluster, client, waited, judge=_canary_ready, on_change=report
+        )
+        if verdict.status is not HealthStatus.HEALTHY:
+            why = await _pod_trouble(client, target.namespace)
+            raise CanaryError(
+                f"canary not ready on cluster {target.cluster} after "
+                f"{self.step_timeout:.0f}s: {why or verdict.reason}"
+            )
+
+    async def _wait_gone(
+        self,
+        target: TargetRecord,
+        client: ClusterClient,
+        refs: Sequence[Mapping[str, Any]],
+        deleted: Sequence[AppliedRef],
+    ) -> None:
+        """Until the objects this phase deleted (those uids: a namesake created since is
+        another object) are gone; Foreground deletion makes that include their pods."""
+        wanted = {(r["kind"], r.get("namespace"), r["name"]) for r in refs}
+        waited = [r for r in deleted if (r.kind, r.namespace, r.name) in wanted]
+        if waited and not await self.waits.gone(target.cluster, client, waited):
+            raise CanaryError(
+                f"canary objects on cluster {target.cluster} were not deleted within "
+                f"{self.step_timeout:.0f}s"
+            )
+
+    @staticmethod
+    async def _applied(
+        client: ClusterClient, refs: Sequence[Mapping[str, Any]], applied: Sequence[AppliedRef]
+    ) -> list[AppliedRef]:
+        """The applied version of each of `refs`: from this phase's apply, or (for an
+        object applied earlier) as the cluster has it now, read once."""
+        by_name = {(r.kind, r.namespace, r.name): r for r in applied}
+        found = []
+        for ref in refs:
+            known = by_name.get((ref["kind"], ref.get("namespace"), ref["name"]))
+            if known is None:
+                live = await get(client, ref_of(ref))
+                known = AppliedRef.of(live) if live else AppliedRef(*_address(ref), uid="")
+            found.append(known)
+        return found
 
     async def _stable_hash(
         self, client: ClusterClient, plan: CanaryPlan, namespace: str
@@ -299,6 +340,15 @@ class Rollouts:
         replicasets = await _list(client, "apps/v1", "ReplicaSet", namespace)
         return stable_pod_template_hash(live, replicasets)
 
+    def _due(self, record: RolloutRecord) -> bool:
+        return record.resume_at is not None and self.clock() >= record.resume_at
+
+    def _approved(self, record: RolloutRecord) -> bool:
+        """Whether a `resume` approved this pause, read from the store: it may have come
+        while this canary ran on the record it read before."""
+        stored = self.apps.rollout(record.app, record.cluster, record.component)
+        return stored is not None and stored.resume_step == record.step
+
     def _save(self, record: RolloutRecord, state: CanaryState) -> CanaryState:
         record.stage, record.step = state.stage, state.step
         self.apps.put_rollout(record)
@@ -309,14 +359,6 @@ class Rollouts:
         self.apps.put_target(target)
 
 
-def poll_delays() -> Iterator[float]:
-    """Seconds to wait between readiness checks: 0.1, 0.2, 0.4, 0.8, then 1 for good."""
-    delay = POLL_FIRST
-    while True:
-        yield delay
-        delay = min(delay * 2, POLL_INTERVAL)
-
-
 def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:
     if target is None:
         return None
@@ -324,10 +366,6 @@ def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:
     if TRAIT not in traits:
         return None
     return trait_properties(TRAIT, traits[TRAIT])
-
-
-def _due(record: RolloutRecord) -> bool:
-    return record.resume_at is not None and time.time() >= record.resume_at
 
 
 async def _changed_workload(
@@ -357,22 +395,20 @@ async def _list(
 
 
 async def _pod_trouble(client: ClusterClient, namespace: str) -> str | None:
-    """Why canary pods are not ready, from their conditions: what an operator asks first."""
+    """Why canary pods are not ready: what an operator asks first (one LIST, on failure)."""
     try:
-        pods = await _list(client, "v1", "Pod", namespace, f"{CANARY_LABEL}=true")
+        return pod_trouble(await _list(client, "v1", "Pod", namespace, f"{CANARY_LABEL}=true"))
     except ClusterError:
         return None
-    for pod in pods:
-        status = pod.get("status") or {}
-        for container in status.get("containerStatuses") or []:
-            waiting = (container.get("state") or {}).get("waiting")
-            if not container.get("ready") and waiting:
-                return (
-                    f"pod {pod['metadata']['name']}: {waiting.get('reason', 'waiting')} "
-                    f"(restarts {container.get('restartCount', 0)})"
-                )
-        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
-        if ready is not None and ready.get("status") != "True":
-            name, reason = pod["metadata"]["name"], ready.get("reason", "")
-            return f"pod {name}: Ready {ready.get('status')} ({reason})"
-    return None
+
+
+def _canary_ready(live: Mapping[str, Any] | None) -> Health:
+    """A canary wait's verdict on one workload: Healthy once its new pods all run."""
+    if live is None:
+        return Health(HealthStatus.MISSING, "not found")
+    status = CanaryStatus.of(live)
+    return Health(HealthStatus.HEALTHY if status.ready else HealthStatus.PROGRESSING, str(status))
+
+
+def _address(ref: Mapping[str, Any]) -> tuple[str, str, str | None, str]:
+    return ref["apiVersion"], ref["kind"], ref.get("namespace"), ref["name"]

@@ -295,3 +295,30 @@ def test_suspend_freezes_a_canary_and_resume_continues_it(fleet: Fleet) -> None:
     until(lambda: not _any_canary(fleet), what="canary objects gone")
     for cluster in PROD:
         assert fleet.image(cluster) == "registry.local/canary-demo:2.0.0"
+
+
+def test_a_resume_sent_while_the_step_moves_traffic_approves_its_pause(fleet: Fleet) -> None:
+    """A resume that comes before the pause is recorded (issue 10, section 3) is neither
+    refused nor lost: it approves that pause, every cluster goes on together once all
+    have reached it, and the next pause holds as usual."""
+    _deploy_v1(fleet, traits=_trait())
+    accepted = fleet.up(fleet.app(version="2.0.0", traits=_trait()))
+    assert accepted.code == 0, accepted.stderr
+
+    def canary_stages() -> list[str] | None:
+        """Each prod cluster's canary stage while deploy-prod runs, once all have one."""
+        prod = next(s for s in fleet.status()["steps"] if s["name"] == "deploy-prod")
+        rollouts = [r["rollout"] for c in prod["clusters"] for r in c["releases"]]
+        if prod["phase"] != "running" or len(rollouts) != len(PROD) or None in rollouts:
+            return None
+        return [r["stage"] for r in rollouts]
+
+    until(lambda: canary_stages() is not None, what="the canary under way in prod", timeout=300)
+    stages = canary_stages()
+    assert stages is not None and "paused" not in stages, f"the window was missed: {stages}"
+    resumed = fleet.hub.ok("workflow", "resume", "canary-demo")
+    assert "canary pause at step 1" in resumed.stdout, resumed.stdout
+    until(lambda: phase(fleet) == "suspended", what="the next pause", timeout=300)
+    _paused_at(fleet, 2)
+    fleet.hub.ok("workflow", "resume", "canary-demo", "--wait", timeout=300)
+    assert phase(fleet) == "succeeded"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -36,7 +37,7 @@ def _until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.25)
 
 
-def _clusters(hub: HubProcess) -> dict[str, dict[str, object]]:
+def _clusters(hub: HubProcess) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in hub.ok("cluster", "list", "-o", "json").json()["clusters"]}
 
 
@@ -64,6 +65,8 @@ def test_join_list_label_rename_detach(hub: HubProcess, e2e_clusters: list[Clust
     assert [c["name"] for c in as_yaml["clusters"]] == sorted(listed)
     table = hub.ok("cluster", "list").stdout
     assert "region=eu" in table and "Healthy" in table
+    _until(lambda: all(c["watch"]["state"] == "synced" for c in _clusters(hub).values()))
+    assert "WATCH" in hub.ok("cluster", "list").stdout.splitlines()[0]
 
     hub.ok("cluster", "labels", "add", first, "tier=gold", "env=staging")
     hub.ok("cluster", "labels", "del", first, "tier")
@@ -72,7 +75,9 @@ def test_join_list_label_rename_detach(hub: HubProcess, e2e_clusters: list[Clust
     hub.ok("cluster", "rename", first, "staging-1")
     renamed = _clusters(hub)
     assert "staging-1" in renamed and first not in renamed
+    assert renamed["staging-1"]["uid"] == listed[first]["uid"]  # the same cluster
     shown = hub.ok("cluster", "show", "staging-1", "-o", "json").json()
+    assert shown["uid"] == listed[first]["uid"]
     assert shown["kubeconfig"]["users"][0]["user"]["client-key-data"] == "REDACTED"
 
     hub.ok("cluster", "detach", "staging-1")
@@ -354,3 +359,39 @@ def test_registry_survives_restart_and_sigkill_during_join(
     if "late" in after_kill:  # fully registered, or not at all
         assert after_kill["late"]["version"] == K8S_VERSION
         assert after_kill["late"]["server"] == e2e_clusters[2].server
+
+
+def _as_version_1(store: Path) -> None:
+    """Turn a store back into what Flotilla wrote before clusters had a uid (schema 1):
+    every later migration undone, its data kept."""
+    db = sqlite3.connect(store)
+    db.execute("DROP INDEX clusters_uid")
+    db.execute("ALTER TABLE clusters DROP COLUMN uid")
+    if "resume_step" in {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}:
+        db.execute("ALTER TABLE rollouts DROP COLUMN resume_step")
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+
+
+def test_a_hub_started_on_an_old_store_keeps_working(
+    hub: HubProcess, e2e_clusters: list[ClusterInfo]
+) -> None:
+    _join_all(hub, e2e_clusters[:2])
+    first, second = e2e_clusters[0].name, e2e_clusters[1].name
+    assert hub.stop() == 0
+    _as_version_1(hub.home / "flotilla.db")
+    hub.start()
+    listed = _clusters(hub)
+    assert set(listed) == {first, second}
+    uids = {name: entry["uid"] for name, entry in listed.items()}
+    assert len(set(uids.values())) == 2 and all(uids.values())
+    _until(lambda: all(c["watch"]["state"] == "synced" for c in _clusters(hub).values()))
+    hub.ok("cluster", "rename", first, "renamed")
+    assert _clusters(hub)["renamed"]["uid"] == uids[first]
+    hub.ok("cluster", "join", str(e2e_clusters[2].kubeconfig), "--name", "third")
+    assert hub.stop() == 0
+    hub.start()  # migrated once: the uids stay
+    again = _clusters(hub)
+    assert (again["renamed"]["uid"], again[second]["uid"]) == (uids[first], uids[second])
+    assert hub.ok("cluster", "show", "third", "-o", "json").json()["uid"] == again["third"]["uid"]

@@ -17,12 +17,16 @@ from clusters.resources import Backoff
 from clusters.watch import ClusterCache
 from hub.fleet.observer import Observer
 from hub.fleet.registry import Registry
+from hub.model.phases import StepType, TargetPhase
 from hub.model.records import ClusterRecord, TargetRecord
 from hub.redaction import Scrubber
 from hub.service.status import application_status
 from hub.state.apps import AppStore
 from hub.state.store import Store
+from hub.tasks import Supervisor
 from hub.workflow.rollout import Rollouts
+from hub.workflow.signals import Signals
+from hub.workflow.waiting import Waits
 from tests.unit.fakeapi import FakeApi, config_map
 
 FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
@@ -47,9 +51,11 @@ class Hub:
         assert await cache.wait_for(lambda: cache.listed("ConfigMap") and cache.synced, WAIT)
         return cache
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> Any:
         apps = AppStore(self.store)
-        return await application_status(apps, self.registry, Rollouts(apps, step_timeout=1), APP)
+        waits = Waits(self.registry.observer.cache, timeout=1)
+        rollouts = Rollouts(apps, step_timeout=1, waits=waits, signals=Signals())
+        return await application_status(apps, self.registry, rollouts, APP)
 
     def requests(self) -> list[str]:
         return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]
@@ -99,7 +105,7 @@ async def hub_with_app(tmp_path: Path) -> AsyncIterator[Hub]:
         release="web",
         chart="web-1.0.0",
         spec={},
-        phase="healthy",
+        phase=TargetPhase.HEALTHY,
     )
     apps.create_revision(
         APP,
@@ -108,18 +114,22 @@ async def hub_with_app(tmp_path: Path) -> AsyncIterator[Hub]:
         publish_version="",
         source="test",
         base=".",
-        steps=[("deploy", "deploy")],
+        steps=[("deploy", StepType.DEPLOY)],
         targets=[target],
     )
     refs = [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "ns", "name": n} for n in NAMES]
     apps.set_inventory(APP, CLUSTER, "web", 1, refs)
-    registry = Registry(store, Scrubber(), temp_dir=tmp_path)
-    registry.observer = Observer(registry.client, kinds=[("v1", "ConfigMap")], backoff=FAST)
+    supervisor = Supervisor(first_restart=0.01)
+    registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor)
+    registry.observer = Observer(
+        registry.client, supervisor=supervisor, kinds=[("v1", "ConfigMap")], backoff=FAST
+    )
     registry.observe()
     try:
         yield Hub(fake, server, store, registry)
     finally:
         fake.stopping.set()
+        await supervisor.close()
         await registry.close()
         await server.close()
         store.close()
@@ -177,9 +187,18 @@ async def test_rename_and_detach_take_the_cache_along(tmp_path: Path) -> None:
     renamed = "edge-2"
     async with hub_with_app(tmp_path) as hub:
         cache = await hub.cache()
-        hub.registry.rename(CLUSTER, renamed)
+        lists = hub.fake.count("list")
+        supervisor = hub.registry.supervisor
+        await hub.registry.rename(CLUSTER, renamed)
         assert hub.registry.observer.cache(renamed) is cache
         assert hub.registry.observer.cache(CLUSTER) is None
+        # The same watches go on under a task of the new name: nothing re-lists.
+        assert supervisor.running(f"observe:{renamed}")
+        assert not supervisor.running(f"observe:{CLUSTER}")
+        assert cache.synced and hub.fake.count("list") == lists
+        assert hub.registry.watch_health(renamed).state == "synced"
+        assert objects(await hub.status())["settings"] == ("Healthy", "")
         await hub.registry.detach(renamed)
         assert hub.registry.observer.cache(renamed) is None
+        assert not supervisor.running(f"observe:{renamed}")
         assert not cache.synced

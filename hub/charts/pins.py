@@ -1,0 +1,73 @@
+"""A revision's chart, pinned: the exact version its reference resolved to, and its digest.
+
+A reference names a constraint (`^1.0`) or nothing, and what that resolves to changes
+whenever the repository publishes. A revision must deploy the same chart on every later run
+(resume, restart, rollback, a restarted hub), so the planner records in each target's spec
+what the reference resolved to at `up`, and every later deploy fetches exactly that version
+and checks its bytes against the digest (`ChartCache.fetch_pinned`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hub.charts.errors import ChartPinMismatch, display_url
+from hub.charts.refs import ChartRef
+from hub.charts.render import LoadedChart
+
+
+@dataclass(frozen=True)
+class ChartPin:
+    """What `requested` (the reference as the file wrote it) resolved to: `version`, and the
+    sha256 of that archive or, for a local directory, of its files."""
+
+    requested: ChartRef
+    version: str
+    digest: str
+
+    @classmethod
+    def of(cls, requested: ChartRef, chart: LoadedChart) -> ChartPin:
+        return cls(requested, chart.version, chart.digest)
+
+    @property
+    def ref(self) -> ChartRef:
+        """The reference by the exact version: what a later deploy fetches."""
+        return replace(self.requested, version=self.version)
+
+    def to_spec(self) -> dict[str, Any]:
+        """The `chart` and `digest` fields of a stored target spec. `chart` is the exact
+        reference, plus the constraint the file wrote (None: the newest stable version)."""
+        return {
+            "chart": {**asdict(self.ref), "constraint": self.requested.version},
+            "digest": self.digest,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> ChartPin | None:
+        """The pin of a stored target spec; None when the spec has no chart, or was stored
+        before revisions pinned their charts (its `chart` has no `constraint`)."""
+        chart = spec.get("chart")
+        if not isinstance(chart, Mapping) or "constraint" not in chart:
+            return None
+        fields = {key: value for key, value in chart.items() if key != "constraint"}
+        requested = ChartRef(**{**fields, "version": chart["constraint"]})
+        return cls(requested, str(chart["version"]), str(spec["digest"]))
+
+    def mismatch(self, found: str, *, revision: int) -> ChartPinMismatch:
+        """The refusal to deploy `found` (a digest) in place of this pin, in one line."""
+        ref = self.requested
+        if ref.repo_type == "local":
+            where = Path(ref.url) / ref.chart
+            return ChartPinMismatch(
+                f"chart {ref.chart} {self.version} in {where}: the directory now hashes to "
+                f"{found} but revision {revision} pinned {self.digest}; nothing was deployed; "
+                "run `flotilla up` again to deploy the changed chart"
+            )
+        source = "registry" if ref.repo_type == "oci" else "repository"
+        return ChartPinMismatch(
+            f"chart {ref.chart} {self.version} in {display_url(ref.url)}: the {source} now "
+            f"serves {found} but revision {revision} pinned {self.digest}; nothing was deployed"
+        )

@@ -1,0 +1,206 @@
+"""The verbs behind `flotilla cluster ...` that concern applications too: list (with how
+each cluster's watch fares), rename and detach.
+
+A cluster is known by its uid; its name is what users, topology policies and the store's
+rows say. A rename keeps the uid and re-points every row in one transaction
+(`Store.rename_cluster`), and so that no runner writes the old name back, the runners of
+the applications on the cluster are stopped first and started again after: what a hub
+restart does, and safe for the same reason (state is in the store, every action an
+idempotent apply).
+
+A detach never strands an application silently. A cluster that still holds releases is
+refused with their names unless the user says what becomes of them: deleted from the
+cluster first, or forgotten (the hub's records go, the objects stay running there).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+from clusters.kubeconfig import redact
+from hub.errors import ClusterUnavailable, Conflict
+from hub.fleet.observer import WatchHealth
+from hub.fleet.registry import Registry, check_name
+from hub.model.records import ClusterRecord
+from hub.model.timestamps import timestamp
+from hub.service.applications import Applications
+from hub.state.apps import Holding
+from hub.workflow.engine import RUNNER
+
+log = logging.getLogger(__name__)
+
+
+class HeldReleases(enum.StrEnum):
+    """What a detach does with the releases applications still have on the cluster."""
+
+    REFUSE = "refuse"  # detach only a cluster that holds nothing
+    DELETE = "delete"  # delete every inventory object of every app there, then detach
+    FORGET = "forget"  # drop the hub's records of them; the objects stay on the cluster
+
+
+class Clusters:
+    def __init__(self, registry: Registry, applications: Applications) -> None:
+        self.registry = registry
+        self.applications = applications
+        self._apps = applications.apps
+
+    # reads
+
+    def ls(self) -> dict[str, Any]:
+        prober = self.registry.prober_state()
+        return {
+            "clusters": [self.view(record) for record in self.registry.clusters()],
+            "prober": {
+                "running": bool(prober and prober.running),
+                "restarts": prober.restarts if prober else 0,
+                "lastError": self._scrub(prober.last_error) if prober else None,
+                "lastErrorAt": timestamp(prober.failed_at) if prober else None,
+            },
+        }
+
+    def show(self, name: str) -> dict[str, Any]:
+        return self.view(self.registry.store.cluster(name), detail=True)
+
+    def view(self, record: ClusterRecord, *, detail: bool = False) -> dict[str, Any]:
+        """The public shape of a cluster: never the raw kubeconfig."""
+        view: dict[str, Any] = {
+            "name": record.name,
+            "uid": record.uid,
+            "labels": record.labels,
+            "server": record.server,
+            "version": record.version,
+            "health": record.health,
+            "reason": record.reason,
+            "lastSeen": timestamp(record.last_seen),
+            "joinedAt": timestamp(record.joined_at),
+            "credential": record.credential,
+            "warnings": record.warnings,
+            "watch": self._watch_view(self.registry.watch_health(record.name)),
+        }
+        if detail:
+            view["kubeconfig"] = redact(record.kubeconfig)
+        return view
+
+    def _watch_view(self, watch: WatchHealth) -> dict[str, Any]:
+        return {
+            "state": watch.state,
+            "error": self._scrub(watch.error),
+            "restarts": watch.restarts,
+            "lastError": self._scrub(watch.last_error),
+            "lastErrorAt": timestamp(watch.failed_at),
+        }
+
+    def _scrub(self, text: str | None) -> str | None:
+        return self.registry.scrubber.scrub(text) if text else text
+
+    # join and labels: the registry's, answered in the public shape
+
+    async def join(
+        self, document: dict[str, Any], *, source: str, name: str | None, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        record = await self.registry.join(document, source=source, name=name, labels=labels)
+        return self.view(record)
+
+    def label(self, name: str, add: dict[str, str], remove: list[str]) -> dict[str, Any]:
+        return self.view(self.registry.label(name, add, remove))
+
+    # rename
+
+    async def rename(self, old: str, new: str) -> dict[str, Any]:
+        """Rename `old`, keeping its uid, and everything the hub knows of it attached."""
+        check_name(new)
+        self.registry.store.cluster(old)  # NotFound before anything stops
+        if new != old and new in {c.name for c in self.registry.clusters()}:
+            raise Conflict(f"cluster {new!r} is already registered; pick another name")
+        holdings = self._apps.holdings(old)
+        stopped = await self._stop_runners(holdings)
+        try:
+            record = await self.registry.rename(old, new)
+        finally:
+            self._start_runners(stopped)
+        for holding in holdings:
+            self._apps.add_event(holding.app, f"cluster {old} renamed to {new}")
+        return self.view(record)
+
+    # detach
+
+    async def detach(self, name: str, releases: HeldReleases) -> dict[str, Any]:
+        """Detach `name`; what applications hold there is refused, deleted or forgotten."""
+        record = self.registry.store.cluster(name)
+        holdings = self._apps.holdings(name)
+        if holdings and releases is HeldReleases.REFUSE:
+            raise Conflict(
+                f"cluster {name!r} still holds {_describe(holdings)}; nothing was detached. "
+                "Detach with --delete-releases to delete them from the cluster first, or "
+                "--forget-releases to leave them running there and drop the hub's records"
+            )
+        stopped = await self._stop_runners(holdings)
+        try:
+            if releases is HeldReleases.DELETE:
+                await self._delete_releases(name, holdings)
+            late = sorted({h.app for h in self._apps.holdings(name)} - {h.app for h in holdings})
+            if late:  # an `up` placed something there while we were deleting
+                raise Conflict(
+                    f"cluster {name!r} got releases of {', '.join(late)} meanwhile; nothing "
+                    "more was done, run the detach again"
+                )
+            await self.registry.detach(name)
+        finally:
+            self._start_runners(stopped)
+        done = {
+            HeldReleases.DELETE: "deleted from it",
+            HeldReleases.FORGET: "forgotten, left running on it",
+        }.get(releases)
+        for holding in holdings:
+            what = f"{holding.objects} object(s)"
+            self._apps.add_event(holding.app, f"cluster {name} detached; {what} {done}")
+        log.info("cluster %s (uid %s) detached, releases %s", name, record.uid, releases)
+        return {
+            "detached": name,
+            "uid": record.uid,
+            "releases": releases.value if holdings else None,
+            "applications": [
+                {"name": h.app, "components": h.components, "objects": h.objects} for h in holdings
+            ],
+        }
+
+    async def _delete_releases(self, name: str, holdings: list[Holding]) -> None:
+        """Delete every inventory object of every application on `name`, each component's
+        records going only once its objects are deleted; the first that fails stops it."""
+        for holding in holdings:
+            for component in holding.components:
+                try:
+                    await self.applications.deployer.remove(holding.app, name, component)
+                except Exception as e:  # a cluster error, a timeout: all stop the detach
+                    raise ClusterUnavailable(
+                        f"cluster {name!r}: could not delete {holding.app}/{component} from "
+                        f"it ({e}); nothing was detached. Retry when it answers, or detach "
+                        "with --forget-releases to leave the objects there"
+                    ) from e
+
+    async def _stop_runners(self, holdings: list[Holding]) -> list[str]:
+        """Stop the runners of these applications that are running; returns their names.
+
+        A runner in the middle of a step holds the targets it deploys under the cluster's
+        old name, and would write them back under it; stopped here and started again it
+        reads them afresh, as after a hub restart."""
+        supervisor, engine = self.registry.supervisor, self.applications.engine
+        stopped = [h.app for h in holdings if supervisor.running(RUNNER + h.app)]
+        for app in stopped:
+            await engine.cancel(app)
+        return stopped
+
+    def _start_runners(self, apps: list[str]) -> None:
+        for app in apps:
+            self.applications.engine.kick(app)
+
+
+def _describe(holdings: list[Holding]) -> str:
+    """`applications shop (7 objects), web (not deployed yet)`"""
+    parts = [
+        f"{h.app} ({h.objects} objects)" if h.components else f"{h.app} (not deployed yet)"
+        for h in holdings
+    ]
+    return f"application{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
