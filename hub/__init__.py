@@ -1,1 +1,3 @@
-"""The Flotilla hub process: spec, store, engine, rollouts, status, HTTP API and CLI."""
+"""The Flotilla hub process, as a house of layered parts (see ARCHITECTURE.md): the
+Application format, placement's results turned into revisions, the workflow engine and
+canaries, the fleet's watch caches, the store, the HTTP API and the CLI."""

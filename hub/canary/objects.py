@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 from clusters.fields import FIELD_MANAGER, POD_TEMPLATE, changes
-from hub.spec import CanaryStep, RouteMatch
+from hub.format import CanaryStep, RouteMatch
 
 Manifest = dict[str, Any]
 Ref = dict[str, Any]

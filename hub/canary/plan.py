@@ -32,8 +32,8 @@ from hub.canary.objects import (
     weighted_route,
 )
 from hub.canary.state import CanaryError, CanaryState, Phase, Wait
+from hub.format import Canary, CanaryStep
 from hub.model.phases import Stage
-from hub.spec import Canary, CanaryStep
 
 # --- the plan of one workload's canary ----------------------------------------------------------
 

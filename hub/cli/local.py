@@ -59,6 +59,6 @@ def serve(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the Application format, for editors and CI linters."""
-    from hub.spec import json_schema
+    from hub.format import json_schema
 
     emit(json_schema(), Format.json)

@@ -19,6 +19,7 @@ from typing import Any
 from hub.charts import ChartCache, ChartPin, ChartRef
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from hub.fleet.registry import Registry
+from hub.format import Application, DeployStep, SuspendStep, load_application
 from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.timestamps import timestamp
@@ -26,7 +27,6 @@ from hub.model.views import AppList, AppRow, HistoryView, PlanView, StatusView
 from hub.service.planner import PlannedTarget, RevisionPins, failures, plan
 from hub.service.plans import plan_view
 from hub.service.status import application_status
-from hub.spec import Application, DeployStep, SuspendStep, load_application
 from hub.state.apps import AppStore
 from hub.state.store import Store
 from hub.tasks import Supervisor

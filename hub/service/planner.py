@@ -20,8 +20,8 @@ from typing import Any, cast
 
 from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
 from hub.errors import FlotillaError
+from hub.format import Application, SpecError
 from hub.model.records import ClusterRecord, TargetRecord
-from hub.spec import Application, SpecError
 from placement.errors import PlacementError
 from placement.targets import Target, resolve
 from placement.topology import ClusterInfo

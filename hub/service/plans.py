@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hub.format import Application
 from hub.model.views import (
     LayerView,
     PlanStepView,
@@ -22,7 +23,6 @@ from hub.model.views import (
     ValueOrigin,
 )
 from hub.service.planner import PlannedTarget
-from hub.spec import Application
 from placement.targets import CHART_DEFAULTS, Target
 from placement.values import Setting, json_pointer, parse_path
 

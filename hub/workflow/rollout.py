@@ -41,11 +41,11 @@ from hub.canary import (
     template_changed,
 )
 from hub.fleet.objects import labelled, ref_dict, ref_of
+from hub.format import KruiseRolloutProperties, trait_properties
 from hub.model.phases import TargetPhase
 from hub.model.records import RolloutRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import RolloutView
-from hub.spec import KruiseRolloutProperties, trait_properties
 from hub.state.apps import AppStore
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits

@@ -32,7 +32,7 @@ from hub.canary import (
     stable_pod_template_hash,
     template_changed,
 )
-from hub.spec import Canary, CanaryStep
+from hub.format import Canary, CanaryStep
 from placement.selectors import LabelSelector
 
 Manifest = dict[str, Any]

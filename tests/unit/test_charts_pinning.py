@@ -24,10 +24,10 @@ from hub.charts import (
     LoadedChart,
 )
 from hub.errors import Conflict
+from hub.format import load_application
 from hub.model.phases import TargetPhase
 from hub.model.records import ClusterRecord, TargetRecord
 from hub.service.planner import PlannedTarget, RevisionPins, plan
-from hub.spec import load_application
 
 CHART = "canary-demo"
 DIGEST_A = "sha256:" + "a" * 64

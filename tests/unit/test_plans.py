@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hub.format import load_application
 from hub.service.planner import PlannedTarget
 from hub.service.plans import plan_view
-from hub.spec import load_application
 from placement.targets import resolve
 from placement.topology import ClusterInfo
 from placement.values import json_pointer

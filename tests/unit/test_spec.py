@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hub.errors import InvalidInput
-from hub.spec import (
+from hub.format import (
     Application,
     DeployStep,
     HelmComponent,

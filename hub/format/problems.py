@@ -17,9 +17,9 @@ from pydantic import (
     ValidationError,
 )
 
-from hub.spec.application import Application
-from hub.spec.components import COMPONENT_PROPERTIES, TRAIT_PROPERTIES
-from hub.spec.workflow import OverridePolicy
+from hub.format.application import Application
+from hub.format.components import COMPONENT_PROPERTIES, TRAIT_PROPERTIES
+from hub.format.workflow import OverridePolicy
 from placement.errors import PathPart, PlacementError, Problem
 from placement.overrides import Override
 from placement.values import Layer, merge_layers

@@ -10,7 +10,7 @@ from pydantic import (
     Tag,
 )
 
-from hub.spec.types import Duration, Name, duration_seconds, type_of
+from hub.format.types import Duration, Name, duration_seconds, type_of
 from placement.overrides import Override
 from placement.strict import StrictModel
 from placement.topology import Topology

@@ -8,8 +8,8 @@ from pydantic import (
     Field,
 )
 
-from hub.spec.components import Component
-from hub.spec.workflow import DeployStep, Policy, WorkflowSpec
+from hub.format.components import Component
+from hub.format.workflow import DeployStep, Policy, WorkflowSpec
 from placement.names import (
     DnsLabel,
 )

@@ -15,8 +15,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.spec.traits import KruiseRolloutProperties, Trait
-from hub.spec.types import NonEmpty, type_of
+from hub.format.traits import KruiseRolloutProperties, Trait
+from hub.format.types import NonEmpty, type_of
 from placement.names import (
     DnsLabel,
     PerClusterDnsLabel,

@@ -13,8 +13,8 @@ from pydantic import (
 )
 
 from hub.errors import InvalidInput
-from hub.spec.application import API_VERSION, Application
-from hub.spec.problems import format_location, semantic_problems, validation_problems
+from hub.format.application import API_VERSION, Application
+from hub.format.problems import format_location, semantic_problems, validation_problems
 from placement.errors import Problem
 
 # --- reading a file ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from hub.spec.types import Duration, NonEmpty, Replicas, Weight, duration_seconds, type_of
+from hub.format.types import Duration, NonEmpty, Replicas, Weight, duration_seconds, type_of
 from placement.strict import StrictModel
 
 # --- the kruise-rollout trait -------------------------------------------------------------------

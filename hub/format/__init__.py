@@ -17,22 +17,22 @@ What placement needs is handed over as plain data (`Application.to_placement`), 
 `placement/` never sees these models.
 """
 
-from hub.spec.application import API_VERSION, PUBLISH_VERSION, Application
-from hub.spec.components import (
+from hub.format.application import API_VERSION, PUBLISH_VERSION, Application
+from hub.format.components import (
     HelmComponent,
     K8sObjectsComponent,
     component_properties,
     trait_properties,
 )
-from hub.spec.loading import SpecError, json_schema, load_application
-from hub.spec.traits import (
+from hub.format.loading import SpecError, json_schema, load_application
+from hub.format.traits import (
     Canary,
     CanaryStep,
     KruiseRolloutProperties,
     RouteMatch,
 )
-from hub.spec.types import duration_seconds
-from hub.spec.workflow import DeployStep, SuspendStep
+from hub.format.types import duration_seconds
+from hub.format.workflow import DeployStep, SuspendStep
 
 __all__ = [
     "API_VERSION",
