@@ -33,6 +33,7 @@ from hub.tasks import Supervisor
 from hub.workflow.deploy import Deployer
 from hub.workflow.engine import Engine
 from hub.workflow.signals import Signals
+from hub.workflow.verbs import Verbs
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Applications:
             signals=signals,
             fanout=fanout,
         )
+        self.verbs = Verbs(self.engine)
 
     # reading revisions back
 
@@ -199,15 +201,15 @@ class Applications:
     # workflow verbs
 
     def resume(self, name: str) -> dict[str, Any]:
-        resumed = self.engine.resume(name)
+        resumed = self.verbs.resume(name)
         return {"name": name, "resumed": resumed, "revision": self.apps.app(name).revision}
 
     def suspend(self, name: str) -> dict[str, Any]:
-        self.engine.suspend(name)
+        self.verbs.suspend(name)
         return {"name": name, "suspended": True}
 
     def restart(self, name: str) -> dict[str, Any]:
-        self.engine.restart(name)
+        self.verbs.restart(name)
         return {"name": name, "restarted": True}
 
     async def rollback(self, name: str, revision: int | None) -> dict[str, Any]:

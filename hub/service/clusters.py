@@ -27,7 +27,6 @@ from hub.model.records import ClusterRecord
 from hub.model.timestamps import timestamp
 from hub.service.applications import Applications
 from hub.state.apps import Holding
-from hub.workflow.engine import RUNNER
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +185,8 @@ class Clusters:
         A runner in the middle of a step holds the targets it deploys under the cluster's
         old name, and would write them back under it; stopped here and started again it
         reads them afresh, as after a hub restart."""
-        supervisor, engine = self.registry.supervisor, self.applications.engine
-        stopped = [h.app for h in holdings if supervisor.running(RUNNER + h.app)]
+        engine = self.applications.engine
+        stopped = [h.app for h in holdings if engine.running(h.app)]
         for app in stopped:
             await engine.cancel(app)
         return stopped

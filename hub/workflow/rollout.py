@@ -19,26 +19,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from clusters.apply import AppliedRef, apply, delete, get
+from clusters.apply import AppliedRef, apply, delete
 from clusters.client import ClusterClient
-from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus
-from clusters.pods import pod_trouble
-from clusters.resources import ObjectRef, ResourceClient
 from hub.canary import (
-    CANARY_LABEL,
-    WORKLOAD_KINDS,
     CanaryError,
     CanaryPlan,
     CanaryState,
-    CanaryStatus,
     Event,
     Phase,
     Stage,
     Wait,
     advance,
-    stable_pod_template_hash,
-    template_changed,
 )
 from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.format import KruiseRolloutProperties, trait_properties
@@ -47,6 +39,13 @@ from hub.model.records import RolloutRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import RolloutView
 from hub.state.apps import AppStore
+from hub.workflow.reads import (
+    applied_versions,
+    canary_pod_trouble,
+    canary_ready,
+    changed_workload,
+    stable_template_hash,
+)
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits
 
@@ -97,7 +96,7 @@ class Rollouts:
         if record is None:
             if props is None or first_deploy:
                 return CanaryOutcome.NONE
-            workload = await _changed_workload(client, objects, target.namespace)
+            workload = await changed_workload(client, objects, target.namespace)
             if workload is None:
                 return CanaryOutcome.NONE
             record = RolloutRecord(
@@ -279,7 +278,7 @@ class Rollouts:
     ) -> None:
         """Until the workloads `refs` name run their new pods, as the watch cache sees
         them at (at least) the generation this phase applied."""
-        waited = await self._applied(client, refs, applied)
+        waited = await applied_versions(client, refs, applied)
 
         def report(verdict: Health) -> None:
             if verdict.reason != record.detail:
@@ -287,10 +286,10 @@ class Rollouts:
                 self.apps.put_rollout(record)
 
         verdict = await self.waits.healthy(
-            target.cluster, client, waited, judge=_canary_ready, on_change=report
+            target.cluster, client, waited, judge=canary_ready, on_change=report
         )
         if verdict.status is not HealthStatus.HEALTHY:
-            why = await _pod_trouble(client, target.namespace)
+            why = await canary_pod_trouble(client, target.namespace)
             raise CanaryError(
                 f"canary not ready on cluster {target.cluster} after "
                 f"{self.step_timeout:.0f}s: {why or verdict.reason}"
@@ -313,32 +312,11 @@ class Rollouts:
                 f"{self.step_timeout:.0f}s"
             )
 
-    @staticmethod
-    async def _applied(
-        client: ClusterClient, refs: Sequence[Mapping[str, Any]], applied: Sequence[AppliedRef]
-    ) -> list[AppliedRef]:
-        """The applied version of each of `refs`: from this phase's apply, or (for an
-        object applied earlier) as the cluster has it now, read once."""
-        by_name = {(r.kind, r.namespace, r.name): r for r in applied}
-        found = []
-        for ref in refs:
-            known = by_name.get((ref["kind"], ref.get("namespace"), ref["name"]))
-            if known is None:
-                live = await get(client, ref_of(ref))
-                known = AppliedRef.of(live) if live else AppliedRef(*_address(ref), uid="")
-            found.append(known)
-        return found
-
     async def _stable_hash(
         self, client: ClusterClient, plan: CanaryPlan, namespace: str
     ) -> str | None:
-        if plan.kind != "Deployment":
-            return None
-        live = await get(client, ObjectRef("apps/v1", "Deployment", namespace, plan.name))
-        if live is None:
-            return None
-        replicasets = await _list(client, "apps/v1", "ReplicaSet", namespace)
-        return stable_pod_template_hash(live, replicasets)
+        """The one read of the cluster a phase plan needs (the seam tests script)."""
+        return await stable_template_hash(client, plan, namespace)
 
     def _due(self, record: RolloutRecord) -> bool:
         return record.resume_at is not None and self.clock() >= record.resume_at
@@ -366,49 +344,3 @@ def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:
     if TRAIT not in traits:
         return None
     return trait_properties(TRAIT, traits[TRAIT])
-
-
-async def _changed_workload(
-    client: ClusterClient, objects: list[dict[str, Any]], namespace: str
-) -> tuple[str, str] | None:
-    """The first Deployment or StatefulSet whose pod template this revision changes."""
-    for obj in objects:
-        if obj.get("kind") not in WORKLOAD_KINDS:
-            continue
-        name = obj["metadata"]["name"]
-        ns = obj["metadata"].get("namespace") or namespace
-        live = await get(client, ObjectRef(obj["apiVersion"], obj["kind"], ns, name))
-        if live is not None and template_changed(live, obj):
-            return str(obj["kind"]), str(name)
-    return None
-
-
-async def _list(
-    client: ClusterClient, api_version: str, kind: str, namespace: str, selector: str = ""
-) -> list[dict[str, Any]]:
-    rc = ResourceClient(client)
-    resource = await rc.resolve(api_version, kind)
-    query = {"labelSelector": selector} if selector else None
-    found = await rc.call("GET", resource.path(namespace), what=f"list {kind}", query=query)
-    items: list[dict[str, Any]] = found.get("items", [])
-    return items
-
-
-async def _pod_trouble(client: ClusterClient, namespace: str) -> str | None:
-    """Why canary pods are not ready: what an operator asks first (one LIST, on failure)."""
-    try:
-        return pod_trouble(await _list(client, "v1", "Pod", namespace, f"{CANARY_LABEL}=true"))
-    except ClusterError:
-        return None
-
-
-def _canary_ready(live: Mapping[str, Any] | None) -> Health:
-    """A canary wait's verdict on one workload: Healthy once its new pods all run."""
-    if live is None:
-        return Health(HealthStatus.MISSING, "not found")
-    status = CanaryStatus.of(live)
-    return Health(HealthStatus.HEALTHY if status.ready else HealthStatus.PROGRESSING, str(status))
-
-
-def _address(ref: Mapping[str, Any]) -> tuple[str, str, str | None, str]:
-    return ref["apiVersion"], ref["kind"], ref.get("namespace"), ref["name"]

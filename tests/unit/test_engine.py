@@ -33,6 +33,7 @@ from hub.workflow.deploy import TargetFailed
 from hub.workflow.engine import RUNNER, Engine
 from hub.workflow.rollout import CanaryOutcome, Rollouts
 from hub.workflow.signals import Signals
+from hub.workflow.verbs import Verbs
 from hub.workflow.waiting import Waits
 
 pytestmark = pytest.mark.looptime
@@ -189,6 +190,7 @@ class Hub:
             signals=self.signals,
             clock=asyncio.get_running_loop().time,
         )
+        self.verbs = Verbs(self.engine)
 
     def up(self, workflow: Workflow) -> int:
         """A new revision, and the engine told of it, as `flotilla up` does."""
@@ -281,17 +283,17 @@ async def test_an_operator_suspend_takes_effect_between_steps(hub: Hub) -> None:
     hub.up(THREE_ENVS)
     await until(lambda: bool(hub.clusters.made("dev")), "dev is being deployed")
     with pytest.raises(Conflict, match="still running; wait or suspend it first"):
-        hub.engine.restart(APP)
+        hub.verbs.restart(APP)
     with pytest.raises(Conflict, match="nothing waits for a resume yet: retry once"):
-        hub.engine.resume(APP)
-    hub.engine.suspend(APP)
+        hub.verbs.resume(APP)
+    hub.verbs.suspend(APP)
     gate.set()
     await hub.settled()
 
     assert hub.step("deploy-dev").phase is StepPhase.SUCCEEDED  # the step under way finished
     assert (hub.app().phase, hub.app().message) == (AppPhase.SUSPENDED, "suspended by the operator")
     assert hub.clusters.called() == ["dev"]
-    assert hub.engine.resume(APP) == "workflow"
+    assert hub.verbs.resume(APP) == "workflow"
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     assert hub.clusters.called() == ["dev", "eu", "us"]
@@ -306,12 +308,12 @@ async def test_resume_approves_a_suspend_step(hub: Hub) -> None:
     assert "flotilla workflow resume shop" in hub.app().message
     assert hub.clusters.called() == ["dev"]
 
-    assert hub.engine.resume(APP) == "approve"
+    assert hub.verbs.resume(APP) == "approve"
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     assert hub.clusters.called() == ["dev", "eu", "us"]
     with pytest.raises(Conflict, match="is not suspended"):
-        hub.engine.resume(APP)
+        hub.verbs.resume(APP)
 
 
 async def test_resume_advances_a_paused_canary_step_on_every_cluster_together(hub: Hub) -> None:
@@ -331,7 +333,7 @@ async def test_resume_advances_a_paused_canary_step_on_every_cluster_together(hu
     assert (prod.phase, prod.message) == (StepPhase.PAUSED, "canary paused at step 1/2 (20%)")
     assert hub.app().phase is AppPhase.SUSPENDED
 
-    assert hub.engine.resume(APP) == "deploy-prod"
+    assert hub.verbs.resume(APP) == "deploy-prod"
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     assert [(c.cluster, c.resumed) for c in hub.clusters.made(step="deploy-prod")] == [
@@ -358,7 +360,7 @@ async def test_resume_cuts_a_timed_suspend_step_short_at_once(hub: Hub) -> None:
     await until(lambda: hub.step("approve").phase is StepPhase.SUSPENDED, "approve suspends")
     await asyncio.sleep(10)
     resumed_at = asyncio.get_running_loop().time()
-    assert hub.engine.resume(APP) == "approve"
+    assert hub.verbs.resume(APP) == "approve"
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     # Woken by the resume, not by a poll that comes round later.
@@ -423,7 +425,7 @@ async def test_a_failing_target_fails_its_step_and_restart_retries_only_it(
     assert hub.app().phase is AppPhase.FAILED
 
     broken.clear()
-    hub.engine.restart(APP)
+    hub.verbs.restart(APP)
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     assert hub.clusters.called() == ["dev", "eu", "us", "eu"]
@@ -458,7 +460,7 @@ async def test_a_runner_that_dies_of_a_bug_says_so_and_comes_back(hub: Hub) -> N
     # While the supervisor waits to restart it, nothing starts a second runner.
     hub.engine.kick(APP)
     with pytest.raises(Conflict, match="still running"):
-        hub.engine.restart(APP)
+        hub.verbs.restart(APP)
 
     await hub.settled()
     assert (hub.app().phase, hub.app().message) == (AppPhase.SUCCEEDED, "")
@@ -485,9 +487,9 @@ async def test_kick_resume_and_restart_never_start_a_second_runner(hub: Hub) -> 
     assert hub.running() and hub.app().phase is AppPhase.SUSPENDED  # dev is still deploying
     for _ in range(3):
         hub.engine.kick(APP)
-    hub.engine.restart(APP)
+    hub.verbs.restart(APP)
     # Resumed while the runner is still there: it must go on with the approval itself.
-    assert hub.engine.resume(APP) == "approve"
+    assert hub.verbs.resume(APP) == "approve"
     gate.set()
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
@@ -711,7 +713,7 @@ async def test_a_resume_sent_while_the_canary_moves_traffic_approves_the_coming_
         "eu paused at step 1, us still moving traffic",
     )
     assert (hub.app().phase, hub.step("deploy-prod").phase) == (AppPhase.RUNNING, StepPhase.RUNNING)
-    assert hub.engine.resume(APP) == "canary pause at step 1"  # neither refused nor lost
+    assert hub.verbs.resume(APP) == "canary pause at step 1"  # neither refused nor lost
     released_at = asyncio.get_running_loop().time()
     hold.set()
     await hub.settled()
@@ -723,7 +725,7 @@ async def test_a_resume_sent_while_the_canary_moves_traffic_approves_the_coming_
     # Lock-step: no cluster went on to step 2 before every cluster had paused at step 1.
     assert min(canaries.first_move(c, 1) for c in ("eu", "us")) > released_at
 
-    assert hub.engine.resume(APP) == "deploy-prod"
+    assert hub.verbs.resume(APP) == "deploy-prod"
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     assert canaries.at("eu") == canaries.at("us") == (Stage.COMPLETED, 1)
@@ -738,7 +740,7 @@ async def test_an_early_resume_covers_the_canaries_under_way_and_says_which_it_d
     await until(
         lambda: canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 0), "eu and us pause"
     )
-    assert hub.engine.resume(APP) == (
+    assert hub.verbs.resume(APP) == (
         "canary pause at step 1 (not on ap/web: no canary runs there yet)"
     )
     late.set()
@@ -746,7 +748,7 @@ async def test_an_early_resume_covers_the_canaries_under_way_and_says_which_it_d
     # ap's own pause was not approved: the step holds there, every cluster at step 1.
     assert canaries.at("ap") == canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 0)
     assert hub.step("deploy-prod").message == "canary paused at step 1/2 (20%)"
-    assert hub.engine.resume(APP) == "deploy-prod"
+    assert hub.verbs.resume(APP) == "deploy-prod"
     await hub.settled()
     assert canaries.at("ap") == canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 1)
 
@@ -757,7 +759,7 @@ async def test_restart_forgets_a_pause_approved_for_the_attempt_that_failed(hub:
     canaries.failing.add(("us", 0, Stage.TRAFFIC_ROUTING))
     hub.up(canary_of({"weight": 20}, {"weight": 90}))
     await until(lambda: canaries.at("eu") == (Stage.PAUSED, 0), "eu paused at step 1")
-    assert hub.engine.resume(APP) == "canary pause at step 1"
+    assert hub.verbs.resume(APP) == "canary pause at step 1"
     hold.set()
     await hub.settled()
     assert (hub.app().phase, hub.app().message) == (
@@ -765,7 +767,7 @@ async def test_restart_forgets_a_pause_approved_for_the_attempt_that_failed(hub:
         "step deploy-prod: failed on us/web",
     )
 
-    hub.engine.restart(APP)
+    hub.verbs.restart(APP)
     await hub.settled()
     assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 0)  # held here again
     assert hub.step("deploy-prod").message == "canary paused at step 1/2 (20%)"
@@ -795,12 +797,12 @@ async def test_resume_and_suspend_reach_a_timed_canary_pause_at_once(hub: Hub, v
     loop = asyncio.get_running_loop()
     acted_at = loop.time()
     if verb == "resume":
-        assert hub.engine.resume(APP) == "canary pause at step 1"
+        assert hub.verbs.resume(APP) == "canary pause at step 1"
         await hub.settled()
         assert [canaries.first_move(c, 1) for c in ("eu", "us")] == pytest.approx([acted_at] * 2)
         assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 1)
         return
-    hub.engine.suspend(APP)
+    hub.verbs.suspend(APP)
     await hub.settled()
     assert loop.time() - acted_at < 0.5  # frozen when told, not at the end of a poll
     assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 0)
@@ -808,7 +810,7 @@ async def test_resume_and_suspend_reach_a_timed_canary_pause_at_once(hub: Hub, v
         AppPhase.SUSPENDED,
         StepPhase.PAUSED,
     )
-    assert hub.engine.resume(APP) == "deploy-prod"
+    assert hub.verbs.resume(APP) == "deploy-prod"
     await hub.settled()
     assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 1)
 
