@@ -28,6 +28,7 @@ from hub.charts import ChartCache
 from hub.errors import FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
 from hub.home import Home
+from hub.model.settings import Settings
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.state.store import Store
@@ -43,15 +44,7 @@ class HubStopped(FlotillaError):
     exit_code = 1
 
 
-async def serve(
-    home: Home,
-    listen: str,
-    *,
-    probe_interval: float,
-    step_timeout: float,
-    fanout: int,
-    supervisor: Supervisor | None = None,
-) -> None:
+async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None = None) -> None:
     """Run the hub until SIGTERM or SIGINT; raises HubStopped if it cannot go on.
 
     `supervisor` is for tests, to run the hub with quicker restarts."""
@@ -68,7 +61,7 @@ async def serve(
             store,
             scrubber,
             temp_dir=home.temp,
-            probe_interval=probe_interval,
+            settings=settings,
             supervisor=supervisor,
         )
         stack.push_async_callback(registry.close)
@@ -76,16 +69,15 @@ async def serve(
         apps = Applications(
             store,
             registry,
-            ChartCache(home.charts),
-            step_timeout=step_timeout,
-            fanout=fanout,
+            ChartCache(home.charts, timeout=settings.chart_timeout),
+            settings=settings,
             supervisor=supervisor,
         )
         stack.push_async_callback(apps.engine.stop)
         token = home.write_token()
         scrubber.add([token])
         runner = web.AppRunner(create_app(registry, apps, scrubber, token), access_log=None)
-        url = await _listen(stack, runner, listen)
+        url = await _listen(stack, runner, settings.listen)
         home.write_hub_file(url)
         stack.callback(home.remove_hub_file)
         log.info("hub listening on %s (home %s)", url, home.root)

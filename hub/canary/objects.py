@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from clusters.fields import FIELD_MANAGER, POD_TEMPLATE, changes
 from hub.format import CanaryStep, RouteMatch
+from hub.model.settings import DEFAULTS
 
 Manifest = dict[str, Any]
 Ref = dict[str, Any]
@@ -28,8 +29,8 @@ stands beside (an annotation, because a label value is too short for every name)
 POD_TEMPLATE_HASH = "pod-template-hash"
 CANARY_SUFFIX = "-canary"
 # kruise-rollout's default gracePeriodSeconds: time for ingress controllers and gateways to
-# load a routing change before the next move relies on it.
-DEFAULT_GRACE_SECONDS = 3.0
+# load a routing change before the next move relies on it. A trait's own value wins.
+DEFAULT_GRACE_SECONDS = DEFAULTS.canary_grace_seconds
 # Service names are DNS-1035 labels; Deployment and Ingress names may be longer.
 SERVICE_NAME_MAX = 63
 OBJECT_NAME_MAX = 253

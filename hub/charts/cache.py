@@ -27,10 +27,8 @@ from hub.charts.refs import ChartRef, resolve_version, semver
 from hub.charts.render import LoadedChart, RenderCache
 from hub.charts.repositories import HelmRepository, OciRepository, Repository
 from hub.home import Home
+from hub.model.settings import DEFAULTS
 
-# Long enough for a slow registry on a busy link, short enough that a dead repository fails a
-# deploy quickly instead of holding a fan-out hostage.
-DEFAULT_TIMEOUT_SECONDS = 30.0
 # Renders are keyed by values, and one revision rendered for N clusters with per-cluster
 # overrides makes N entries: room for a few hundred targets' worth before evicting.
 DEFAULT_RENDER_CACHE_SIZE = 512
@@ -48,7 +46,7 @@ class ChartCache:
         self,
         cache_dir: Path | None = None,
         *,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        timeout: float = DEFAULTS.chart_timeout,
         render_cache_size: int = DEFAULT_RENDER_CACHE_SIZE,
     ) -> None:
         self.cache_dir = cache_dir if cache_dir is not None else Home.default().charts

@@ -5,6 +5,7 @@ inside are lazy and the only ones the CLI has (see ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Annotated
 
@@ -16,9 +17,7 @@ from hub.cli.base import (
 )
 from hub.cli.output import Format, emit
 from hub.home import Home
-from hub.model.settings import Settings
-
-DEFAULTS = Settings()
+from hub.model.settings import DEFAULTS
 
 
 @app.command()
@@ -45,15 +44,15 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    run(
-        serve_hub(
-            Home.default(),
-            listen,
-            probe_interval=probe_interval,
-            step_timeout=step_timeout,
-            fanout=fanout,
-        )
+    settings = dataclasses.replace(
+        DEFAULTS,
+        listen=listen,
+        probe_interval=probe_interval,
+        step_timeout=step_timeout,
+        fanout=fanout,
+        log_level=log_level,
     )
+    run(serve_hub(Home.default(), settings))
 
 
 @app.command()

@@ -27,6 +27,7 @@ from clusters.probe import probe, readiness
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from hub.fleet.observer import Observer, WatchHealth
 from hub.model.records import ClusterRecord
+from hub.model.settings import DEFAULTS, Settings
 from hub.redaction import Scrubber
 from hub.state.store import Store
 from hub.tasks import Supervisor, TaskState
@@ -35,13 +36,6 @@ from placement.names import validate_dns_label
 from placement.selectors import validate_label_key, validate_label_value
 
 log = logging.getLogger(__name__)
-
-# `join` must answer within this even against a black-holed address (the issue asks 10 s).
-JOIN_TIMEOUT = 9.0
-# Between probes of a healthy cluster; a failing one backs off up to PROBE_BACKOFF_MAX.
-PROBE_INTERVAL = 5.0
-PROBE_BACKOFF_MAX = 15.0
-PROBE_TIMEOUT = 3.0
 PROBE_TASK = "probe"
 
 
@@ -53,12 +47,12 @@ class Registry:
         *,
         temp_dir: Path,
         supervisor: Supervisor,
-        probe_interval: float = PROBE_INTERVAL,
+        settings: Settings = DEFAULTS,
     ) -> None:
         self.store = store
         self.scrubber = scrubber
         self.temp_dir = temp_dir
-        self.probe_interval = probe_interval
+        self.settings = settings
         self.supervisor = supervisor
         self.observer = Observer(self.client, supervisor=supervisor)
         self._clients: dict[str, ClusterClient] = {}
@@ -113,7 +107,9 @@ class Registry:
             if name not in self._clients:
                 record = self.store.cluster(name)
                 self._clients[name] = await ClusterClient.connect(
-                    record.kubeconfig, temp_dir=self.temp_dir
+                    record.kubeconfig,
+                    temp_dir=self.temp_dir,
+                    max_in_flight=self.settings.in_flight_per_cluster,
                 )
         return self._clients[name]
 
@@ -131,14 +127,15 @@ class Registry:
         check_labels(labels)
         if name in self._records:
             raise InvalidInput(f"cluster {name!r} is already registered (pick another --name)")
-        client = await _connect(config.document)
+        client = await _connect(config.document, self.settings)
         try:
-            async with asyncio.timeout(JOIN_TIMEOUT):
+            async with asyncio.timeout(self.settings.join_timeout):
                 facts = await probe(client, config.namespace or "default")
         except TimeoutError:
             await client.close()
             raise ClusterUnavailable(
-                f"{config.server}: no answer within {JOIN_TIMEOUT:.0f}s; nothing was stored"
+                f"{config.server}: no answer within {self.settings.join_timeout:.0f}s; "
+                "nothing was stored"
             ) from None
         except ClusterError as e:
             await client.close()
@@ -223,13 +220,13 @@ class Registry:
             now = asyncio.get_running_loop().time()
             due = [name for name in self._records if self._next_probe.get(name, 0) <= now]
             await asyncio.gather(*(self.probe_one(name) for name in due))
-            await asyncio.sleep(min(1.0, self.probe_interval))
+            await asyncio.sleep(min(1.0, self.settings.probe_interval))
 
     async def probe_one(self, name: str) -> None:
         health, reason, seen = "Healthy", "", True
         try:
             client = await self.client(name)
-            ready = await readiness(client, timeout=PROBE_TIMEOUT)
+            ready = await readiness(client, timeout=self.settings.probe_timeout)
             if not ready:
                 health, reason = "NotReady", "/readyz is not ok"
         except NotFound:
@@ -251,9 +248,12 @@ class Registry:
         # this cluster at once.
         failures = 0 if health == "Healthy" else self._failures.get(name, 0) + 1
         self._failures[name] = failures
-        delay = min(self.probe_interval * (2 ** max(failures - 1, 0)), PROBE_BACKOFF_MAX)
+        delay = min(
+            self.settings.probe_interval * (2 ** max(failures - 1, 0)),
+            self.settings.probe_backoff_max,
+        )
         self._next_probe[name] = asyncio.get_running_loop().time() + (
-            self.probe_interval if failures <= 1 else delay
+            self.settings.probe_interval if failures <= 1 else delay
         )
 
 
@@ -262,9 +262,11 @@ def _move(table: dict[str, Any], old: str, new: str) -> None:
         table[new] = table.pop(old)
 
 
-async def _connect(document: Mapping[str, Any]) -> ClusterClient:
+async def _connect(document: Mapping[str, Any], settings: Settings) -> ClusterClient:
     try:
-        return await ClusterClient.connect(document, timeout=JOIN_TIMEOUT)
+        return await ClusterClient.connect(
+            document, timeout=settings.join_timeout, max_in_flight=settings.in_flight_per_cluster
+        )
     except ClusterError as e:
         raise ClusterUnavailable(f"{e}; nothing was stored") from None
 

@@ -40,3 +40,7 @@ class Settings:
     status_read_timeout: float = 3.0
     """Per cluster, for the few reads of a status call that no watch cache answers."""
     log_level: str = "info"
+
+
+DEFAULTS = Settings()
+"""What the hub runs with unless `flotilla serve`'s options say otherwise."""

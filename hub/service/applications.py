@@ -22,6 +22,7 @@ from hub.fleet.registry import Registry
 from hub.format import Application, DeployStep, SuspendStep, load_application
 from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
 from hub.model.records import TargetRecord
+from hub.model.settings import DEFAULTS, Settings
 from hub.model.timestamps import timestamp
 from hub.model.views import AppList, AppRow, HistoryView, PlanView, StatusView
 from hub.service.planner import PlannedTarget, RevisionPins, failures, plan
@@ -50,29 +51,29 @@ class Applications:
         registry: Registry,
         charts: ChartCache,
         *,
-        step_timeout: float,
-        fanout: int,
         supervisor: Supervisor,
+        settings: Settings = DEFAULTS,
     ) -> None:
         """`supervisor` runs the workflow runners, one per application (hub.workflow.engine)."""
         self.apps = AppStore(store)
         self.registry = registry
         self.charts = charts
+        self.settings = settings
         # One signal path from the workflow verbs to every waiter: the engine's and the
         # canaries'.
         signals = Signals()
         self.deployer = Deployer(
-            self.apps, registry, charts, signals=signals, step_timeout=step_timeout
+            self.apps, registry, charts, signals=signals, step_timeout=settings.step_timeout
         )
         self.engine = Engine(
             self.apps,
             deploy=self.deployer,
             order=self._order,
-            settings=self._settings,
+            step_settings=self._settings,
             after_success=self._collect_garbage,
             supervisor=supervisor,
             signals=signals,
-            fanout=fanout,
+            fanout=settings.fanout,
         )
         self.verbs = Verbs(self.engine)
 

@@ -28,9 +28,6 @@ from hub.model.views import ClusterStatusView, ObjectView, ReleaseView, StatusVi
 from hub.state.apps import AppStore
 from hub.workflow.rollout import Rollouts
 
-# Per cluster, for the reads of one status call that no cache answers: a slow cluster
-# must not make `status` slow for everyone.
-READ_TIMEOUT = 3.0
 Objects = list[dict[str, Any]]
 
 
@@ -117,12 +114,13 @@ async def _read_objects(
 
 
 async def _read_live(registry: Registry, cluster: ClusterRecord, refs: Objects) -> list[Health]:
-    """The health of `refs` as their cluster says now (GETs), bounded by READ_TIMEOUT."""
+    """The health of `refs` as their cluster says now (GETs), bounded per cluster by the
+    status read timeout: a slow cluster must not make `status` slow for everyone."""
     if cluster.health == "Unreachable":
         return [Health(HealthStatus.UNKNOWN, "cluster unreachable")] * len(refs)
     try:
         client = await registry.client(cluster.name)
-        async with asyncio.timeout(READ_TIMEOUT):
+        async with asyncio.timeout(registry.settings.status_read_timeout):
             objects = await asyncio.gather(*(get(client, ref_of(r)) for r in refs))
     except (TimeoutError, ClusterError) as e:
         reason = "no answer in time" if isinstance(e, TimeoutError) else str(e)

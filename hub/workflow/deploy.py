@@ -23,13 +23,11 @@ from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.fleet.registry import Registry
 from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
+from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
 from hub.workflow.rollout import CanaryOutcome, Rollouts
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits
-
-# How long a step waits for its objects to become healthy before failing the target.
-DEFAULT_STEP_TIMEOUT = 300.0
 
 
 class TargetFailed(FlotillaError):
@@ -44,7 +42,7 @@ class Deployer:
         charts: ChartCache,
         *,
         signals: Signals,
-        step_timeout: float = DEFAULT_STEP_TIMEOUT,
+        step_timeout: float = DEFAULTS.step_timeout,
     ) -> None:
         self.apps = apps
         self.registry = registry

@@ -33,15 +33,13 @@ from clusters.errors import ClusterError
 from hub.errors import FlotillaError, NotFound
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import StepRecord, TargetRecord
+from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
 from hub.tasks import Supervisor
 from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
 
-# Clusters in flight per deploy step when the step does not set `parallelism` (KubeVela's
-# default is unbounded; 32 keeps a hub's sockets and memory bounded at 100+ clusters).
-DEFAULT_FANOUT = 32
 # An application's runner is the supervisor's task of this name plus the application's.
 RUNNER = "workflow:"
 # How the status message of an application whose runner died begins; its next start
@@ -68,11 +66,11 @@ class Engine:
         *,
         deploy: DeployTarget,
         order: StepOrder,
-        settings: StepSettings,
+        step_settings: StepSettings,
         after_success: AfterSuccess,
         supervisor: Supervisor,
         signals: Signals,
-        fanout: int = DEFAULT_FANOUT,
+        fanout: int = DEFAULTS.fanout,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`clock` gives the epoch seconds stored as a timed suspend step's deadline (the
@@ -81,7 +79,7 @@ class Engine:
         self.signals = signals
         self._deploy = deploy
         self._order = order
-        self._settings = settings
+        self._step_settings = step_settings
         self._after_success = after_success
         self._supervisor = supervisor
         self._fanout = fanout
@@ -184,7 +182,7 @@ class Engine:
         return True
 
     async def _step(self, app: str, revision: int, step: StepRecord) -> Outcome | None:
-        auto, parallelism, duration = self._settings(app, revision, step.name)
+        auto, parallelism, duration = self._step_settings(app, revision, step.name)
         gated = step.type is StepType.SUSPEND or not auto
         if (
             gated

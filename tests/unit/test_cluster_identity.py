@@ -5,6 +5,7 @@ against real clusters and a real canary: tests/integration/test_cluster_identity
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from hub.errors import ClusterUnavailable, Conflict, NotFound
 from hub.fleet.registry import Registry
 from hub.model.phases import StepType, TargetPhase
 from hub.model.records import ClusterRecord, TargetRecord
+from hub.model.settings import DEFAULTS, Settings
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.clusters import Clusters, HeldReleases
@@ -29,6 +31,13 @@ from hub.workflow.engine import RUNNER
 from tests.unit.fakeapi import FakeApi
 
 TOKEN = "test-token"
+
+QUICK = dataclasses.replace(DEFAULTS, probe_interval=1, step_timeout=1, fanout=1)
+"""A hub with short waits, for tests that run one."""
+
+
+def quick(port: int) -> Settings:
+    return dataclasses.replace(QUICK, listen=f"127.0.0.1:{port}")
 
 
 @dataclass
@@ -72,8 +81,7 @@ async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         store,
         registry,
         ChartCache(tmp_path / "charts"),
-        step_timeout=1,
-        fanout=1,
+        settings=QUICK,
         supervisor=supervisor,
     )
     apps = applications.apps

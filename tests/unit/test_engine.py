@@ -184,7 +184,7 @@ class Hub:
             self.apps,
             deploy=self._deploy,
             order=lambda app, revision: self.workflows[revision].generations,
-            settings=self._settings,
+            step_settings=self._settings,
             after_success=self._after_success,
             supervisor=self.supervisor,
             signals=self.signals,

@@ -5,6 +5,7 @@ dying stops `serve` (and `flotilla serve` exits 1) with everything it opened rel
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import io
 import logging
@@ -31,6 +32,7 @@ from hub.fleet.observer import Observer
 from hub.fleet.registry import PROBE_TASK, Registry
 from hub.home import Home
 from hub.model.records import ClusterRecord
+from hub.model.settings import DEFAULTS, Settings
 from hub.redaction import Scrubber
 from hub.root import HubStopped, serve
 from hub.service.applications import Applications
@@ -41,6 +43,13 @@ from tests.unit.fakeapi import FakeApi, config_map, event
 
 FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
 WAIT = 10.0
+
+QUICK = dataclasses.replace(DEFAULTS, probe_interval=1, step_timeout=1, fanout=1)
+"""A hub with short waits, for tests that run one."""
+
+
+def quick(port: int) -> Settings:
+    return dataclasses.replace(QUICK, listen=f"127.0.0.1:{port}")
 
 
 def _kubeconfig(server: str) -> dict[str, Any]:
@@ -59,8 +68,7 @@ def _clusters(store: Store, registry: Registry, supervisor: Supervisor, home: Pa
         store,
         registry,
         ChartCache(home / "charts"),
-        step_timeout=1,
-        fanout=1,
+        settings=QUICK,
         supervisor=supervisor,
     )
     return Clusters(registry, apps)
@@ -301,10 +309,7 @@ async def test_serve_stops_when_the_prober_keeps_dying_and_releases_everything(
     with pytest.raises(HubStopped) as stopped:
         await serve(
             home,
-            f"127.0.0.1:{port}",
-            probe_interval=1,
-            step_timeout=1,
-            fanout=1,
+            quick(port),
             supervisor=supervisor,
         )
     assert loop.time() - start == pytest.approx(0.5 + 1 + 2 + 4)  # four restarts, backing off
@@ -332,10 +337,7 @@ async def test_serve_releases_everything_on_sigterm(
     hub = asyncio.create_task(
         serve(
             home,
-            f"127.0.0.1:{port}",
-            probe_interval=1,
-            step_timeout=1,
-            fanout=1,
+            quick(port),
             supervisor=supervisor,
         )
     )
@@ -357,7 +359,7 @@ async def test_serve_releases_what_it_opened_when_start_up_fails(
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(HubStopped, match=f"cannot listen on 127.0.0.1:{port}: "):
-            await serve(home, f"127.0.0.1:{port}", probe_interval=1, step_timeout=1, fanout=1)
+            await serve(home, quick(port))
     assert not home.hub_file.exists()
     assert closed_stores == [home.store] and _no_scrubber_left()
 
