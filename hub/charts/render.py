@@ -19,18 +19,7 @@ import helm_python
 import yaml
 
 from hub.charts.errors import ChartRenderError, InvalidValues, one_line
-
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # index.yaml files can be huge
-
-
-class _ManifestLoader(YAML_LOADER):  # type: ignore[valid-type,misc]
-    """Safe YAML that leaves timestamps as strings, as Helm sends them to Kubernetes."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
+from hub.format.documents import ManifestLoader
 
 _HELM_TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
 
@@ -147,7 +136,7 @@ class LoadedChart:
 
     def _parse(self, path: str, text: str) -> Iterable[dict[str, Any]]:
         try:
-            documents = list(yaml.load_all(text, Loader=_ManifestLoader))
+            documents = list(yaml.load_all(text, Loader=ManifestLoader))
         except yaml.YAMLError as e:
             raise ChartRenderError(
                 f"{self._subject}: {path} renders invalid YAML: {one_line(str(e))}"

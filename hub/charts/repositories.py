@@ -28,7 +28,7 @@ from hub.charts.errors import (
     one_line,
 )
 from hub.charts.refs import VERSIONS_SHOWN, ChartRef
-from hub.charts.render import YAML_LOADER
+from hub.format.documents import ManifestLoader
 
 # Registries on this machine (the e2e ones, a developer's) serve plain HTTP; anything else must
 # be TLS, as Helm itself insists.
@@ -57,7 +57,7 @@ class HelmRepository:
     async def versions(self) -> list[str]:
         body = await self._get(urljoin(self._base, "index.yaml"))
         try:
-            index = await asyncio.to_thread(yaml.load, body, Loader=YAML_LOADER)
+            index = await asyncio.to_thread(yaml.load, body, Loader=ManifestLoader)
         except yaml.YAMLError as e:
             raise ChartRepoUnreachable(
                 f"{self._ref}: {display_url(self._base)}index.yaml is not valid YAML"

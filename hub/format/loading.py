@@ -4,7 +4,7 @@ checks across fields; every problem at once, each naming its path.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -14,6 +14,7 @@ from pydantic import (
 
 from hub.errors import InvalidInput
 from hub.format.application import API_VERSION, Application
+from hub.format.documents import ApplicationLoader
 from hub.format.problems import format_location, semantic_problems, validation_problems
 from placement.errors import Problem
 
@@ -39,7 +40,7 @@ class SpecError(InvalidInput):
 def load_application(text: str, source: str) -> Application:
     """Parse and check an Application file; `source` names it in messages (a path, `-`)."""
     try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        data = yaml.load(text, Loader=ApplicationLoader)
     except yaml.YAMLError as e:
         raise SpecError(source, [Problem(_yaml_message(e))]) from e
     if not isinstance(data, dict):
@@ -64,32 +65,6 @@ def json_schema() -> dict[str, Any]:
         **Application.model_json_schema(by_alias=True),
         "title": f"Flotilla Application ({API_VERSION})",
     }
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it: a duplicate key is an error (not "last one wins"), and a
-    date stays the string it was written as."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        if key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key = loader.construct_object(key_node, deep=True)
-        if isinstance(key, Hashable) and key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 def _yaml_message(error: yaml.YAMLError) -> str:
