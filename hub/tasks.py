@@ -148,7 +148,8 @@ class Supervisor:
         state.deaths += 1
         state.running = False
         state.failed_at = time.time()
-        state.last_error = f"{type(error).__name__}: {_first_line(error)}"
+        cause = innermost(error)
+        state.last_error = f"{type(cause).__name__}: {_first_line(cause)}"
         log.error("task %s died", state.name, exc_info=error)
 
     def _forget(self, name: str, task: asyncio.Task[None]) -> None:
@@ -163,6 +164,14 @@ class Supervisor:
         with contextlib.suppress(asyncio.CancelledError):
             if not task.cancelled() and task.exception() is not None:  # a bug in _supervise
                 log.error("supervisor of %s died", name, exc_info=task.exception())
+
+
+def innermost(error: BaseException) -> BaseException:
+    """The first error inside task groups' wrapping (nested, perhaps): the one to name
+    where a person reads it."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _first_line(error: BaseException) -> str:

@@ -35,7 +35,7 @@ from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, Targ
 from hub.model.records import StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
-from hub.tasks import Supervisor
+from hub.tasks import Supervisor, innermost
 from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
@@ -306,7 +306,7 @@ class Engine:
         return "; ".join(f"step {s.name}: {s.message}" for s in failed)
 
     def _record_death(self, app: str, error: Exception) -> None:
-        cause = _innermost(error)
+        cause = innermost(error)
         what, text = type(cause).__name__, str(cause).strip()
         if text:
             what += f": {text.splitlines()[0]}"
@@ -323,14 +323,6 @@ async def _together(work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(w) for w in work]
     return [t.result() for t in tasks]
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The first error of a task group's exception group (nested, perhaps): the one to
-    name in a status message."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
 
 
 def _describe(error: BaseException) -> str:

@@ -81,3 +81,21 @@ async def test_cancel_and_close_leave_nothing_running() -> None:
     assert tasks[0].cancelled()
     await supervisor.close()
     assert all(t.done() for t in tasks)
+
+
+async def test_a_death_inside_a_task_group_is_named_by_its_cause() -> None:
+    supervisor = Supervisor(first_restart=100.0)
+
+    async def grouped() -> None:
+        async def fail() -> None:
+            raise KeyError("target")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fail())
+
+    supervisor.spawn("workflow:app", grouped)
+    async with asyncio.timeout(10):
+        while (state := supervisor.state("workflow:app")) is None or not state.last_error:
+            await asyncio.sleep(0)
+    assert state.last_error == "KeyError: 'target'"
+    await supervisor.close()
