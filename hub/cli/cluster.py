@@ -19,6 +19,7 @@ from hub.cli.base import (
     run,
 )
 from hub.cli.output import Format, ago, emit, grid
+from hub.model.views import MemberList, WatchView
 from placement.selectors import parse_labels
 
 cluster_app = typer.Typer(help="Register, label and detach member clusters.", no_args_is_help=True)
@@ -67,14 +68,14 @@ def cluster_join(
         emit(record, output_format)
 
 
-def _watch_cell(watch: dict[str, Any]) -> str:
+def _watch_cell(watch: WatchView) -> str:
     """`synced`, `reconnecting`..., with `, 3 restarts` when its task had to be restarted."""
     restarts = watch["restarts"]
     more = f", {restarts} restart{'s' if restarts > 1 else ''}" if restarts else ""
     return str(watch["state"]) + more
 
 
-def _task_problems(data: dict[str, Any]) -> list[str]:
+def _task_problems(data: MemberList) -> list[str]:
     """One line per background task that died: what, how often, when and why."""
     lines = []
     prober = data.get("prober") or {}
@@ -93,7 +94,7 @@ def _task_problems(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _cluster_table(data: dict[str, Any]) -> Any:
+def _cluster_table(data: MemberList) -> Any:
     rows = [
         [
             c["name"],

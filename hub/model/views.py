@@ -162,6 +162,49 @@ class PlanView(TypedDict):
     steps: list[PlanStepView]
 
 
+class WatchView(TypedDict):
+    state: str
+    """synced, starting, listing, reconnecting, restarting or not watched."""
+    error: str | None
+    restarts: int
+    lastError: str | None
+    lastErrorAt: str | None
+
+
+class MemberView(TypedDict):
+    """A registered member cluster: never its credentials."""
+
+    name: str
+    uid: str
+    labels: dict[str, str]
+    server: str
+    version: str
+    health: str
+    reason: str
+    lastSeen: str | None
+    joinedAt: str | None
+    credential: str
+    warnings: list[str]
+    watch: WatchView
+
+
+class MemberDetail(MemberView):
+    kubeconfig: dict[str, Any]
+    """The kubeconfig with every credential redacted (`cluster show`)."""
+
+
+class ProberView(TypedDict):
+    running: bool
+    restarts: int
+    lastError: str | None
+    lastErrorAt: str | None
+
+
+class MemberList(TypedDict):
+    clusters: list[MemberView]
+    prober: ProberView
+
+
 SHAPES: dict[str, type[Any]] = {
     "status": StatusView,
     "step": StepView,
@@ -180,5 +223,9 @@ SHAPES: dict[str, type[Any]] = {
     "origin": ValueOrigin,
     "explanation": ValueExplanation,
     "layer": LayerView,
+    "clusters": MemberList,
+    "member": MemberView,
+    "watch": WatchView,
+    "prober": ProberView,
 }
 """Every documented shape by the name the README's shape blocks give it."""

@@ -25,6 +25,7 @@ from hub.fleet.observer import WatchHealth
 from hub.fleet.registry import Registry, check_name
 from hub.model.records import ClusterRecord
 from hub.model.timestamps import timestamp
+from hub.model.views import MemberDetail, MemberList, MemberView, ProberView, WatchView
 from hub.service.applications import Applications
 from hub.state.apps import Holding
 
@@ -47,49 +48,47 @@ class Clusters:
 
     # reads
 
-    def ls(self) -> dict[str, Any]:
+    def ls(self) -> MemberList:
         prober = self.registry.prober_state()
-        return {
-            "clusters": [self.view(record) for record in self.registry.clusters()],
-            "prober": {
-                "running": bool(prober and prober.running),
-                "restarts": prober.restarts if prober else 0,
-                "lastError": self._scrub(prober.last_error) if prober else None,
-                "lastErrorAt": timestamp(prober.failed_at) if prober else None,
-            },
-        }
+        return MemberList(
+            clusters=[self.view(record) for record in self.registry.clusters()],
+            prober=ProberView(
+                running=bool(prober and prober.running),
+                restarts=prober.restarts if prober else 0,
+                lastError=self._scrub(prober.last_error) if prober else None,
+                lastErrorAt=timestamp(prober.failed_at) if prober else None,
+            ),
+        )
 
-    def show(self, name: str) -> dict[str, Any]:
-        return self.view(self.registry.store.cluster(name), detail=True)
+    def show(self, name: str) -> MemberDetail:
+        record = self.registry.store.cluster(name)
+        return MemberDetail(**self.view(record), kubeconfig=redact(record.kubeconfig))
 
-    def view(self, record: ClusterRecord, *, detail: bool = False) -> dict[str, Any]:
+    def view(self, record: ClusterRecord) -> MemberView:
         """The public shape of a cluster: never the raw kubeconfig."""
-        view: dict[str, Any] = {
-            "name": record.name,
-            "uid": record.uid,
-            "labels": record.labels,
-            "server": record.server,
-            "version": record.version,
-            "health": record.health,
-            "reason": record.reason,
-            "lastSeen": timestamp(record.last_seen),
-            "joinedAt": timestamp(record.joined_at),
-            "credential": record.credential,
-            "warnings": record.warnings,
-            "watch": self._watch_view(self.registry.watch_health(record.name)),
-        }
-        if detail:
-            view["kubeconfig"] = redact(record.kubeconfig)
-        return view
+        return MemberView(
+            name=record.name,
+            uid=record.uid,
+            labels=record.labels,
+            server=record.server,
+            version=record.version,
+            health=record.health,
+            reason=record.reason,
+            lastSeen=timestamp(record.last_seen),
+            joinedAt=timestamp(record.joined_at),
+            credential=record.credential,
+            warnings=record.warnings,
+            watch=self._watch_view(self.registry.watch_health(record.name)),
+        )
 
-    def _watch_view(self, watch: WatchHealth) -> dict[str, Any]:
-        return {
-            "state": watch.state,
-            "error": self._scrub(watch.error),
-            "restarts": watch.restarts,
-            "lastError": self._scrub(watch.last_error),
-            "lastErrorAt": timestamp(watch.failed_at),
-        }
+    def _watch_view(self, watch: WatchHealth) -> WatchView:
+        return WatchView(
+            state=watch.state,
+            error=self._scrub(watch.error),
+            restarts=watch.restarts,
+            lastError=self._scrub(watch.last_error),
+            lastErrorAt=timestamp(watch.failed_at),
+        )
 
     def _scrub(self, text: str | None) -> str | None:
         return self.registry.scrubber.scrub(text) if text else text
@@ -98,16 +97,16 @@ class Clusters:
 
     async def join(
         self, document: dict[str, Any], *, source: str, name: str | None, labels: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> MemberView:
         record = await self.registry.join(document, source=source, name=name, labels=labels)
         return self.view(record)
 
-    def label(self, name: str, add: dict[str, str], remove: list[str]) -> dict[str, Any]:
+    def label(self, name: str, add: dict[str, str], remove: list[str]) -> MemberView:
         return self.view(self.registry.label(name, add, remove))
 
     # rename
 
-    async def rename(self, old: str, new: str) -> dict[str, Any]:
+    async def rename(self, old: str, new: str) -> MemberView:
         """Rename `old`, keeping its uid, and everything the hub knows of it attached."""
         check_name(new)
         self.registry.store.cluster(old)  # NotFound before anything stops

@@ -24,6 +24,8 @@ from e2e import clusters as e2e
 from e2e.binaries import K8S_VERSION, binary
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess
+from hub.model.views import MemberDetail
+from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
 
@@ -38,7 +40,9 @@ def _until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
 
 
 def _clusters(hub: HubProcess) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in hub.ok("cluster", "list", "-o", "json").json()["clusters"]}
+    listing = hub.ok("cluster", "list", "-o", "json").json()
+    assert_shape(listing, "clusters")
+    return {c["name"]: c for c in listing["clusters"]}
 
 
 def _join_all(hub: HubProcess, infos: list[ClusterInfo]) -> None:
@@ -77,6 +81,7 @@ def test_join_list_label_rename_detach(hub: HubProcess, e2e_clusters: list[Clust
     assert "staging-1" in renamed and first not in renamed
     assert renamed["staging-1"]["uid"] == listed[first]["uid"]  # the same cluster
     shown = hub.ok("cluster", "show", "staging-1", "-o", "json").json()
+    assert_shape(shown, MemberDetail)
     assert shown["uid"] == listed[first]["uid"]
     assert shown["kubeconfig"]["users"][0]["user"]["client-key-data"] == "REDACTED"
 

@@ -39,6 +39,7 @@ from hub.service.applications import Applications
 from hub.service.clusters import Clusters
 from hub.state.store import Store
 from hub.tasks import Supervisor
+from tests.shapes import assert_shape
 from tests.unit.fakeapi import FakeApi, config_map, event
 
 FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
@@ -226,6 +227,7 @@ async def test_a_watch_that_dies_is_restarted_and_its_failure_shows(
         assert any(r.getMessage() == "task observe:edge died" for r in caplog.records)
 
         listed = _clusters(store, registry, supervisor, tmp_path).ls()
+        assert_shape(listed, "clusters")
         [edge] = listed["clusters"]
         assert edge["watch"]["state"] == "synced" and edge["watch"]["restarts"] == 1
         assert edge["watch"]["lastError"] == health.last_error
