@@ -30,7 +30,11 @@ def workflow_resume(
 ) -> None:
     """Continue a suspended workflow: approve a suspend step or an `auto: false` deploy
     step, advance every cluster's paused canary to its next step together (or cut a timed
-    pause short), or lift an operator's suspend. On a failed workflow: retry what failed."""
+    pause short), or lift an operator's suspend. On a failed workflow: retry what failed.
+
+    Sent while a canary step is still moving (its pods coming up, traffic shifting), it
+    approves the pause that step is heading for: the step goes on once its canary is ready
+    everywhere, without stopping there. Nothing waits yet: refused, with exit code 4."""
     result = run(call("POST", f"/api/v1/apps/{name}/workflow/resume", {}))
     output.console.print(f"application {name} resumed ({result['resumed']})")
     if wait:
