@@ -34,7 +34,8 @@ def workflow_resume(
 
     Sent while a canary step is still moving (its pods coming up, traffic shifting), it
     approves the pause that step is heading for: the step goes on once its canary is ready
-    everywhere, without stopping there. Nothing waits yet: refused, with exit code 4."""
+    everywhere, without stopping there. With nothing suspended or moving it is refused
+    (exit code 4)."""
     result = run(call("POST", f"/api/v1/apps/{name}/workflow/resume", {}))
     output.console.print(f"application {name} resumed ({result['resumed']})")
     if wait:
