@@ -14,6 +14,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from clusters.resources import Backoff
+
+FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
+"""Retries against the fake: it is local, and answers at once once it answers at all."""
+WAIT = 10.0
+"""Only a bound on a test that went wrong: every wait on the fake ends on a condition."""
+CONFIG_MAPS = [("v1", "ConfigMap")]
+"""What the fake serves to watch."""
+
 DISCOVERY = {
     "kind": "APIResourceList",
     "groupVersion": "v1",
@@ -23,6 +32,18 @@ DISCOVERY = {
         {"name": "pods/log", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
     ],
 }
+
+
+def kubeconfig(server: str) -> dict[str, Any]:
+    """A kubeconfig that reaches the API server at `server` with a bearer token."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "admin", "user": {"token": "not-a-secret"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "admin"}}],
+        "current-context": "c",
+    }
 
 
 def config_map(name: str, version: str) -> dict[str, Any]:
@@ -124,14 +145,24 @@ class FakeApi:
 
 
 @asynccontextmanager
-async def serving(fake: FakeApi) -> AsyncIterator[ApiClient]:
-    """The fake on a local port, and a kubernetes_asyncio client pointed at it."""
+async def started(fake: FakeApi) -> AsyncIterator[TestServer]:
+    """The fake on a local port (reached at `address(server)`); on the way out its open
+    watches end and it stops."""
     server = TestServer(fake.app())
     await server.start_server()
-    configuration = Configuration(host=str(server.make_url("")).rstrip("/"))
     try:
-        async with ApiClient(configuration) as client:
-            yield client
+        yield server
     finally:
         fake.stopping.set()
         await server.close()
+
+
+def address(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+@asynccontextmanager
+async def serving(fake: FakeApi) -> AsyncIterator[ApiClient]:
+    """The fake on a local port, and a kubernetes_asyncio client pointed at it."""
+    async with started(fake) as server, ApiClient(Configuration(host=address(server))) as client:
+        yield client

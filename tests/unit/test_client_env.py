@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clusters.client import ClusterClient
-
-
-def kubeconfig(server: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server}}],
-        "users": [{"name": "u", "user": {"token": "t"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "c",
-    }
+from tests.unit.fakeapi import kubeconfig
 
 
 async def test_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:

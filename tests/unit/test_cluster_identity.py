@@ -5,39 +5,27 @@ against real clusters and a real canary: tests/integration/test_cluster_identity
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from hub.api import create_app
-from hub.charts import ChartCache
 from hub.errors import ClusterUnavailable, Conflict, NotFound
 from hub.fleet.registry import Registry
-from hub.model.phases import StepType, TargetPhase
-from hub.model.records import ClusterRecord, TargetRecord
-from hub.model.settings import DEFAULTS, Settings
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.clusters import Clusters, HeldReleases
 from hub.state.store import Store
 from hub.tasks import Supervisor
 from hub.workflow.engine import RUNNER
-from tests.unit.fakeapi import FakeApi
+from tests.unit.fakeapi import FakeApi, address, started
+from tests.unit.hubparts import applications_of, deploy, observing, store_on
 
 TOKEN = "test-token"
-
-QUICK = dataclasses.replace(DEFAULTS, probe_interval=1, step_timeout=1, fanout=1)
-"""A hub with short waits, for tests that run one."""
-
-
-def quick(port: int) -> Settings:
-    return dataclasses.replace(QUICK, listen=f"127.0.0.1:{port}")
 
 
 @dataclass
@@ -50,93 +38,38 @@ class Hub:
     calls: list[str]
 
 
-def _kubeconfig(server: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server}}],
-        "users": [{"name": "admin", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "admin"}}],
-        "current-context": "c",
-    }
-
-
 @asynccontextmanager
 async def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Hub]:
     """Clusters `edge` (a scripted API server) and `spare`; application `shop` deployed to
     edge (two objects), `blog` targeting edge but not deployed yet. The engine's runners
     and the deletes on the cluster are recorded instead of run."""
-    fake = FakeApi()
-    server = TestServer(fake.app())
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
-    store = Store(tmp_path / "db")
-    for name in ("edge", "spare"):
-        store.add_cluster(
-            ClusterRecord(name=name, server=url, kubeconfig=_kubeconfig(url), credential="token")
-        )
-    supervisor = Supervisor()
-    registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor)
-    applications = Applications(
-        store,
-        registry,
-        ChartCache(tmp_path / "charts"),
-        settings=QUICK,
-        supervisor=supervisor,
-    )
-    apps = applications.apps
-    for app in ("shop", "blog"):
-        target = TargetRecord(
-            app=app,
-            revision=0,
-            step="deploy",
-            cluster="edge",
-            component="web",
-            namespace="ns",
-            release="web",
-            chart="web-1.0.0",
-            spec={},
-            phase=TargetPhase.PAUSED,
-        )
-        apps.create_revision(
-            app,
-            spec={},
-            digest="d",
-            publish_version="",
-            source="test",
-            base=".",
-            steps=[("deploy", StepType.DEPLOY)],
-            targets=[target],
-        )
-    refs = [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "ns", "name": n} for n in "xy"]
-    apps.set_inventory("shop", "edge", "web", 1, refs)
-    calls: list[str] = []
+    fake, supervisor = FakeApi(), Supervisor()
+    async with started(fake) as server:
+        store = store_on(tmp_path / "db", address(server), "edge", "spare")
+        async with observing(store, tmp_path, supervisor) as registry:
+            applications = applications_of(registry, tmp_path)
+            apps = applications.apps
+            deploy(apps, "shop", "edge")
+            deploy(apps, "blog", "edge", objects=())
+            calls: list[str] = []
 
-    async def cancel(app: str) -> None:
-        calls.append(f"cancel {app} (targets on {_where(applications, app)})")
-        await supervisor.cancel(RUNNER + app)
+            async def cancel(app: str) -> None:
+                calls.append(f"cancel {app} (targets on {_where(applications, app)})")
+                await supervisor.cancel(RUNNER + app)
 
-    def kick(app: str) -> None:
-        calls.append(f"kick {app} (targets on {_where(applications, app)})")
+            def kick(app: str) -> None:
+                calls.append(f"kick {app} (targets on {_where(applications, app)})")
 
-    async def remove(app: str, cluster: str, component: str) -> None:
-        calls.append(f"delete {app}/{component} from {cluster}")
-        apps.drop_inventory(app, cluster, component)
+            async def remove(app: str, cluster: str, component: str) -> None:
+                calls.append(f"delete {app}/{component} from {cluster}")
+                apps.drop_inventory(app, cluster, component)
 
-    monkeypatch.setattr(applications.engine, "cancel", cancel)
-    monkeypatch.setattr(applications.engine, "kick", kick)
-    monkeypatch.setattr(applications.deployer, "remove", remove)
-    registry.observe()
-    try:
-        yield Hub(
-            store, registry, applications, Clusters(registry, applications), supervisor, calls
-        )
-    finally:
-        fake.stopping.set()
-        await supervisor.close()
-        await registry.close()
-        await server.close()
-        store.close()
+            monkeypatch.setattr(applications.engine, "cancel", cancel)
+            monkeypatch.setattr(applications.engine, "kick", kick)
+            monkeypatch.setattr(applications.deployer, "remove", remove)
+            yield Hub(
+                store, registry, applications, Clusters(registry, applications), supervisor, calls
+            )
 
 
 def _where(applications: Applications, app: str) -> str:

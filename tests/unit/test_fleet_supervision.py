@@ -13,74 +13,38 @@ import os
 import signal
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from clusters.resources import Backoff
-from hub.charts import ChartCache
 from hub.cli import app as cli
 from hub.cli.cluster import _cluster_table
 from hub.fleet import registry as registry_module
-from hub.fleet.observer import Observer
 from hub.fleet.registry import PROBE_TASK, Registry
 from hub.home import Home
 from hub.model.records import ClusterRecord
-from hub.model.settings import DEFAULTS, Settings
+from hub.model.settings import Settings
 from hub.redaction import Scrubber
 from hub.root import HubStopped, serve
-from hub.service.applications import Applications
 from hub.service.clusters import Clusters
 from hub.state.store import Store
 from hub.tasks import Supervisor
 from tests.shapes import assert_shape
-from tests.unit.fakeapi import FakeApi, config_map, event
-
-FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
-WAIT = 10.0
-
-QUICK = dataclasses.replace(DEFAULTS, probe_interval=1, step_timeout=1, fanout=1)
-"""A hub with short waits, for tests that run one."""
+from tests.unit.fakeapi import CONFIG_MAPS, WAIT, FakeApi, address, config_map, event, started
+from tests.unit.hubparts import QUICK, applications_of, observing, store_on, until
 
 
 def quick(port: int) -> Settings:
     return dataclasses.replace(QUICK, listen=f"127.0.0.1:{port}")
 
 
-def _kubeconfig(server: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server}}],
-        "users": [{"name": "admin", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "admin"}}],
-        "current-context": "c",
-    }
-
-
-def _clusters(store: Store, registry: Registry, supervisor: Supervisor, home: Path) -> Clusters:
-    apps = Applications(
-        store,
-        registry,
-        ChartCache(home / "charts"),
-        settings=QUICK,
-        supervisor=supervisor,
-    )
-    return Clusters(registry, apps)
-
-
-async def _until(condition: Callable[[], bool]) -> bool:
-    """Poll with a bound on waiting; the supervised tasks announce nothing of their own."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    return condition()
+def _clusters(registry: Registry, home: Path) -> Clusters:
+    return Clusters(registry, applications_of(registry, home))
 
 
 # the prober
@@ -116,12 +80,12 @@ async def test_a_prober_that_dies_is_restarted_with_backoff_and_its_failure_show
     monkeypatch.setattr(registry, "client", client)
     supervisor.spawn(PROBE_TASK, registry.probe_forever, critical=True)  # as `start` does
 
-    assert await _until(lambda: store.cluster("edge").health == "Healthy")
+    assert await until(lambda: store.cluster("edge").health == "Healthy")
     assert writes == [0.0, 1.0, 3.0]  # died, 1 s, died, 2 s, recorded
     prober = registry.prober_state()
     assert prober is not None and prober.running and prober.restarts == 2
     assert prober.last_error == "OperationalError: disk I/O error"
-    listed = _clusters(store, registry, supervisor, tmp_path).ls()
+    listed = _clusters(registry, tmp_path).ls()
     assert listed["prober"]["restarts"] == 2 and listed["prober"]["running"] is True
     assert listed["prober"]["lastError"] == "OperationalError: disk I/O error"
     deaths = [r for r in caplog.records if r.getMessage() == "task probe died"]
@@ -154,8 +118,8 @@ async def test_an_unforeseen_probe_failure_is_that_clusters_alone(
     monkeypatch.setattr(registry, "client", client)
     supervisor.spawn(PROBE_TASK, registry.probe_forever, critical=True)
 
-    assert await _until(lambda: store.cluster("bad").health == "Unknown")
-    assert await _until(lambda: store.cluster("good").health == "Healthy")
+    assert await until(lambda: store.cluster("bad").health == "Unknown")
+    assert await until(lambda: store.cluster("good").health == "Healthy")
     assert store.cluster("bad").reason.startswith("probe failed unexpectedly (TypeError)")
     prober = registry.prober_state()
     assert prober is not None and prober.running and prober.last_error is None
@@ -173,28 +137,13 @@ def _poison() -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def _watched_edge(tmp_path: Path, fake: FakeApi) -> AsyncIterator[tuple[Registry, Store]]:
-    server = TestServer(fake.app())
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
-    store = Store(tmp_path / "db")
-    store.add_cluster(
-        ClusterRecord(name="edge", server=url, kubeconfig=_kubeconfig(url), credential="token")
-    )
-    supervisor = Supervisor(first_restart=0.05)
-    registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor)
-    registry.observer = Observer(
-        registry.client, supervisor=supervisor, kinds=[("v1", "ConfigMap")], backoff=FAST
-    )
-    registry.observe()
-    try:
-        yield registry, store
-    finally:
-        fake.stopping.set()
-        await supervisor.close()
-        await registry.close()
-        await server.close()
-        store.close()
+async def _watched_edge(tmp_path: Path, fake: FakeApi) -> AsyncIterator[Registry]:
+    """The registry of cluster `edge`, the fake, watching its ConfigMaps."""
+    async with started(fake) as server:
+        store = store_on(tmp_path / "db", address(server), "edge")
+        supervisor = Supervisor(first_restart=0.05)
+        async with observing(store, tmp_path, supervisor, kinds=CONFIG_MAPS) as registry:
+            yield registry
 
 
 async def test_a_watch_that_dies_is_restarted_and_its_failure_shows(
@@ -204,7 +153,7 @@ async def test_a_watch_that_dies_is_restarted_and_its_failure_shows(
         lists=[[config_map("settings", "1")], [config_map("settings", "2")]],
         watches=[[_poison()]],
     )
-    async with _watched_edge(tmp_path, fake) as (registry, store):
+    async with _watched_edge(tmp_path, fake) as registry:
         observer, supervisor = registry.observer, registry.supervisor
 
         def recovered() -> bool:
@@ -218,7 +167,7 @@ async def test_a_watch_that_dies_is_restarted_and_its_failure_shows(
                 and (cache.get("ConfigMap", "ns", "settings") or {}).get("data") == {"v": "2"}
             )
 
-        assert await _until(recovered), registry.watch_health("edge")
+        assert await until(recovered), registry.watch_health("edge")
         health = registry.watch_health("edge")
         assert (health.state, health.error, health.restarts) == ("synced", None, 1)
         assert health.last_error is not None
@@ -226,7 +175,7 @@ async def test_a_watch_that_dies_is_restarted_and_its_failure_shows(
         assert fake.count("list") == 2  # the restart listed afresh
         assert any(r.getMessage() == "task observe:edge died" for r in caplog.records)
 
-        listed = _clusters(store, registry, supervisor, tmp_path).ls()
+        listed = _clusters(registry, tmp_path).ls()
         assert_shape(listed, "clusters")
         [edge] = listed["clusters"]
         assert edge["watch"]["state"] == "synced" and edge["watch"]["restarts"] == 1
@@ -241,8 +190,8 @@ async def test_a_watch_that_dies_is_restarted_and_its_failure_shows(
 async def test_a_watch_of_a_cluster_that_is_down_is_no_failure(tmp_path: Path) -> None:
     """An outage is the cache's to retry: it shows as the watch's error, never as a death."""
     fake = FakeApi(lists=[[config_map("settings", "1")]], failures=[503] * 3)
-    async with _watched_edge(tmp_path, fake) as (registry, _):
-        assert await _until(lambda: registry.watch_health("edge").state == "synced")
+    async with _watched_edge(tmp_path, fake) as registry:
+        assert await until(lambda: registry.watch_health("edge").state == "synced")
         state = registry.supervisor.state("observe:edge")
         assert state is not None and state.restarts == 0 and state.last_error is None
 
@@ -343,7 +292,7 @@ async def test_serve_releases_everything_on_sigterm(
             supervisor=supervisor,
         )
     )
-    assert await _until(lambda: home.hub_file.exists() or hub.done())
+    assert await until(lambda: home.hub_file.exists() or hub.done())
     assert supervisor.running(PROBE_TASK)
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(hub, WAIT)  # returns: a clean stop

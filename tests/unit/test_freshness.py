@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +22,11 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from clusters.apply import AppliedRef
 from clusters.freshness import caught_up, gone
 from clusters.health import Health, HealthStatus, assess
-from clusters.resources import Backoff
 from clusters.waiting import WATCH_LAG, can_wait, wait_gone, wait_healthy
 from clusters.watch import ClusterCache
-from tests.unit.fakeapi import FakeApi, event, serving
+from tests.unit.fakeapi import FAST, WAIT, FakeApi, event, serving
 
 H = HealthStatus
-FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
-# Only a bound on a test that went wrong: every wait below ends on a condition.
-WAIT = 10.0
 DEPLOYMENTS = [("apps/v1", "Deployment")]
 APPS = {
     "kind": "APIResourceList",
@@ -142,6 +140,14 @@ class Reports:
                 await self._changed.wait()
 
 
+@asynccontextmanager
+async def synced_cache(fake: Apps) -> AsyncIterator[ClusterCache]:
+    """A cache of the fake's Deployments, once it has listed them and watches."""
+    async with serving(fake) as api, ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache:
+        assert await cache.wait_for(lambda: cache.synced, WAIT)
+        yield cache
+
+
 # ---------------------------------------------------------------------------- the inventory
 
 
@@ -249,11 +255,7 @@ def test_a_status_for_an_older_spec_is_progressing_whatever_it_says(kind: str) -
 async def test_the_pre_apply_object_is_not_taken_for_the_applied_one() -> None:
     fake = Apps(deployments=[deployment(1, 1, "100")])
     reports = Reports()
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         applied = AppliedRef.of(deployment(2, 1, "120"))
         assert can_wait(cache, [applied])
         before = cache.get("Deployment", "ns", "web")
@@ -285,11 +287,7 @@ async def test_the_pre_apply_object_is_not_taken_for_the_applied_one() -> None:
 
 async def test_a_cache_past_the_applied_version_counts_at_once() -> None:
     fake = Apps(deployments=[deployment(3, 3, "150")])
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         applied = AppliedRef.of(deployment(2, 1, "120"))
         assert (await wait_healthy(cache, [applied], timeout=WAIT)).status is H.HEALTHY
 
@@ -297,11 +295,7 @@ async def test_a_cache_past_the_applied_version_counts_at_once() -> None:
 async def test_a_wait_rides_out_a_lost_connection() -> None:
     fake = Apps(deployments=[deployment(1, 1, "100")])
     reports = Reports()
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         fake.feed.put_nowait(stream_error(500))
         assert await cache.wait_for(lambda: not cache.synced, WAIT)
         # The cached object is caught up and healthy, but a cache that is not synced
@@ -319,11 +313,7 @@ async def test_a_wait_rides_out_a_lost_connection() -> None:
 async def test_a_wait_keeps_waiting_through_a_disconnect_for_the_new_version() -> None:
     fake = Apps(deployments=[deployment(1, 1, "100")])
     reports = Reports()
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         applied = AppliedRef.of(deployment(2, 1, "120"))
         waiting = asyncio.create_task(
             wait_healthy(cache, [applied], timeout=WAIT, on_change=reports)
@@ -343,11 +333,7 @@ async def test_a_wait_keeps_waiting_through_a_disconnect_for_the_new_version() -
 async def test_at_the_timeout_the_verdict_says_what_was_awaited() -> None:
     """Someone re-created the object after our apply: that one is not what we applied."""
     fake = Apps(deployments=[deployment(1, 1, "300", uid="uid-other")])
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         loop = asyncio.get_running_loop()
         start = loop.time()
         applied = AppliedRef.of(deployment(1, 1, "200"))
@@ -362,11 +348,7 @@ async def test_a_degraded_verdict_is_returned_at_the_timeout() -> None:
         return Health(H.DEGRADED, "crash looping")
 
     fake = Apps(deployments=[deployment(2, 2, "120")])
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         applied = AppliedRef.of(deployment(2, 1, "120"))
         verdict = await wait_healthy(cache, [applied], timeout=60, judge=judge)
     assert verdict == Health(H.DEGRADED, "Deployment ns/web: crash looping")
@@ -387,11 +369,7 @@ async def test_a_degraded_verdict_is_returned_at_the_timeout() -> None:
 )
 async def test_wait_gone(events: list[dict[str, Any]]) -> None:
     fake = Apps(deployments=[deployment(1, 1, "100")])
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         applied = AppliedRef.of(deployment(1, 1, "100"))
         waiting = asyncio.create_task(wait_gone(cache, [applied], timeout=WAIT))
         for line in events:
@@ -402,11 +380,7 @@ async def test_wait_gone(events: list[dict[str, Any]]) -> None:
 @pytest.mark.looptime
 async def test_wait_gone_times_out_while_the_object_stays() -> None:
     fake = Apps(deployments=[deployment(1, 1, "100")])
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, DEPLOYMENTS, backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with synced_cache(fake) as cache:
         fake.feed.put_nowait(event("MODIFIED", deployment(2, 1, "130")))
         applied = AppliedRef.of(deployment(1, 1, "100"))
         assert not await wait_gone(cache, [applied], timeout=60)

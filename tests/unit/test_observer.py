@@ -4,8 +4,7 @@ so requests are counted exactly."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +12,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 
-from clusters.resources import Backoff
 from clusters.watch import ClusterCache
-from hub.fleet.observer import Observer
 from hub.fleet.registry import Registry
-from hub.model.phases import StepType, TargetPhase
-from hub.model.records import ClusterRecord, TargetRecord
-from hub.redaction import Scrubber
+from hub.model.phases import TargetPhase
 from hub.service.status import application_status
 from hub.state.apps import AppStore
 from hub.state.store import Store
@@ -27,10 +22,9 @@ from hub.tasks import Supervisor
 from hub.workflow.rollout import Rollouts
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits
-from tests.unit.fakeapi import FakeApi, config_map
+from tests.unit.fakeapi import CONFIG_MAPS, WAIT, FakeApi, address, config_map, started
+from tests.unit.hubparts import deploy, observing, store_on, until
 
-FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
-WAIT = 10.0
 CLUSTER, APP = "edge", "shop"
 NAMES = ["settings", "gone"]  # the second was deleted behind our back
 
@@ -45,7 +39,7 @@ class Hub:
     async def cache(self) -> ClusterCache:
         """The cluster's cache once it has listed what it watches."""
         observer = self.registry.observer
-        assert await _until(lambda: observer.cache(CLUSTER) is not None)
+        assert await until(lambda: observer.cache(CLUSTER) is not None)
         cache = observer.cache(CLUSTER)
         assert cache is not None
         assert await cache.wait_for(lambda: cache.listed("ConfigMap") and cache.synced, WAIT)
@@ -61,78 +55,18 @@ class Hub:
         return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]
 
 
-async def _until(condition: Callable[[], bool]) -> bool:
-    """Poll with a bound on waiting (the cache starts in the background); no timing."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    # The observer announces no "started" event: nothing but this test would wait for one.
-    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    return condition()
-
-
-def kubeconfig(server: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": CLUSTER, "cluster": {"server": server}}],
-        "users": [{"name": "admin", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": CLUSTER, "context": {"cluster": CLUSTER, "user": "admin"}}],
-        "current-context": CLUSTER,
-    }
-
-
 @asynccontextmanager
 async def hub_with_app(tmp_path: Path) -> AsyncIterator[Hub]:
     """A registry and store with one cluster (the fake) and one application deployed to
     it, whose inventory holds two ConfigMaps; the fake has only the first."""
     fake = FakeApi(lists=[[config_map("settings", "1")]])
-    server = TestServer(fake.app())
-    await server.start_server()
-    store = Store(tmp_path / "store.db")
-    url = str(server.make_url("")).rstrip("/")
-    store.add_cluster(
-        ClusterRecord(name=CLUSTER, server=url, kubeconfig=kubeconfig(url), credential="token")
-    )
-    store.record_probe(CLUSTER, health="Healthy", reason="", version=None, seen=True)
-    apps = AppStore(store)
-    target = TargetRecord(
-        app=APP,
-        revision=0,
-        step="deploy",
-        cluster=CLUSTER,
-        component="web",
-        namespace="ns",
-        release="web",
-        chart="web-1.0.0",
-        spec={},
-        phase=TargetPhase.HEALTHY,
-    )
-    apps.create_revision(
-        APP,
-        spec={},
-        digest="d",
-        publish_version="",
-        source="test",
-        base=".",
-        steps=[("deploy", StepType.DEPLOY)],
-        targets=[target],
-    )
-    refs = [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "ns", "name": n} for n in NAMES]
-    apps.set_inventory(APP, CLUSTER, "web", 1, refs)
-    supervisor = Supervisor(first_restart=0.01)
-    registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor)
-    registry.observer = Observer(
-        registry.client, supervisor=supervisor, kinds=[("v1", "ConfigMap")], backoff=FAST
-    )
-    registry.observe()
-    try:
-        yield Hub(fake, server, store, registry)
-    finally:
-        fake.stopping.set()
-        await supervisor.close()
-        await registry.close()
-        await server.close()
-        store.close()
+    async with started(fake) as server:
+        store = store_on(tmp_path / "store.db", address(server), CLUSTER)
+        store.record_probe(CLUSTER, health="Healthy", reason="", version=None, seen=True)
+        deploy(AppStore(store), APP, CLUSTER, objects=NAMES, phase=TargetPhase.HEALTHY)
+        supervisor = Supervisor(first_restart=0.01)
+        async with observing(store, tmp_path, supervisor, kinds=CONFIG_MAPS) as registry:
+            yield Hub(fake, server, store, registry)
 
 
 def objects(status: dict[str, Any]) -> dict[str, tuple[str, str]]:

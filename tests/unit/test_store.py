@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from hub.errors import Conflict, NotFound
-from hub.model.phases import Stage, StepType, TargetPhase
-from hub.model.records import ClusterRecord, RolloutRecord, TargetRecord
+from hub.model.phases import Stage
+from hub.model.records import ClusterRecord, RolloutRecord
 from hub.state.apps import AppStore
 from hub.state.schema import SCHEMA, SCHEMA_VERSION
 from hub.state.store import Store, StoreTooNew
+from tests.unit.hubparts import deploy
 
 
 def _record(name: str) -> ClusterRecord:
@@ -130,37 +131,14 @@ def test_a_store_from_a_newer_flotilla_is_refused(tmp_path: Path) -> None:
 def _app_on(apps: AppStore, app: str, cluster: str, *, canary: bool = True) -> None:
     """An application whose current revision targets `cluster`, with objects there (and a
     canary under way, unless `canary` is False)."""
-    target = TargetRecord(
-        app=app,
-        revision=0,
-        step="deploy",
-        cluster=cluster,
-        component="web",
-        namespace="ns",
-        release="web",
-        chart="web-1.0.0",
-        spec={},
-        phase=TargetPhase.PAUSED,
-    )
-    revision = apps.create_revision(
-        app,
-        spec={},
-        digest="d",
-        publish_version="",
-        source="test",
-        base=".",
-        steps=[("deploy", StepType.DEPLOY)],
-        targets=[target],
-    )
-    refs = [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "ns", "name": n} for n in "xy"]
-    apps.set_inventory(app, cluster, "web", revision.number, refs)
+    revision = deploy(apps, app, cluster)
     if canary:
         apps.put_rollout(
             RolloutRecord(
                 app=app,
                 cluster=cluster,
                 component="web",
-                revision=revision.number,
+                revision=revision,
                 kind="Deployment",
                 name="web",
                 stage=Stage.PAUSED,

@@ -9,13 +9,10 @@ import pytest
 
 from clusters.apply import AppliedRef
 from clusters.health import HealthStatus
-from clusters.resources import Backoff
 from clusters.watch import ClusterCache
 from hub.workflow.waiting import Waits
-from tests.unit.fakeapi import FakeApi, serving
+from tests.unit.fakeapi import CONFIG_MAPS, FAST, WAIT, FakeApi, serving
 
-FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
-WAIT = 10.0
 SETTINGS = AppliedRef("v1", "ConfigMap", "ns", "settings", uid="uid-1", resource_version="7")
 
 
@@ -28,7 +25,7 @@ async def test_a_synced_cache_answers_without_a_request() -> None:
     fake = FakeApi(lists=[[settings("7")]])
     async with (
         serving(fake) as client,
-        ClusterCache(client, [("v1", "ConfigMap")], backoff=FAST) as cache,
+        ClusterCache(client, CONFIG_MAPS, backoff=FAST) as cache,
     ):
         waits = Waits(lambda name: cache, timeout=WAIT)
         verdict = await waits.healthy("eu", client, [SETTINGS])
@@ -50,7 +47,7 @@ async def test_a_cache_its_credentials_cannot_fill_falls_back_to_polling() -> No
     fake = FakeApi(lists=[[settings("7")]], failures=[403] * 50)
     async with (
         serving(fake) as client,
-        ClusterCache(client, [("v1", "ConfigMap")], backoff=FAST) as cache,
+        ClusterCache(client, CONFIG_MAPS, backoff=FAST) as cache,
     ):
         waits = Waits(lambda name: cache, timeout=WAIT)
         assert await cache.wait_for(lambda: cache.last_error is not None, WAIT)
@@ -65,7 +62,7 @@ async def test_another_uid_in_the_cache_is_not_the_applied_object() -> None:
     fake = FakeApi(lists=[[settings("9", uid="uid-other")]])
     async with (
         serving(fake) as client,
-        ClusterCache(client, [("v1", "ConfigMap")], backoff=FAST) as cache,
+        ClusterCache(client, CONFIG_MAPS, backoff=FAST) as cache,
     ):
         waits = Waits(lambda name: cache, timeout=30)
         verdict = await waits.healthy("eu", client, [SETTINGS])

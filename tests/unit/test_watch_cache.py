@@ -8,13 +8,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
-from clusters.resources import Backoff
 from clusters.watch import ClusterCache
-from tests.unit.fakeapi import FakeApi, config_map, event, gone, serving
-
-FAST = Backoff(first=0.01, factor=2.0, cap=0.05)
-WAIT = 10.0
-CONFIG_MAPS = [("v1", "ConfigMap")]
+from tests.unit.fakeapi import CONFIG_MAPS, FAST, WAIT, FakeApi, config_map, event, gone, serving
 
 
 def watch_versions(fake: FakeApi) -> list[str]:
