@@ -32,8 +32,9 @@ from hub.charts.errors import (
     InvalidValues,
 )
 from hub.charts.pins import ChartPin
-from hub.charts.refs import ChartRef, RepoType, resolve_version
+from hub.charts.refs import ChartRef, resolve_version
 from hub.charts.render import LoadedChart
+from hub.model.targets import RepoType
 
 __all__ = [
     "ChartCache",

@@ -14,9 +14,8 @@ import contextlib
 import hashlib
 import json
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import helm_python
@@ -28,6 +27,7 @@ from hub.charts.render import LoadedChart, RenderCache
 from hub.charts.repositories import HelmRepository, OciRepository, Repository
 from hub.home import Home
 from hub.model.settings import DEFAULTS
+from hub.model.targets import TargetSpec
 
 # Renders are keyed by values, and one revision rendered for N clusters with per-cluster
 # overrides makes N entries: room for a few hundred targets' worth before evicting.
@@ -99,13 +99,17 @@ class ChartCache:
             raise pin.mismatch(digest, revision=revision)
         return await self._keep(ref, version, digest, data)
 
-    async def fetch_stored(self, spec: Mapping[str, Any], *, revision: int) -> LoadedChart:
+    async def fetch_stored(self, spec: TargetSpec, *, revision: int) -> LoadedChart:
         """The chart of a stored target spec of `revision`: exactly its pin. A spec stored
         before revisions pinned their charts has none, and resolves its reference again as
         it always did."""
         pin = ChartPin.from_spec(spec)
         if pin is None:
-            return await self.fetch(ChartRef(**spec["chart"]))
+            chart = spec.chart
+            assert chart is not None, "only a helm target has a chart to fetch"
+            return await self.fetch(
+                ChartRef(chart.repo_type, chart.url, chart.chart, chart.version)
+            )
         return await self.fetch_pinned(pin, revision=revision)
 
     @contextlib.asynccontextmanager

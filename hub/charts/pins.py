@@ -9,14 +9,13 @@ and checks its bytes against the digest (`ChartCache.fetch_pinned`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from hub.charts.errors import ChartPinMismatch, display_url
 from hub.charts.refs import ChartRef
 from hub.charts.render import LoadedChart
+from hub.model.targets import ChartSpec, TargetSpec
 
 
 @dataclass(frozen=True)
@@ -37,24 +36,28 @@ class ChartPin:
         """The reference by the exact version: what a later deploy fetches."""
         return replace(self.requested, version=self.version)
 
-    def to_spec(self) -> dict[str, Any]:
-        """The `chart` and `digest` fields of a stored target spec. `chart` is the exact
-        reference, plus the constraint the file wrote (None: the newest stable version)."""
-        return {
-            "chart": {**asdict(self.ref), "constraint": self.requested.version},
-            "digest": self.digest,
-        }
+    def to_spec(self) -> ChartSpec:
+        """The chart of a stored target spec: the exact reference, the constraint the file
+        wrote (None: the newest stable version), and the digest."""
+        ref = self.ref
+        return ChartSpec(
+            repo_type=ref.repo_type,
+            url=ref.url,
+            chart=ref.chart,
+            version=ref.version,
+            constraint=self.requested.version,
+            digest=self.digest,
+        )
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> ChartPin | None:
+    def from_spec(cls, spec: TargetSpec) -> ChartPin | None:
         """The pin of a stored target spec; None when the spec has no chart, or was stored
-        before revisions pinned their charts (its `chart` has no `constraint`)."""
-        chart = spec.get("chart")
-        if not isinstance(chart, Mapping) or "constraint" not in chart:
+        before revisions pinned their charts."""
+        chart = spec.chart
+        if chart is None or not chart.pinned or chart.version is None:
             return None
-        fields = {key: value for key, value in chart.items() if key != "constraint"}
-        requested = ChartRef(**{**fields, "version": chart["constraint"]})
-        return cls(requested, str(chart["version"]), str(spec["digest"]))
+        requested = ChartRef(chart.repo_type, chart.url, chart.chart, chart.constraint)
+        return cls(requested, chart.version, chart.digest)
 
     def mismatch(self, found: str, *, revision: int) -> ChartPinMismatch:
         """The refusal to deploy `found` (a digest) in place of this pin, in one line."""

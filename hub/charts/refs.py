@@ -5,14 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 import semantic_version
 
 from hub.charts.errors import ChartNotFound, InvalidChartRef, display_url
-
-RepoType = Literal["helm", "oci", "local"]
-
+from hub.model.targets import RepoType
 
 VERSIONS_SHOWN = 10
 

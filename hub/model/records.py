@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
+from hub.model.targets import TargetSpec
 
 
 @dataclass
@@ -80,7 +81,7 @@ class TargetRecord:
     namespace: str
     release: str
     chart: str
-    spec: dict[str, Any]  # what to deploy: chart reference and final values
+    spec: TargetSpec
     phase: TargetPhase
     message: str = ""
     updated_at: float = field(default_factory=time.time)

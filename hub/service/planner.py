@@ -22,6 +22,7 @@ from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
 from hub.errors import FlotillaError
 from hub.format import Application, SpecError
 from hub.model.records import ClusterRecord, TargetRecord
+from hub.model.targets import TargetSpec
 from placement.errors import PlacementError
 from placement.targets import Target, resolve
 from placement.topology import ClusterInfo
@@ -37,19 +38,19 @@ class PlannedTarget:
     error: str | None = None
 
     @property
-    def spec(self) -> dict[str, Any]:
-        """What the engine needs to deploy this target later, as plain data, its chart pinned."""
+    def spec(self) -> TargetSpec:
+        """What the engine needs to deploy this target later, its chart pinned."""
         props = self.target.properties
         if self.target.component_type == "k8s-objects":
-            return {"type": "k8s-objects", "objects": list(props.get("objects") or [])}
+            return TargetSpec("k8s-objects", objects=tuple(props.get("objects") or ()))
         # Only a target whose chart could not be fetched lacks a pin, and `up` stores none.
         assert self.pin is not None, f"{self.target.component}: no chart to store: {self.error}"
-        return {
-            "type": "helm",
-            **self.pin.to_spec(),
-            "values": dict(self.target.values),
-            "traits": {kind: dict(props) for kind, props in self.target.traits.items()},
-        }
+        return TargetSpec(
+            "helm",
+            chart=self.pin.to_spec(),
+            values=dict(self.target.values),
+            traits={kind: dict(props) for kind, props in self.target.traits.items()},
+        )
 
     @property
     def chart_label(self) -> str:

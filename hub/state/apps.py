@@ -15,6 +15,7 @@ from typing import Any
 from hub.errors import NotFound
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import AppRecord, RevisionRecord, RolloutRecord, StepRecord, TargetRecord
+from hub.model.targets import TargetSpec
 from hub.state.store import Store
 
 
@@ -312,7 +313,7 @@ def _revision(row: sqlite3.Row) -> RevisionRecord:
 def _target(row: sqlite3.Row) -> TargetRecord:
     data = dict(row)
     data["phase"] = TargetPhase(data["phase"])
-    data["spec"] = json.loads(data["spec"])
+    data["spec"] = TargetSpec.from_json(json.loads(data["spec"]))
     return TargetRecord(**data)
 
 
@@ -343,7 +344,7 @@ def _insert_target(db: sqlite3.Connection, target: TargetRecord) -> None:
             target.namespace,
             target.release,
             target.chart,
-            json.dumps(target.spec),
+            json.dumps(target.spec.to_json()),
             target.phase,
             target.message,
             target.updated_at,

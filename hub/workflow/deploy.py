@@ -54,12 +54,12 @@ class Deployer:
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
         """The manifests of a target, labelled, from the very chart its revision pinned."""
         spec = target.spec
-        if spec.get("type") == "k8s-objects":
-            objects = [dict(o) for o in spec.get("objects", [])]
+        if spec.type == "k8s-objects":
+            objects = [dict(o) for o in spec.objects]
         else:
             chart = await self.charts.fetch_stored(spec, revision=target.revision)
             objects = await chart.render_async(
-                spec.get("values") or {},
+                dict(spec.values),
                 release_name=target.release,
                 namespace=target.namespace,
                 revision=target.revision,

@@ -340,7 +340,5 @@ class Rollouts:
 def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:
     if target is None:
         return None
-    traits = target.spec.get("traits") or {}
-    if TRAIT not in traits:
-        return None
-    return trait_properties(TRAIT, traits[TRAIT])
+    props = target.spec.trait(TRAIT)
+    return None if props is None else trait_properties(TRAIT, props)

@@ -16,6 +16,7 @@ from hub.fleet.registry import Registry
 from hub.model.phases import StepType, TargetPhase
 from hub.model.records import ClusterRecord, TargetRecord
 from hub.model.settings import DEFAULTS
+from hub.model.targets import TargetSpec
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.state.apps import AppStore
@@ -58,7 +59,7 @@ def deploy(
         namespace="ns",
         release="web",
         chart="web-1.0.0",
-        spec={},
+        spec=TargetSpec("k8s-objects"),
         phase=phase,
     )
     revision = apps.create_revision(

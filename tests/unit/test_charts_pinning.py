@@ -27,6 +27,7 @@ from hub.errors import Conflict
 from hub.format import load_application
 from hub.model.phases import TargetPhase
 from hub.model.records import ClusterRecord, TargetRecord
+from hub.model.targets import TargetSpec
 from hub.service.planner import PlannedTarget, RevisionPins, plan
 
 CHART = "canary-demo"
@@ -62,27 +63,25 @@ async def pin_of(cache: ChartCache, requested: ChartRef) -> ChartPin:
 def test_pin_round_trips_through_a_stored_spec() -> None:
     pin = ChartPin(ChartRef("helm", "http://repo", CHART, "^1.0"), "1.0.0", DIGEST_A)
 
-    spec = pin.to_spec()
+    spec = TargetSpec("helm", chart=pin.to_spec())
 
-    assert spec == {
-        "chart": {
-            "repo_type": "helm",
-            "url": "http://repo",
-            "chart": CHART,
-            "version": "1.0.0",
-            "constraint": "^1.0",
-        },
-        "digest": DIGEST_A,
+    assert spec.to_json()["chart"] == {
+        "repo_type": "helm",
+        "url": "http://repo",
+        "chart": CHART,
+        "version": "1.0.0",
+        "constraint": "^1.0",
     }
-    assert ChartPin.from_spec(spec) == pin
+    assert spec.to_json()["digest"] == DIGEST_A
+    assert ChartPin.from_spec(TargetSpec.from_json(spec.to_json())) == pin
     assert pin.ref == ChartRef("helm", "http://repo", CHART, "1.0.0")
 
 
 def test_no_version_written_pins_the_newest_and_keeps_none_as_the_constraint() -> None:
     pin = ChartPin(ChartRef("oci", "oci://host/charts", CHART), "2.0.0", DIGEST_A)
 
-    assert ChartPin.from_spec(pin.to_spec()) == pin
-    assert pin.to_spec()["chart"]["constraint"] is None
+    assert ChartPin.from_spec(TargetSpec("helm", chart=pin.to_spec())) == pin
+    assert pin.to_spec().constraint is None
 
 
 @pytest.mark.parametrize(
@@ -98,7 +97,7 @@ def test_no_version_written_pins_the_newest_and_keeps_none_as_the_constraint() -
     ids=["stored-before-pinning", "no-chart"],
 )
 def test_specs_without_a_pin(spec: dict[str, Any]) -> None:
-    assert ChartPin.from_spec(spec) is None
+    assert ChartPin.from_spec(TargetSpec.from_json(spec)) is None
 
 
 @pytest.mark.parametrize(
@@ -273,8 +272,9 @@ async def test_plan_pins_every_target_and_a_replan_from_pins_keeps_them(
     digest = served_digest(repo, "1.0.0")
     for planned in first:
         assert planned.chart_label == "canary-demo 1.0.0"
-        chart = planned.spec["chart"]
-        assert (chart["version"], chart["constraint"], planned.spec["digest"]) == (
+        chart = planned.spec.chart
+        assert chart is not None
+        assert (chart.version, chart.constraint, chart.digest) == (
             "1.0.0",
             "^1.0",
             digest,
@@ -301,8 +301,9 @@ async def test_stored_spec_deploys_its_pin_and_an_older_one_resolves_as_before(
     app = load_application(application(repo.url, "^1.0"), "app.yaml")
     (planned, _) = await plan(app, "app.yaml", CLUSTERS, ChartCache(tmp_path / "a"), base=tmp_path)
     pinned = planned.spec
-    unpinned = planned.spec  # as stored before pinning: the constraint, no pin
-    unpinned["chart"]["version"] = unpinned["chart"].pop("constraint")
+    stored_before = pinned.to_json()  # as stored before pinning: the constraint, no pin
+    stored_before["chart"]["version"] = stored_before["chart"].pop("constraint")
+    unpinned = TargetSpec.from_json(stored_before)
     repo.publish(CHART, "1.1.0")
     cache = ChartCache(tmp_path / "hub")
 

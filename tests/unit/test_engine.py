@@ -25,6 +25,7 @@ from hub.canary import CanaryError, CanaryPlan, Phase
 from hub.errors import Conflict
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import AppRecord, RolloutRecord, StepRecord, TargetRecord
+from hub.model.targets import ChartSpec, TargetSpec
 from hub.state.apps import AppStore
 from hub.state.schema import MIGRATIONS, SCHEMA
 from hub.state.store import Store
@@ -42,6 +43,7 @@ APP = "shop"
 STEP_TIMEOUT = 300.0
 # Virtual seconds any one wait of a test may take before the test fails.
 WITHIN = 7200.0
+CHART = ChartSpec("local", "/charts", "web", "1.0.0", digest="sha256:0")
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -199,7 +201,8 @@ class Hub:
             for generation in workflow.generations
             for name in generation
         ]
-        spec = {"traits": {"kruise-rollout": workflow.trait}} if workflow.trait else {}
+        traits = {"kruise-rollout": workflow.trait} if workflow.trait else {}
+        spec = TargetSpec("helm", chart=CHART, traits=traits)
         targets = [
             TargetRecord(
                 app=APP,
