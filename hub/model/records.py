@@ -104,3 +104,6 @@ class RolloutRecord:
     resume_step: int | None = None
     """The step whose pause a `resume` approved before the canary got there (the engine's
     docstring); written only by `AppStore.approve_pause`, never by `put_rollout`."""
+    stable_hash: str | None = None
+    """The stable pods' pod-template hash, read once: stable pods never change during a
+    canary, so no later phase asks the cluster again."""

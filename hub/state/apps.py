@@ -222,12 +222,13 @@ class AppStore:
         with self._store.transaction() as db:
             db.execute(
                 "INSERT INTO rollouts (app, cluster, component, revision, kind, name,"
-                " stage, step, resume_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " stage, step, resume_at, detail, stable_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (app, cluster, component) DO UPDATE SET"
                 " resume_step = CASE WHEN revision = excluded.revision THEN resume_step END,"
                 " revision = excluded.revision, kind = excluded.kind, name = excluded.name,"
                 " stage = excluded.stage, step = excluded.step, resume_at = excluded.resume_at,"
-                " detail = excluded.detail",
+                " detail = excluded.detail, stable_hash = excluded.stable_hash",
                 (
                     rollout.app,
                     rollout.cluster,
@@ -239,6 +240,7 @@ class AppStore:
                     rollout.step,
                     rollout.resume_at,
                     rollout.detail,
+                    rollout.stable_hash,
                 ),
             )
 

@@ -131,9 +131,19 @@ def _rollout_resume_step(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rollouts ADD COLUMN resume_step INTEGER")
 
 
+def _rollout_stable_hash(db: sqlite3.Connection) -> None:
+    """Version 4: a canary remembers the pod-template hash of its stable pods once read.
+    Stable pods never change during a canary, so every later phase, a rollback and a
+    restarted hub pin the stable Service to the same pods without asking the cluster."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
+    if "stable_hash" not in columns:
+        db.execute("ALTER TABLE rollouts ADD COLUMN stable_hash TEXT")
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
     3: _rollout_resume_step,
+    4: _rollout_stable_hash,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

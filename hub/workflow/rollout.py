@@ -139,7 +139,7 @@ class Rollouts:
                 # Until the pause is due or an operator acts; then read the store again.
                 await self.signals.wait(target.app, (record.resume_at or 0) - self.clock())
                 continue
-            stable_hash = await self._stable_hash(client, plan, target.namespace)
+            stable_hash = await self._stable_hash(client, plan, target.namespace, record)
             try:
                 phases = plan.phases(state, stable_hash=stable_hash)
             except CanaryError:
@@ -193,7 +193,7 @@ class Rollouts:
         self.apps.add_event(
             target.app, f"{target.cluster}: canary of revision {record.revision} rolls back"
         )
-        stable_hash = await self._stable_hash(client, plan, target.namespace)
+        stable_hash = await self._stable_hash(client, plan, target.namespace, record)
         for phase in plan.rollback(objects, stable_hash):
             await self._run_phase(target, client, phase, record)
         self.apps.drop_rollout(target.app, target.cluster, target.component)
@@ -313,6 +313,15 @@ class Rollouts:
             )
 
     async def _stable_hash(
+        self, client: ClusterClient, plan: CanaryPlan, namespace: str, record: RolloutRecord
+    ) -> str | None:
+        """The stable pods' pod-template hash: read from the cluster once per canary, then
+        kept with the rollout, since stable pods never change while it runs."""
+        if record.stable_hash is None:
+            record.stable_hash = await self._read_stable_hash(client, plan, namespace)
+        return record.stable_hash
+
+    async def _read_stable_hash(
         self, client: ClusterClient, plan: CanaryPlan, namespace: str
     ) -> str | None:
         """The one read of the cluster a phase plan needs (the seam tests script)."""

@@ -634,6 +634,8 @@ class Canaries(Rollouts):
         """Phases that fail once, as a canary that does not become ready."""
         self.late: dict[str, asyncio.Event] = {}
         """Clusters whose canary starts only once the test sets their event."""
+        self.hash_reads = 0
+        """Reads of the stable pods' hash from a cluster."""
         hub.deploy = self.deploy
 
     async def deploy(self, target: TargetRecord, *, resumed: bool = False) -> bool:
@@ -696,9 +698,10 @@ class Canaries(Rollouts):
     ) -> list[AppliedRef]:
         return []
 
-    async def _stable_hash(
+    async def _read_stable_hash(
         self, client: ClusterClient, plan: CanaryPlan, namespace: str
     ) -> str | None:
+        self.hash_reads += 1
         return "5d4f8b7c9"
 
 
@@ -789,6 +792,8 @@ async def test_a_timed_canary_pause_ends_by_itself_and_nothing_polls_the_store(h
     await hub.settled()
     assert {c: canaries.first_move(c, 1) for c in ("eu", "us")} == pytest.approx(due)
     assert hub.step("deploy-prod").message == "canary paused at step 2/2 (90%)"
+    # The stable pods' hash is read once per cluster, not once per phase of every step.
+    assert canaries.hash_reads == 2
 
 
 @pytest.mark.parametrize("verb", ["resume", "suspend"])
