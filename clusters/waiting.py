@@ -99,7 +99,11 @@ def _survey(cache: ClusterCache, refs: Sequence[AppliedRef], judge: Judge) -> tu
 def _verdict(ref: AppliedRef, cached: Mapping[str, Any] | None, judge: Judge) -> Health:
     if not caught_up(cached, ref):
         return Health(HealthStatus.PROGRESSING, f"{ref}: {WATCH_LAG}")
-    health = judge(cached)
+    return named(ref, judge(cached))
+
+
+def named(ref: AppliedRef, health: Health) -> Health:
+    """`health` with the object it is about in front of its reason, unless all is well."""
     if health.status is HealthStatus.HEALTHY:
         return health
     return Health(health.status, f"{ref}: {health.reason}")

@@ -149,7 +149,7 @@ class Supervisor:
         state.running = False
         state.failed_at = time.time()
         cause = innermost(error)
-        state.last_error = f"{type(cause).__name__}: {_first_line(cause)}"
+        state.last_error = f"{type(cause).__name__}: {first_line(cause)}"
         log.error("task %s died", state.name, exc_info=error)
 
     def _forget(self, name: str, task: asyncio.Task[None]) -> None:
@@ -174,6 +174,7 @@ def innermost(error: BaseException) -> BaseException:
     return error
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error in one line, for a message: its first line, or its type if it says nothing."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__

@@ -35,7 +35,7 @@ from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, Targ
 from hub.model.records import StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
-from hub.tasks import Supervisor, innermost
+from hub.tasks import Supervisor, first_line, innermost
 from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class Engine:
             try:
                 return await self._deploy(target, resumed=resumed)
             except (FlotillaError, ClusterError) as e:  # a cluster fails its own target
-                message = str(e) if isinstance(e, FlotillaError) else _describe(e)
+                message = str(e) if isinstance(e, FlotillaError) else first_line(e)
                 target.phase, target.message = TargetPhase.FAILED, message
                 self.apps.put_target(target)
                 self.apps.add_event(target.app, f"{target.cluster}/{target.component}: {message}")
@@ -323,8 +323,3 @@ async def _together(work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(w) for w in work]
     return [t.result() for t in tasks]
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -6,6 +6,7 @@ its pods are not ready. Each is one read at a moment a phase needs it, never a p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from clusters.apply import AppliedRef, get
@@ -67,10 +68,6 @@ def canary_ready(live: Mapping[str, Any] | None) -> Health:
     return Health(HealthStatus.HEALTHY if status.ready else HealthStatus.PROGRESSING, str(status))
 
 
-def _address(ref: Mapping[str, Any]) -> tuple[str, str, str | None, str]:
-    return ref["apiVersion"], ref["kind"], ref.get("namespace"), ref["name"]
-
-
 async def stable_template_hash(
     client: ClusterClient, plan: CanaryPlan, namespace: str
 ) -> str | None:
@@ -94,7 +91,8 @@ async def applied_versions(
     for ref in refs:
         known = by_name.get((ref["kind"], ref.get("namespace"), ref["name"]))
         if known is None:
-            live = await get(client, ref_of(ref))
-            known = AppliedRef.of(live) if live else AppliedRef(*_address(ref), uid="")
+            address = ref_of(ref)
+            live = await get(client, address)
+            known = AppliedRef.of(live) if live else AppliedRef(**asdict(address), uid="")
         found.append(known)
     return found

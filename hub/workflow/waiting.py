@@ -22,7 +22,7 @@ from clusters.errors import ClusterError
 from clusters.freshness import gone
 from clusters.health import Health, HealthStatus, assess, worst
 from clusters.resources import Connection
-from clusters.waiting import Judge, wait_gone, wait_healthy
+from clusters.waiting import Judge, named, wait_gone, wait_healthy
 from clusters.watch import ClusterCache
 
 # A cache that is still starting (a cluster joined a moment ago, a hub just started) lists
@@ -64,7 +64,7 @@ class Waits:
             assert cache is not None  # _split found it
             verdicts.append(
                 await wait_healthy(
-                    cache, watched, timeout=self.timeout, judge=judge, on_change=on_change
+                    cache, watched, timeout=deadline - loop.time(), judge=judge, on_change=on_change
                 )
             )
         if polled and all(v.status is HealthStatus.HEALTHY for v in verdicts):
@@ -80,7 +80,7 @@ class Waits:
         if (
             watched
             and cache is not None
-            and not await wait_gone(cache, watched, timeout=self.timeout)
+            and not await wait_gone(cache, watched, timeout=deadline - loop.time())
         ):
             return False
         return not polled or await _poll_gone(client, polled, deadline)
@@ -122,7 +122,7 @@ async def _poll_healthy(
     while True:
         try:
             objects = await asyncio.gather(*(get(client, ref) for ref in refs))
-            verdict = worst(_named(ref, judge(obj)) for ref, obj in zip(refs, objects, strict=True))
+            verdict = worst(named(ref, judge(obj)) for ref, obj in zip(refs, objects, strict=True))
         except ClusterError as e:  # a blip of the API server is not a failed deploy
             verdict = Health(HealthStatus.UNKNOWN, str(e))
         if on_change is not None and verdict != reported:
@@ -148,9 +148,3 @@ async def _poll_gone(client: Connection, refs: Sequence[AppliedRef], deadline: f
         if loop.time() + delay > deadline:
             return False
         await asyncio.sleep(delay)
-
-
-def _named(ref: AppliedRef, health: Health) -> Health:
-    if health.status is HealthStatus.HEALTHY:
-        return health
-    return Health(health.status, f"{ref}: {health.reason}")
