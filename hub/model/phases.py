@@ -33,6 +33,7 @@ class AppPhase(enum.StrEnum):
 class StepType(enum.StrEnum):
     DEPLOY = "deploy"
     SUSPEND = "suspend"
+    CHECK_METRICS = "check-metrics"
 
 
 class StepPhase(enum.StrEnum):
@@ -98,3 +99,27 @@ class Stage(enum.StrEnum):
     COMPLETED = "completed"
     ROLLING_BACK = "rolling-back"
     ROLLED_BACK = "rolled-back"
+
+
+class Measured(enum.StrEnum):
+    """What one measurement of one metric on one cluster said."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    """The value broke the metric's condition."""
+    ERROR = "error"
+    """No value: Prometheus unreachable, a PromQL error, no series, several, or NaN."""
+
+
+class Verdict(enum.StrEnum):
+    """Where an analysis stands: of one metric on one cluster, or of a whole step."""
+
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    ERRORED = "errored"
+    """Too many measurement errors in a row: it aborts as a failure does, saying why."""
+
+    @property
+    def finished(self) -> bool:
+        return self is not Verdict.RUNNING

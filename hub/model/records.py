@@ -9,7 +9,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
+from hub.model.phases import (
+    AppPhase,
+    Measured,
+    Outcome,
+    Stage,
+    StepPhase,
+    StepType,
+    TargetPhase,
+)
 from hub.model.targets import TargetSpec
 
 
@@ -107,3 +115,27 @@ class RolloutRecord:
     stable_hash: str | None = None
     """The stable pods' pod-template hash, read once: stable pods never change during a
     canary, so no later phase asks the cluster again."""
+
+
+# The gate of a `check-metrics` workflow step; a canary's gates are its step indexes.
+CHECK_GATE = -1
+
+
+@dataclass(frozen=True)
+class MeasurementRecord:
+    """One measurement of one metric on one cluster, taken during the pause of canary step
+    `gate` (or for a `check-metrics` step, gate `CHECK_GATE`) of workflow step `step`.
+
+    Stored as it is taken, so that a hub killed mid-analysis resumes counting where it
+    was instead of starting the step's analysis over."""
+
+    app: str
+    revision: int
+    step: str
+    gate: int
+    cluster: str
+    metric: str
+    at: float
+    value: float | None
+    outcome: Measured
+    message: str = ""
