@@ -41,6 +41,7 @@ def create_app(
     app.router.add_get("/api/v1/clusters/{name}", show_cluster)
     app.router.add_patch("/api/v1/clusters/{name}/labels", label_cluster)
     app.router.add_post("/api/v1/clusters/{name}/rename", rename_cluster)
+    app.router.add_put("/api/v1/clusters/{name}/prometheus", set_prometheus)
     app.router.add_delete("/api/v1/clusters/{name}", detach_cluster)
     app.router.add_post("/api/v1/plan", plan_app)
     app.router.add_get("/api/v1/apps", list_apps)
@@ -111,13 +112,24 @@ async def join_cluster(request: web.Request) -> web.Response:
     document = body.get("kubeconfig")
     if not isinstance(document, dict):
         raise InvalidInput("kubeconfig: expected the kubeconfig document as a JSON object")
+    prometheus = body.get("prometheus") or {}
+    if not isinstance(prometheus, dict):
+        raise InvalidInput("prometheus: expected an object with url and credentials")
     view = await request.app[CLUSTERS].join(
         document,
         source=str(body.get("source") or "kubeconfig"),
         name=body.get("name") or None,
         labels=labels,
+        prometheus=prometheus,
     )
     return web.json_response(view, status=201)
+
+
+async def set_prometheus(request: web.Request) -> web.Response:
+    """PUT the cluster's own Prometheus ({url, token | username and password}); `{}`
+    forgets it."""
+    body = await _body(request)
+    return web.json_response(request.app[CLUSTERS].set_prometheus(request.match_info["name"], body))
 
 
 async def label_cluster(request: web.Request) -> web.Response:

@@ -73,7 +73,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             settings=settings,
             supervisor=supervisor,
         )
-        stack.push_async_callback(apps.engine.stop)
+        stack.push_async_callback(apps.stop)
         token = home.write_token()
         scrubber.add([token])
         runner = web.AppRunner(create_app(registry, apps, scrubber, token), access_log=None)

@@ -38,12 +38,20 @@ def cluster_join(
         str | None, typer.Option(help="Name in Flotilla (default: the context name).")
     ] = None,
     labels: Annotated[str, typer.Option(help="Labels, k=v,k2=v2 (Kubernetes label syntax).")] = "",
+    prometheus: PrometheusOption = None,
+    prometheus_token_file: TokenFileOption = None,
+    prometheus_username: UsernameOption = None,
+    prometheus_password_file: PasswordFileOption = None,
     output_format: OutputOption = Format.table,
 ) -> None:
     """Register a member cluster. The hub contacts it first and stores nothing on failure.
 
     Token, client-certificate and exec-plugin credentials all work; file references in
     the kubeconfig are read now and stored with it, so the file may move afterwards.
+
+    `--prometheus URL` names the cluster's own Prometheus, which canary analysis and
+    `check-metrics` steps query when the Application names no `metricEndpoint`; change
+    it later with `flotilla cluster prometheus`.
     """
     try:
         config = kc.load_file(kubeconfig, context)
@@ -55,6 +63,9 @@ def cluster_join(
         "source": str(kubeconfig),
         "name": name,
         "labels": parsed_labels,
+        "prometheus": _prometheus_body(
+            prometheus, prometheus_token_file, prometheus_username, prometheus_password_file
+        ),
     }
     record = run(call("POST", "/api/v1/clusters", body))
     for warning in record.get("warnings", []):
@@ -66,6 +77,96 @@ def cluster_join(
         )
     else:
         emit(record, output_format)
+
+
+PrometheusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        help="URL of the cluster's own Prometheus (or Thanos), e.g. http://prom.eu:9090.",
+    ),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prometheus-token-file", help="File holding a bearer token for that Prometheus."
+    ),
+]
+UsernameOption = Annotated[
+    str | None, typer.Option("--prometheus-username", help="Basic-auth user for that Prometheus.")
+]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option("--prometheus-password-file", help="File holding that user's password."),
+]
+
+
+def _prometheus_body(
+    url: str | None, token_file: Path | None, username: str | None, password_file: Path | None
+) -> dict[str, str]:
+    """What the hub keeps of a cluster's Prometheus; secrets are read from files, never
+    given on a command line where `ps` and shell history would show them."""
+    if url is None:
+        if token_file or username or password_file:
+            raise_invalid(
+                "--prometheus-token-file, --prometheus-username and "
+                "--prometheus-password-file need --prometheus URL"
+            )
+        return {}
+    body = {"url": url}
+    if token_file is not None:
+        body["token"] = _secret(token_file)
+    if username is not None:
+        body["username"] = username
+    if password_file is not None:
+        body["password"] = _secret(password_file)
+    return body
+
+
+def _secret(path: Path) -> str:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise_invalid(f"{path}: cannot read ({type(e).__name__})")
+    return text.strip()
+
+
+@cluster_app.command("prometheus")
+def cluster_prometheus(
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    url: Annotated[
+        str | None, typer.Argument(help="URL of the cluster's own Prometheus (or Thanos).")
+    ] = None,
+    clear: Annotated[
+        bool, typer.Option("--clear", help="Forget the cluster's Prometheus.")
+    ] = False,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding a bearer token.")
+    ] = None,
+    username: Annotated[str | None, typer.Option(help="Basic-auth user.")] = None,
+    password_file: Annotated[
+        Path | None, typer.Option("--password-file", help="File holding that user's password.")
+    ] = None,
+    output_format: OutputOption = Format.table,
+) -> None:
+    """Register, replace or forget the Prometheus that holds a cluster's metrics.
+
+    Canary analysis and `check-metrics` steps query it for this cluster whenever the
+    Application names no `metricEndpoint`. Credentials are kept like kubeconfig
+    credentials (in the hub's 0600 store) and never shown again; `cluster list` shows
+    the URL only. E.g. `flotilla cluster prometheus prod-eu http://prom.eu:9090
+    --token-file prom.token`, or `flotilla cluster prometheus prod-eu --clear`.
+    """
+    if clear == (url is not None):
+        raise_invalid("give the Prometheus URL, or --clear to forget it")
+    body = _prometheus_body(url, token_file, username, password_file)
+    record = run(call("PUT", f"/api/v1/clusters/{name}/prometheus", body))
+    if output_format is not Format.table:
+        emit(record, output_format)
+    elif record["prometheus"]:
+        output.console.print(f"cluster {name}: Prometheus {record['prometheus']}")
+    else:
+        output.console.print(f"cluster {name}: no Prometheus")
 
 
 def _watch_cell(watch: WatchView) -> str:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from clusters import kubeconfig as kc
 from clusters.client import ClusterClient
@@ -65,6 +66,7 @@ class Registry:
         self._records = {record.name: record for record in store.clusters()}
         for record in self._records.values():
             scrubber.add(kc.secrets_of(record.kubeconfig))
+            scrubber.add(prometheus_secrets(record.prometheus))
 
     def clusters(self) -> list[ClusterRecord]:
         """Every registered cluster, by name, as the store has it (read from memory)."""
@@ -114,7 +116,13 @@ class Registry:
         return self._clients[name]
 
     async def join(
-        self, document: Mapping[str, Any], *, source: str, name: str | None, labels: dict[str, str]
+        self,
+        document: Mapping[str, Any],
+        *,
+        source: str,
+        name: str | None,
+        labels: dict[str, str],
+        prometheus: Mapping[str, str] | None = None,
     ) -> ClusterRecord:
         """Contact the cluster first, store it only when it answered as expected."""
         try:
@@ -122,6 +130,8 @@ class Registry:
         except kc.KubeconfigError as e:
             raise InvalidInput(str(e)) from None
         self.scrubber.add(kc.secrets_of(config.document))
+        access = check_prometheus(prometheus) if prometheus else {}
+        self.scrubber.add(prometheus_secrets(access))
         name = name or config.context
         check_name(name)
         check_labels(labels)
@@ -164,6 +174,7 @@ class Registry:
             health="Healthy" if facts.ready else "NotReady",
             warnings=warnings,
             last_seen=time.time(),
+            prometheus=access,
         )
         self.store.add_cluster(record)
         record = self._reload(name)
@@ -180,6 +191,13 @@ class Registry:
             raise NotFound(f"cluster {name!r} has no label {', '.join(missing)}")
         labels = {k: v for k, v in labels.items() if k not in remove} | add
         self.store.set_labels(name, labels)
+        return self._reload(name)
+
+    def set_prometheus(self, name: str, prometheus: Mapping[str, str]) -> ClusterRecord:
+        """Register (or with an empty mapping, forget) the cluster's own Prometheus."""
+        access = check_prometheus(prometheus) if prometheus else {}
+        self.scrubber.add(prometheus_secrets(access))
+        self.store.set_prometheus(name, access)
         return self._reload(name)
 
     async def rename(self, old: str, new: str) -> ClusterRecord:
@@ -288,3 +306,35 @@ def check_labels(labels: Mapping[str, str]) -> None:
             validate_label_value(value)
         except ValueError as e:
             raise InvalidInput(f"label {key}={value}: {e}") from None
+
+
+PROMETHEUS_FIELDS = ("url", "token", "username", "password")
+
+
+def check_prometheus(given: Mapping[str, str]) -> dict[str, str]:
+    """A cluster's Prometheus as the hub keeps it: an http(s) URL without credentials in
+    it, and a bearer token or a username and password, not both."""
+    unknown = sorted(set(given) - set(PROMETHEUS_FIELDS))
+    if unknown:
+        raise InvalidInput(f"prometheus: unknown field {', '.join(unknown)}")
+    access = {k: v for k, v in given.items() if v}
+    if not all(isinstance(v, str) for v in access.values()):
+        raise InvalidInput("prometheus: every field is a string")
+    parsed = urlsplit(access.get("url", ""))
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InvalidInput("prometheus.url: expected an http:// or https:// URL")
+    if parsed.username or parsed.password:
+        raise InvalidInput(
+            "prometheus.url: give credentials with --prometheus-token-file or "
+            "--prometheus-username and --prometheus-password-file, not in the URL"
+        )
+    if "token" in access and ("username" in access or "password" in access):
+        raise InvalidInput("prometheus: give a bearer token or a username and password, not both")
+    if ("username" in access) != ("password" in access):
+        raise InvalidInput("prometheus: basic auth needs both a username and a password")
+    access["url"] = access["url"].rstrip("/")
+    return access
+
+
+def prometheus_secrets(access: Mapping[str, str]) -> list[str]:
+    return [access[k] for k in ("token", "password") if k in access]

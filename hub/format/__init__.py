@@ -9,14 +9,30 @@ type or value, all come back at once, one line per problem, each naming its path
 
 Supported: components `helm` (HTTP repository, OCI registry or a local directory) and
 `k8s-objects`; the `kruise-rollout` trait; policies `topology` and `override`; workflow steps
-`deploy` and `suspend`, in `StepByStep` or `DAG` mode. Two additions to KubeVela: `repoType:
-local`, and `clusters`/`clusterLabelSelector` on an override policy to apply it to some
-clusters only.
+`deploy`, `suspend` and `check-metrics` (Prometheus), in `StepByStep` or `DAG` mode.
+Additions to KubeVela: `repoType: local`; `clusters`/`clusterLabelSelector` on an override
+policy to apply it to some clusters only; `canary.analysis` on the `kruise-rollout` trait
+(Prometheus metrics that gate each pause of a canary, counted as Argo Rollouts counts); and
+`interval` on a `check-metrics` step, whose query may be measured on each cluster of the
+deploy step it follows.
 
 What placement needs is handed over as plain data (`Application.to_placement`), so
 `placement/` never sees these models.
 """
 
+from hub.format.analysis import (
+    CANARY_PLACEHOLDERS,
+    STEP_PLACEHOLDERS,
+    CanaryAnalysis,
+    CheckMetricsProperties,
+    Condition,
+    MetricCheck,
+    MissingPlaceholder,
+    cluster_values,
+    expand,
+    per_cluster,
+    placeholders,
+)
 from hub.format.application import API_VERSION, PUBLISH_VERSION, Application
 from hub.format.components import (
     HelmComponent,
@@ -32,24 +48,44 @@ from hub.format.traits import (
     RouteMatch,
 )
 from hub.format.types import duration_seconds
-from hub.format.workflow import DeployStep, SuspendStep
+from hub.format.workflow import (
+    CheckMetricsStep,
+    DeployStep,
+    SuspendStep,
+    deploy_step_before,
+    deploy_steps_before,
+)
 
 __all__ = [
     "API_VERSION",
+    "CANARY_PLACEHOLDERS",
     "PUBLISH_VERSION",
+    "STEP_PLACEHOLDERS",
     "Application",
     "Canary",
+    "CanaryAnalysis",
     "CanaryStep",
+    "CheckMetricsProperties",
+    "CheckMetricsStep",
+    "Condition",
     "DeployStep",
     "HelmComponent",
     "K8sObjectsComponent",
     "KruiseRolloutProperties",
+    "MetricCheck",
+    "MissingPlaceholder",
     "RouteMatch",
     "SpecError",
     "SuspendStep",
+    "cluster_values",
     "component_properties",
+    "deploy_step_before",
+    "deploy_steps_before",
     "duration_seconds",
+    "expand",
     "json_schema",
     "load_application",
+    "per_cluster",
+    "placeholders",
     "trait_properties",
 ]

@@ -9,7 +9,13 @@ from pydantic import (
 )
 
 from hub.format.components import Component
-from hub.format.workflow import DeployStep, Policy, WorkflowSpec
+from hub.format.workflow import (
+    CheckMetricsStep,
+    DeployStep,
+    Policy,
+    WorkflowSpec,
+    deploy_step_before,
+)
 from placement.names import (
     DnsLabel,
 )
@@ -49,6 +55,24 @@ class Application(StrictModel):
     @property
     def publish_version(self) -> str | None:
         return self.metadata.annotations.get(PUBLISH_VERSION)
+
+    def check_metrics_step(self, name: str) -> CheckMetricsStep:
+        """The `check-metrics` step called `name`; `KeyError` if there is none."""
+        steps = self.spec.workflow.steps if self.spec.workflow else []
+        for step in steps:
+            if step.name == name and isinstance(step, CheckMetricsStep):
+                return step
+        raise KeyError(name)
+
+    def deploy_step_before(self, name: str) -> str | None:
+        """The deploy step whose clusters step `name` measures (`workflow.deploy_step_before`);
+        `None` if it follows none, or the application has no workflow of its own."""
+        workflow = self.spec.workflow
+        return (
+            None
+            if workflow is None
+            else deploy_step_before(workflow.steps, workflow.mode.steps, name)
+        )
 
     def to_placement(self) -> AppSpec:
         """The application as placement's plain data. Raises `PlacementError` (paths relative

@@ -17,9 +17,10 @@ from pydantic import (
     ValidationError,
 )
 
+from hub.format.analysis import per_cluster
 from hub.format.application import Application
 from hub.format.components import COMPONENT_PROPERTIES, TRAIT_PROPERTIES
-from hub.format.workflow import OverridePolicy
+from hub.format.workflow import CheckMetricsStep, OverridePolicy, deploy_steps_before
 from placement.errors import PathPart, PlacementError, Problem
 from placement.overrides import Override
 from placement.values import Layer, merge_layers
@@ -155,10 +156,46 @@ def semantic_problems(app: Application) -> Iterator[Problem]:
             yield from _override_problems(
                 app, policy.properties, ("spec", "policies", index, "properties")
             )
+    yield from _check_metrics_problems(app)
     try:
         app.to_placement()
     except PlacementError as e:
         yield from (Problem(p.message, ("spec", *p.path)) for p in e.problems)
+
+
+def _check_metrics_problems(app: Application) -> Iterator[Problem]:
+    """A check-metrics step measured on each cluster must follow exactly one deploy step:
+    its clusters are the ones measured."""
+    workflow = app.spec.workflow
+    if workflow is None:
+        return
+    for index, step in enumerate(workflow.steps):
+        if not isinstance(step, CheckMetricsStep) or not step.properties.measures_each_cluster:
+            continue
+        deploys = deploy_steps_before(workflow.steps, workflow.mode.steps, step.name)
+        why = (
+            "queries each cluster (its query uses ${cluster...})"
+            if per_cluster(step.properties.query)
+            else "asks each cluster's Prometheus (it has no metricEndpoint)"
+        )
+        if not deploys:
+            follow = (
+                "put it after a deploy step"
+                if workflow.mode.steps == "StepByStep"
+                else "name a deploy step in its dependsOn"
+            )
+            yield Problem(
+                f"step {step.name!r} {why} but follows no deploy step, so it has no clusters "
+                f"to measure: {follow}",
+                ("spec", "workflow", "steps", index),
+            )
+        elif len(deploys) > 1:
+            yield Problem(
+                f"step {step.name!r} {why} but depends on several deploy steps "
+                f"({', '.join(deploys)}); it measures the clusters of one: depend on one, "
+                "with a check-metrics step for each",
+                ("spec", "workflow", "steps", index, "dependsOn"),
+            )
 
 
 def _twice(names: Sequence[str], at: tuple[PathPart, ...], field: str) -> Iterator[Problem]:

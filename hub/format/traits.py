@@ -13,6 +13,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from hub.format.analysis import CanaryAnalysis, Described
 from hub.format.types import Duration, NonEmpty, Replicas, Weight, duration_seconds, type_of
 from placement.strict import StrictModel
 
@@ -126,9 +127,12 @@ class TrafficRouting(StrictModel):
         return self.gateway_http_route_name or self.ingress_name
 
 
-class Canary(StrictModel):
+class Canary(Described):
     steps: list[CanaryStep] = Field(min_length=1)
     traffic_routings: list[TrafficRouting] = Field(default_factory=list)
+    analysis: CanaryAnalysis | None = None
+    """Prometheus metrics that must hold on every cluster before each step's pause passes;
+    a broken one, or too many measurement errors, aborts the canary (our extension)."""
 
     @model_validator(mode="after")
     def _growing(self) -> Self:

@@ -1,7 +1,9 @@
-"""Policies (`topology`, `override`) and workflow steps (`deploy`, `suspend`)."""
+"""Policies (`topology`, `override`) and workflow steps (`deploy`, `suspend`,
+`check-metrics`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -10,6 +12,7 @@ from pydantic import (
     Tag,
 )
 
+from hub.format.analysis import CheckMetricsProperties, Described
 from hub.format.types import Duration, Name, duration_seconds, type_of
 from placement.overrides import Override
 from placement.strict import StrictModel
@@ -72,14 +75,45 @@ class SuspendStep(StrictModel):
     depends_on: list[str] = Field(default_factory=list)
 
 
+class CheckMetricsStep(Described):
+    """Waits until a Prometheus query has met its condition for `duration`, or fails the
+    workflow once it has broken it for `failDuration`: KubeVela's `check-metrics`."""
+
+    name: Name
+    type: Literal["check-metrics"]
+    properties: CheckMetricsProperties
+    depends_on: list[str] = Field(default_factory=list)
+
+
 WorkflowStep = Annotated[
-    Annotated[DeployStep, Tag("deploy")] | Annotated[SuspendStep, Tag("suspend")],
+    Annotated[DeployStep, Tag("deploy")]
+    | Annotated[SuspendStep, Tag("suspend")]
+    | Annotated[CheckMetricsStep, Tag("check-metrics")],
     Discriminator(type_of),
 ]
 
+Mode = Literal["StepByStep", "DAG"]
+
 
 class WorkflowMode(StrictModel):
-    steps: Literal["StepByStep", "DAG"] = "StepByStep"
+    steps: Mode = "StepByStep"
+
+
+def deploy_steps_before(steps: Sequence[WorkflowStep], mode: Mode, name: str) -> list[str]:
+    """The deploy steps step `name` directly follows: in StepByStep mode the nearest one
+    listed before it, in DAG mode those among its `dependsOn`."""
+    index = [step.name for step in steps].index(name)
+    if mode == "StepByStep":
+        before = (s.name for s in reversed(steps[:index]) if isinstance(s, DeployStep))
+        return [nearest] if (nearest := next(before, None)) else []
+    deploys = {s.name for s in steps if isinstance(s, DeployStep)}
+    return [dependency for dependency in steps[index].depends_on if dependency in deploys]
+
+
+def deploy_step_before(steps: Sequence[WorkflowStep], mode: Mode, name: str) -> str | None:
+    """The deploy step whose clusters a check-metrics step `name` measures; `None` if it
+    follows none. (A step following several is refused when the file is read.)"""
+    return next(iter(deploy_steps_before(steps, mode, name)), None)
 
 
 class WorkflowSpec(StrictModel):

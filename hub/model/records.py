@@ -38,6 +38,9 @@ class ClusterRecord:
     joined_at: float = field(default_factory=time.time)
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
     """Who the cluster is, whatever it is called: random at join, never changed by a rename."""
+    prometheus: dict[str, str] = field(default_factory=dict)
+    """The cluster's own Prometheus: `url`, and `token` or `username` and `password`; as
+    secret as the kubeconfig. Empty: none registered."""
 
 
 @dataclass
@@ -134,6 +137,8 @@ class MeasurementRecord:
     step: str
     gate: int
     cluster: str
+    component: str
+    """The canary's component; "" for a `check-metrics` step."""
     metric: str
     at: float
     value: float | None

@@ -39,6 +39,9 @@ class Settings:
     dead one fails a deploy quickly instead of holding a fan-out hostage."""
     status_read_timeout: float = 3.0
     """Per cluster, for the few reads of a status call that no watch cache answers."""
+    prometheus_timeout: float = 5.0
+    """One Prometheus query of a metric analysis; a query that takes longer is a
+    measurement error, counted like any other."""
     log_level: str = "info"
 
 

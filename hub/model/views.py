@@ -184,6 +184,9 @@ class MemberView(TypedDict):
     lastSeen: str | None
     joinedAt: str | None
     credential: str
+    prometheus: str | None
+    """The URL of the cluster's own Prometheus, when one is registered; never its
+    credentials."""
     warnings: list[str]
     watch: WatchView
 

@@ -16,12 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from clusters.errors import ClusterError
 from hub.charts import ChartCache, ChartPin, ChartRef
-from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
+from hub.errors import ClusterUnavailable, Conflict, FlotillaError, InvalidInput, NotFound
 from hub.fleet.registry import Registry
 from hub.format import Application, DeployStep, SuspendStep, load_application
-from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
-from hub.model.records import TargetRecord
+from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase, Verdict
+from hub.model.records import StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS, Settings
 from hub.model.timestamps import timestamp
 from hub.model.views import AppList, AppRow, HistoryView, PlanView, StatusView
@@ -30,9 +31,10 @@ from hub.service.plans import plan_view
 from hub.service.status import application_status
 from hub.state.apps import AppStore
 from hub.state.store import Store
-from hub.tasks import Supervisor
+from hub.tasks import Supervisor, first_line
+from hub.workflow.analysis import Analyses
 from hub.workflow.deploy import Deployer
-from hub.workflow.engine import Engine
+from hub.workflow.engine import Engine, Judged
 from hub.workflow.signals import Signals
 from hub.workflow.verbs import Verbs
 
@@ -62,8 +64,16 @@ class Applications:
         # One signal path from the workflow verbs to every waiter: the engine's and the
         # canaries'.
         signals = Signals()
+        self.analyses = Analyses(
+            self.apps, registry, signals=signals, application=self._application, settings=settings
+        )
         self.deployer = Deployer(
-            self.apps, registry, charts, signals=signals, step_timeout=settings.step_timeout
+            self.apps,
+            registry,
+            charts,
+            signals=signals,
+            analysed=self.analyses.passed,
+            step_timeout=settings.step_timeout,
         )
         self.engine = Engine(
             self.apps,
@@ -71,11 +81,50 @@ class Applications:
             order=self._order,
             step_settings=self._settings,
             after_success=self._collect_garbage,
+            analyse_pause=self._analyse_pause,
+            check_metrics=self._check_metrics,
             supervisor=supervisor,
             signals=signals,
             fanout=settings.fanout,
         )
         self.verbs = Verbs(self.engine)
+
+    async def stop(self) -> None:
+        """Stop every runner, then close what they measured with."""
+        await self.engine.stop()
+        await self.analyses.close()
+
+    # metric analysis: the engine's questions, answered by `hub.workflow.analysis`
+
+    async def _analyse_pause(
+        self, app: str, revision: int, step: str, paused: list[TargetRecord]
+    ) -> Judged | None:
+        """The analysis of a canary pause; when it fails on any cluster, every canary of
+        the step is rolled back, on every cluster, before the step fails."""
+        verdict = await self.analyses.pause(app, revision, step, paused)
+        if verdict is None:
+            return None
+        if verdict.verdict in (Verdict.FAILED, Verdict.ERRORED):
+            self.apps.add_event(
+                app, f"step {step}: rolling back the canary on {len(paused)} cluster(s)"
+            )
+            outcomes = await asyncio.gather(
+                *(self.deployer.roll_back(t, verdict.reason) for t in paused),
+                return_exceptions=True,
+            )
+            for target, outcome in zip(paused, outcomes, strict=True):
+                if isinstance(outcome, (FlotillaError, ClusterError)):
+                    message = f"rollback failed: {first_line(outcome)}"
+                    target.phase, target.message = TargetPhase.FAILED, message
+                    self.apps.put_target(target)
+                    self.apps.add_event(app, f"{target.cluster}/{target.component}: {message}")
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+        return Judged(verdict.verdict, verdict.reason)
+
+    async def _check_metrics(self, app: str, revision: int, step: StepRecord) -> Judged:
+        verdict = await self.analyses.check(app, revision, step)
+        return Judged(verdict.verdict, verdict.reason)
 
     # reading revisions back
 

@@ -77,6 +77,7 @@ class Clusters:
             lastSeen=timestamp(record.last_seen),
             joinedAt=timestamp(record.joined_at),
             credential=record.credential,
+            prometheus=record.prometheus.get("url"),
             warnings=record.warnings,
             watch=self._watch_view(self.registry.watch_health(record.name)),
         )
@@ -96,10 +97,21 @@ class Clusters:
     # join and labels: the registry's, answered in the public shape
 
     async def join(
-        self, document: dict[str, Any], *, source: str, name: str | None, labels: dict[str, str]
+        self,
+        document: dict[str, Any],
+        *,
+        source: str,
+        name: str | None,
+        labels: dict[str, str],
+        prometheus: dict[str, str] | None = None,
     ) -> MemberView:
-        record = await self.registry.join(document, source=source, name=name, labels=labels)
+        record = await self.registry.join(
+            document, source=source, name=name, labels=labels, prometheus=prometheus
+        )
         return self.view(record)
+
+    def set_prometheus(self, name: str, prometheus: dict[str, str]) -> MemberView:
+        return self.view(self.registry.set_prometheus(name, prometheus))
 
     def label(self, name: str, add: dict[str, str], remove: list[str]) -> MemberView:
         return self.view(self.registry.label(name, add, remove))

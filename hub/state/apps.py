@@ -13,8 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.errors import NotFound
-from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
-from hub.model.records import AppRecord, RevisionRecord, RolloutRecord, StepRecord, TargetRecord
+from hub.model.phases import (
+    AppPhase,
+    Measured,
+    Outcome,
+    Stage,
+    StepPhase,
+    StepType,
+    TargetPhase,
+)
+from hub.model.records import (
+    AppRecord,
+    MeasurementRecord,
+    RevisionRecord,
+    RolloutRecord,
+    StepRecord,
+    TargetRecord,
+)
 from hub.model.targets import TargetSpec
 from hub.state.store import Store
 
@@ -116,7 +131,15 @@ class AppStore:
 
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:
-            for table in ("events", "rollouts", "inventory", "targets", "steps", "revisions"):
+            for table in (
+                "events",
+                "measurements",
+                "rollouts",
+                "inventory",
+                "targets",
+                "steps",
+                "revisions",
+            ):
                 db.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             db.execute("DELETE FROM applications WHERE name = ?", (name,))
 
@@ -284,6 +307,47 @@ class AppStore:
             found.setdefault(row["app"], Holding(row["app"]))
         return [found[app] for app in sorted(found)]
 
+    def add_measurement(self, m: MeasurementRecord) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT INTO measurements (app, revision, step, gate, cluster, component,"
+                " metric, at, value, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.app,
+                    m.revision,
+                    m.step,
+                    m.gate,
+                    m.cluster,
+                    m.component,
+                    m.metric,
+                    m.at,
+                    m.value,
+                    m.outcome,
+                    m.message,
+                ),
+            )
+
+    def measurements(
+        self, app: str, revision: int, step: str | None = None, gate: int | None = None
+    ) -> list[MeasurementRecord]:
+        """Measurements of a revision (of one step, of one of its gates), oldest first."""
+        query = "SELECT * FROM measurements WHERE app = ? AND revision = ?"
+        args: list[object] = [app, revision]
+        if step is not None:
+            query, args = query + " AND step = ?", [*args, step]
+        if gate is not None:
+            query, args = query + " AND gate = ?", [*args, gate]
+        rows = self._db.execute(query + " ORDER BY id", args).fetchall()
+        return [_measurement(r) for r in rows]
+
+    def drop_measurements(self, app: str, revision: int, step: str) -> None:
+        """Forget a step's measurements: a `restart` measures its retry afresh."""
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM measurements WHERE app = ? AND revision = ? AND step = ?",
+                (app, revision, step),
+            )
+
     def add_event(self, app: str, message: str) -> None:
         with self._store.transaction() as db:
             db.execute(
@@ -296,6 +360,22 @@ class AppStore:
             "SELECT at, message FROM events WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit)
         ).fetchall()
         return [(r["at"], r["message"]) for r in reversed(rows)]
+
+
+def _measurement(row: sqlite3.Row) -> MeasurementRecord:
+    return MeasurementRecord(
+        app=row["app"],
+        revision=row["revision"],
+        step=row["step"],
+        gate=row["gate"],
+        cluster=row["cluster"],
+        component=row["component"],
+        metric=row["metric"],
+        at=row["at"],
+        value=row["value"],
+        outcome=Measured(row["outcome"]),
+        message=row["message"],
+    )
 
 
 def _app(row: sqlite3.Row) -> AppRecord:

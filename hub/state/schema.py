@@ -140,10 +140,39 @@ def _rollout_stable_hash(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rollouts ADD COLUMN stable_hash TEXT")
 
 
+def _analysis(db: sqlite3.Connection) -> None:
+    """Version 5: metric analysis. A cluster may name its own Prometheus (URL and
+    credentials, as secret as its kubeconfig), and every measurement is kept as it is
+    taken, so that a hub killed mid-analysis resumes counting instead of starting over."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(clusters)")}
+    if "prometheus" not in columns:
+        db.execute("ALTER TABLE clusters ADD COLUMN prometheus TEXT NOT NULL DEFAULT '{}'")
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS measurements (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            app         TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+            revision    INTEGER NOT NULL,
+            step        TEXT NOT NULL,
+            gate        INTEGER NOT NULL,
+            cluster     TEXT NOT NULL,
+            component   TEXT NOT NULL,
+            metric      TEXT NOT NULL,
+            at          REAL NOT NULL,
+            value       REAL,
+            outcome     TEXT NOT NULL,
+            message     TEXT NOT NULL DEFAULT ''
+        )"""
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS measurements_gate ON measurements (app, revision, step, gate)"
+    )
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
     3: _rollout_resume_step,
     4: _rollout_stable_hash,
+    5: _analysis,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

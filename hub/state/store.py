@@ -23,7 +23,7 @@ from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 # The tables that name a cluster besides `clusters` itself: a rename re-points them and a
 # detach drops their rows, in the same transaction as the change to `clusters`.
-CLUSTER_TABLES = ("targets", "inventory", "rollouts")
+CLUSTER_TABLES = ("targets", "inventory", "rollouts", "measurements")
 
 
 class StoreTooNew(FlotillaError):
@@ -99,8 +99,8 @@ class Store:
             with self.transaction() as db:
                 db.execute(
                     "INSERT INTO clusters (name, uid, server, kubeconfig, credential, labels,"
-                    " version, health, reason, warnings, last_seen, joined_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " version, health, reason, warnings, last_seen, joined_at, prometheus)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.name,
                         record.uid,
@@ -114,6 +114,7 @@ class Store:
                         json.dumps(record.warnings),
                         record.last_seen,
                         record.joined_at,
+                        json.dumps(record.prometheus),
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -131,6 +132,10 @@ class Store:
 
     def set_labels(self, name: str, labels: dict[str, str]) -> None:
         self._update(name, "labels = ?", json.dumps(labels))
+
+    def set_prometheus(self, name: str, prometheus: dict[str, str]) -> None:
+        """The cluster's own Prometheus (URL and credentials); `{}`: none."""
+        self._update(name, "prometheus = ?", json.dumps(prometheus))
 
     def rename_cluster(self, old: str, new: str) -> None:
         """Rename a cluster and re-point every row that names it, in one transaction: a
@@ -192,4 +197,5 @@ def _cluster(row: sqlite3.Row) -> ClusterRecord:
         warnings=json.loads(row["warnings"]),
         last_seen=row["last_seen"],
         joined_at=row["joined_at"],
+        prometheus=json.loads(row["prometheus"]),
     )

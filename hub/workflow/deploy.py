@@ -10,7 +10,7 @@ changes nothing in a workload does not restart its pods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from clusters.apply import AppliedRef, apply, delete, stale
@@ -42,14 +42,18 @@ class Deployer:
         charts: ChartCache,
         *,
         signals: Signals,
+        analysed: Callable[[TargetRecord, int], bool],
         step_timeout: float = DEFAULTS.step_timeout,
     ) -> None:
+        """`analysed`: whether the metric analysis of a canary step passed (`Rollouts`)."""
         self.apps = apps
         self.registry = registry
         self.charts = charts
         self.step_timeout = step_timeout
         self.waits = Waits(registry.observer.cache, timeout=step_timeout)
-        self.rollouts = Rollouts(apps, step_timeout=step_timeout, waits=self.waits, signals=signals)
+        self.rollouts = Rollouts(
+            apps, step_timeout=step_timeout, waits=self.waits, signals=signals, analysed=analysed
+        )
 
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
         """The manifests of a target, labelled, from the very chart its revision pinned."""
@@ -130,6 +134,41 @@ class Deployer:
         verdict = await self.waits.healthy(target.cluster, client, refs, on_change=report)
         if verdict.status is not HealthStatus.HEALTHY:
             raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
+
+    async def roll_back(self, target: TargetRecord, why: str) -> None:
+        """The metric analysis failed: back out the target's canary as kruise does (traffic
+        to stable, stable pods untouched, canary gone), then re-apply the release the
+        cluster ran before, so that nothing of the failed revision stays there. The target
+        fails with `why`."""
+        previous = self._previous(target)
+        client = await self.registry.client(target.cluster)
+        earlier = await self.render(previous)
+        await self.rollouts.roll_back(target, await self.render(target), earlier, client)
+        await self.apply(
+            target.app,
+            target.cluster,
+            target.component,
+            previous.revision,
+            previous.namespace,
+            earlier,
+            client,
+        )
+        self._mark(target, TargetPhase.FAILED, f"rolled back: {why}")
+
+    def _previous(self, target: TargetRecord) -> TargetRecord:
+        """The target of the revision the cluster ran before this one: the inventory keeps
+        its number while a canary runs."""
+        revision = self.apps.inventory(target.app).get((target.cluster, target.component))
+        found = [
+            t
+            for t in self.apps.targets(target.app, revision[0] if revision else 0)
+            if (t.cluster, t.component) == (target.cluster, target.component)
+        ]
+        if not found or found[0].revision == target.revision:
+            raise TargetFailed(
+                f"{target.cluster}/{target.component}: no earlier revision to roll back to"
+            )
+        return found[0]
 
     async def remove(self, app: str, cluster: str, component: str) -> None:
         """Delete everything the inventory says the app has on `cluster` for `component`."""

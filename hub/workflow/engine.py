@@ -27,11 +27,20 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from clusters.errors import ClusterError
 from hub.errors import FlotillaError, NotFound
-from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
+from hub.model.phases import (
+    AppPhase,
+    Outcome,
+    Stage,
+    StepPhase,
+    StepType,
+    TargetPhase,
+    Verdict,
+)
 from hub.model.records import StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
@@ -56,6 +65,23 @@ StepSettings = Callable[[str, int, str], tuple[bool, int | None, float | None]]
 # Called once a revision succeeded, before the application is marked succeeded.
 AfterSuccess = Callable[[str, int], Awaitable[None]]
 
+
+@dataclass(frozen=True)
+class Judged:
+    """The verdict of a step's metric analysis, and in one line why when it failed."""
+
+    verdict: Verdict
+    reason: str = ""
+
+
+# (app, revision, step, paused targets) -> the metric analysis of the pause every target
+# of a deploy step reached: None when it asks for none (or passed it already), PASSED once
+# it just passed, FAILED or ERRORED once it aborted the step (its canaries rolled back on
+# every cluster), RUNNING when stopped before a verdict (a suspend, a newer revision).
+AnalysePause = Callable[[str, int, str, list[TargetRecord]], Awaitable[Judged | None]]
+# (app, revision, step) -> the verdict of a `check-metrics` step, RUNNING when stopped.
+CheckMetrics = Callable[[str, int, StepRecord], Awaitable[Judged]]
+
 T = TypeVar("T")
 
 
@@ -68,6 +94,8 @@ class Engine:
         order: StepOrder,
         step_settings: StepSettings,
         after_success: AfterSuccess,
+        analyse_pause: AnalysePause,
+        check_metrics: CheckMetrics,
         supervisor: Supervisor,
         signals: Signals,
         fanout: int = DEFAULTS.fanout,
@@ -81,6 +109,8 @@ class Engine:
         self._order = order
         self._step_settings = step_settings
         self._after_success = after_success
+        self._analyse_pause = analyse_pause
+        self._check_metrics = check_metrics
         self._supervisor = supervisor
         self._fanout = fanout
         self._clock = clock
@@ -193,6 +223,8 @@ class Engine:
         if step.type is StepType.SUSPEND:
             self.apps.set_step(app, revision, step.name, phase=StepPhase.SUCCEEDED)
             return Outcome.SUCCEEDED
+        if step.type is StepType.CHECK_METRICS:
+            return await self._check(app, revision, step)
         resumed = step.phase == StepPhase.RESUMED
         self.apps.set_step(app, revision, step.name, phase=StepPhase.RUNNING)
         bound = asyncio.Semaphore(parallelism or self._fanout)
@@ -207,7 +239,24 @@ class Engine:
                 return None
             failed = [t for t, result in zip(targets, results, strict=True) if result is None]
             paused = [t for t, result in zip(targets, results, strict=True) if result is False]
-            if not paused or failed or not self._pause_approved(app, paused):
+            if not paused or failed:
+                break
+            judged = await self._analyse_pause(app, revision, step.name, paused)
+            verdict = None if judged is None else judged.verdict
+            if verdict is Verdict.RUNNING or self.apps.app(app).revision != revision:
+                self._gate(app, revision)  # a suspend takes effect here, as between steps
+                return None
+            if judged is not None and verdict in (Verdict.FAILED, Verdict.ERRORED):
+                self.apps.set_step(
+                    app, revision, step.name, phase=StepPhase.FAILED, message=judged.reason
+                )
+                return Outcome.FAILED
+            if verdict is Verdict.PASSED:
+                # Every cluster passed: the canaries go on to what their pause asks next
+                # (its time, a person, or nothing), from the pause they stand at.
+                resumed = False
+                continue
+            if not self._pause_approved(app, paused):
                 break
             # Every cluster paused where a resume approved it in advance: on together.
             resumed = True
@@ -227,6 +276,20 @@ class Engine:
             return Outcome.FAILED
         self.apps.set_step(app, revision, step.name, phase=StepPhase.SUCCEEDED)
         return Outcome.SUCCEEDED
+
+    async def _check(self, app: str, revision: int, step: StepRecord) -> Outcome | None:
+        """A `check-metrics` step: measured until its verdict; a suspend or a newer
+        revision stops it, and the next run counts on from the stored measurements."""
+        self.apps.set_step(app, revision, step.name, phase=StepPhase.RUNNING)
+        judged = await self._check_metrics(app, revision, step)
+        if judged.verdict is Verdict.RUNNING or self.apps.app(app).revision != revision:
+            self._gate(app, revision)
+            return None
+        if judged.verdict is Verdict.PASSED:
+            self.apps.set_step(app, revision, step.name, phase=StepPhase.SUCCEEDED)
+            return Outcome.SUCCEEDED
+        self.apps.set_step(app, revision, step.name, phase=StepPhase.FAILED, message=judged.reason)
+        return Outcome.FAILED
 
     def _pause_approved(self, app: str, paused: list[TargetRecord]) -> bool:
         """Whether every paused canary stands at the pause a `resume` approved in advance;

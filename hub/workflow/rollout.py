@@ -68,12 +68,16 @@ class Rollouts:
         step_timeout: float,
         waits: Waits,
         signals: Signals,
+        analysed: Callable[[TargetRecord, int], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`signals` wake a timed pause when an operator acts; `clock` gives the epoch
+        """`signals` wake a timed pause when an operator acts; `analysed(target, step)`
+        says whether the metric analysis of canary step `step` has passed on every cluster
+        of the target's workflow step (true when there is none); `clock` gives the epoch
         seconds stored as its `resume_at` (the wall clock, so that the deadline survives a
         hub restart); tests give a virtual one."""
         self.apps = apps
+        self.analysed = analysed
         self.step_timeout = step_timeout
         self.waits = waits
         self.signals = signals
@@ -93,6 +97,10 @@ class Rollouts:
         record = self.apps.rollout(target.app, target.cluster, target.component)
         if record is not None and record.revision != target.revision:
             record = None  # a stale canary was backed out by `abort_stale`
+        if record is not None and record.stage is Stage.ROLLED_BACK:
+            # Analysis rolled this canary back and the workflow is retried: start afresh.
+            self.apps.drop_rollout(target.app, target.cluster, target.component)
+            record = None
         if record is None:
             if props is None or first_deploy:
                 return CanaryOutcome.NONE
@@ -129,6 +137,10 @@ class Rollouts:
                 # `workflow suspend` freezes it here; a newer revision takes over from here.
                 return CanaryOutcome.PAUSED
             if state.stage is Stage.PAUSED:
+                if not self.analysed(target, state.step):
+                    # The engine measures every cluster of the step together, then runs
+                    # this again: the pause's time or approval counts after that.
+                    return CanaryOutcome.PAUSED
                 timed = plan.steps[state.step].pause_seconds is not None
                 if props.auto or self._due(record) or (timed and self._approved(record)):
                     state = self._save(record, advance(state, Event.RESUME, len(plan.steps)))
@@ -187,16 +199,48 @@ class Rollouts:
         plan = CanaryPlan.of(
             canary_objects, record.kind, record.name, props.canary, stale.namespace
         )
-        state = CanaryState(Stage.ROLLING_BACK, record.step)
-        self._save(record, state)
         self._mark(target, f"rolling back the canary of revision {record.revision}")
         self.apps.add_event(
             target.app, f"{target.cluster}: canary of revision {record.revision} rolls back"
         )
-        stable_hash = await self._stable_hash(client, plan, target.namespace, record)
-        for phase in plan.rollback(objects, stable_hash):
-            await self._run_phase(target, client, phase, record)
+        await self._back_out(target, client, plan, record, objects)
         self.apps.drop_rollout(target.app, target.cluster, target.component)
+
+    async def roll_back(
+        self,
+        target: TargetRecord,
+        objects: list[dict[str, Any]],
+        previous: list[dict[str, Any]],
+        client: ClusterClient,
+    ) -> None:
+        """Back out this revision's canary on the target (rendered as `objects`) to the
+        release it ran before (`previous`): kept as rolled back, so that status says so."""
+        record = self.apps.rollout(target.app, target.cluster, target.component)
+        props = _trait(target)
+        if record is None or props is None or record.revision != target.revision:
+            return
+        if record.stage is Stage.ROLLED_BACK:
+            return
+        plan = CanaryPlan.of(objects, record.kind, record.name, props.canary, target.namespace)
+        self._mark(target, "rolling back the canary")
+        self.apps.add_event(target.app, f"{target.cluster}: canary rolls back")
+        await self._back_out(target, client, plan, record, previous)
+        self._save(record, CanaryState(Stage.ROLLED_BACK, record.step))
+
+    async def _back_out(
+        self,
+        target: TargetRecord,
+        client: ClusterClient,
+        plan: CanaryPlan,
+        record: RolloutRecord,
+        previous: list[dict[str, Any]],
+    ) -> None:
+        """The way kruise rolls back: traffic to stable, the previous spec re-applied,
+        the canary gone, with the stable pods untouched."""
+        self._save(record, CanaryState(Stage.ROLLING_BACK, record.step))
+        stable_hash = await self._stable_hash(client, plan, target.namespace, record)
+        for phase in plan.rollback(previous, stable_hash):
+            await self._run_phase(target, client, phase, record)
 
     def view(self, target: TargetRecord) -> RolloutView | None:
         """The canary of a target as `status` shows it, or None when it has none."""

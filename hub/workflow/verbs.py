@@ -72,14 +72,16 @@ class Verbs:
         self._engine.signals.notify(app)
 
     def restart(self, app: str) -> None:
-        """Retry what failed: failed steps go back to pending, healthy targets are kept,
-        pauses approved in advance are forgotten."""
+        """Retry what failed: failed steps go back to pending with their measurements
+        forgotten, healthy targets are kept, pauses approved in advance are forgotten."""
         record = self.apps.app(app)
         if self._engine.running(app) and record.phase == AppPhase.RUNNING:
             raise Conflict(f"application {app!r} is still running; wait or suspend it first")
         for step in self.apps.steps(app, record.revision):
             if step.phase == StepPhase.FAILED:
                 self.apps.set_step(app, record.revision, step.name, phase=StepPhase.PENDING)
+                # A retry is measured afresh, not judged by the attempt that failed.
+                self.apps.drop_measurements(app, record.revision, step.name)
         for rollout in self.apps.rollouts(app):
             if rollout.resume_step is not None:
                 self.apps.approve_pause(app, rollout.cluster, rollout.component, None)

@@ -23,7 +23,7 @@ from clusters.client import ClusterClient
 from clusters.errors import Unreachable
 from hub.canary import CanaryError, CanaryPlan, Phase
 from hub.errors import Conflict
-from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase
+from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase, Verdict
 from hub.model.records import AppRecord, RolloutRecord, StepRecord, TargetRecord
 from hub.model.targets import ChartSpec, TargetSpec
 from hub.state.apps import AppStore
@@ -31,7 +31,7 @@ from hub.state.schema import MIGRATIONS, SCHEMA
 from hub.state.store import Store
 from hub.tasks import Supervisor
 from hub.workflow.deploy import TargetFailed
-from hub.workflow.engine import RUNNER, Engine
+from hub.workflow.engine import RUNNER, Engine, Judged
 from hub.workflow.rollout import CanaryOutcome, Rollouts
 from hub.workflow.signals import Signals
 from hub.workflow.verbs import Verbs
@@ -188,11 +188,37 @@ class Hub:
             order=lambda app, revision: self.workflows[revision].generations,
             step_settings=self._settings,
             after_success=self._after_success,
+            analyse_pause=self._analyse_pause,
+            check_metrics=self._check_metrics,
             supervisor=self.supervisor,
             signals=self.signals,
             clock=asyncio.get_running_loop().time,
         )
         self.verbs = Verbs(self.engine)
+        # What the metric analysis of each canary pause says, in turn, after `analysis_time`
+        # (virtual) seconds; `passed_gates`: the canary steps whose analysis has passed
+        # (None: the canaries ask for none).
+        self.pause_verdicts: list[Judged] = []
+        self.analysis_time = 0.0
+        self.passed_gates: set[int] | None = None
+        self.analysed: list[tuple[str, list[str], float]] = []
+
+    async def _analyse_pause(
+        self, app: str, revision: int, step: str, paused: list[TargetRecord]
+    ) -> Judged | None:
+        gate = self.apps.rollout(app, paused[0].cluster, paused[0].component)
+        if self.passed_gates is None or gate is None or gate.step in self.passed_gates:
+            return None
+        loop = asyncio.get_running_loop()
+        self.analysed.append((step, sorted(t.cluster for t in paused), loop.time()))
+        await asyncio.sleep(self.analysis_time)
+        judged = self.pause_verdicts.pop(0)
+        if judged.verdict is Verdict.PASSED:
+            self.passed_gates.add(gate.step)
+        return judged
+
+    async def _check_metrics(self, app: str, revision: int, step: StepRecord) -> Judged:
+        return Judged(Verdict.PASSED)
 
     def up(self, workflow: Workflow) -> int:
         """A new revision, and the engine told of it, as `flotilla up` does."""
@@ -625,6 +651,7 @@ class Canaries(Rollouts):
             step_timeout=STEP_TIMEOUT,
             waits=Waits(lambda cluster: None, timeout=STEP_TIMEOUT),
             signals=hub.signals,
+            analysed=lambda target, gate: hub.passed_gates is None or gate in hub.passed_gates,
             clock=loop.time,
         )
         self.hub = hub
@@ -821,6 +848,71 @@ async def test_resume_and_suspend_reach_a_timed_canary_pause_at_once(hub: Hub, v
     assert hub.verbs.resume(APP) == "deploy-prod"
     await hub.settled()
     assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 1)
+
+
+# --- metric analysis of canary pauses ------------------------------------------------------------
+
+
+async def test_a_canary_pause_is_analysed_on_every_cluster_then_waits_for_a_person(
+    hub: Hub,
+) -> None:
+    canaries = Canaries(hub)
+    hub.passed_gates, hub.analysis_time = set(), 90.0
+    hub.pause_verdicts = [Judged(Verdict.PASSED), Judged(Verdict.PASSED)]
+    hub.up(canary_of({"weight": 20}, {"weight": 90}))
+    await hub.settled()
+    # Measured once for the whole step, when every cluster had paused; then held as usual.
+    assert [(step, clusters) for step, clusters, _ in hub.analysed] == [
+        ("deploy-prod", ["eu", "us"])
+    ]
+    assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 0)
+    assert hub.step("deploy-prod").phase is StepPhase.PAUSED
+    assert hub.verbs.resume(APP) == "deploy-prod"
+    await hub.settled()
+    assert len(hub.analysed) == 2
+    assert canaries.at("eu") == canaries.at("us") == (Stage.PAUSED, 1)
+
+
+async def test_a_timed_canary_pause_goes_on_when_both_its_time_and_its_analysis_allow(
+    hub: Hub,
+) -> None:
+    canaries = Canaries(hub)
+    hub.passed_gates, hub.analysis_time = set(), 200.0
+    hub.pause_verdicts = [Judged(Verdict.PASSED), Judged(Verdict.PASSED)]
+    hub.up(canary_of({"weight": 20, "pause": {"duration": "60s"}}, {"weight": 90}))
+    await until(lambda: len(hub.analysed) == 1, "the first analysis starts")
+    analysed_at = hub.analysed[0][2]
+    await hub.settled()
+    # The pause's 60 s were up long before the analysis passed: it went on when that did.
+    assert {c: canaries.first_move(c, 1) for c in ("eu", "us")} == pytest.approx(
+        {"eu": analysed_at + 200.0, "us": analysed_at + 200.0}
+    )
+
+
+async def test_an_analysis_that_fails_fails_the_step_and_touches_no_later_environment(
+    hub: Hub,
+) -> None:
+    canaries = Canaries(hub)
+    hub.passed_gates = set()
+    why = "cluster us: error-rate = 0.3 broke <0.05 (1 failed measurement, failureLimit 0)"
+    hub.pause_verdicts = [Judged(Verdict.FAILED, why)]
+    trait = {"canary": {"steps": [{"weight": 20}], "trafficRoutings": [{"type": "nginx"}]}}
+    hub.up(
+        Workflow(
+            [["deploy-prod"], ["deploy-later"]],
+            {"deploy-prod": ["eu", "us"], "deploy-later": ["dev"]},
+            trait=trait,
+        )
+    )
+    await hub.settled()
+    assert hub.app().phase is AppPhase.FAILED
+    assert (hub.step("deploy-prod").phase, hub.step("deploy-prod").message) == (
+        StepPhase.FAILED,
+        why,
+    )
+    assert why in hub.app().message
+    assert hub.step("deploy-later").phase is StepPhase.PENDING
+    assert canaries.at("dev") is None
 
 
 # --- where an approval is kept --------------------------------------------------------------------

@@ -674,7 +674,7 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         workflow({"name": "tell", "type": "notification"}),
         [
             'spec.workflow.steps[0].type: "notification" is not supported (supported: deploy, '
-            "suspend)"
+            "suspend, check-metrics)"
         ],
     ),
     (
