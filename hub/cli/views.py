@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -35,6 +36,10 @@ def status_tree(status: dict[str, Any], *, every_object: bool = False) -> Tree:
         if step.get("message"):
             line += f"  [dim]{step['message']}[/dim]"
         branch = root.add(line)
+        for measured in step.get("analysis", []):
+            if measured["component"] is None:  # a check-metrics step's, per cluster
+                where = f"cluster {measured['cluster']}: " if measured["cluster"] else ""
+                branch.add(where + _measurement_line(measured))
         for cluster in step["clusters"]:
             reach = (
                 ""
@@ -53,6 +58,12 @@ def status_tree(status: dict[str, Any], *, every_object: bool = False) -> Tree:
                 )
                 if release.get("rollout"):
                     rel.add(_rollout_line(release["rollout"]))
+                for measured in step.get("analysis", []):
+                    if (measured["cluster"], measured["component"]) == (
+                        cluster["name"],
+                        release["component"],
+                    ):
+                        rel.add(_measurement_line(measured))
                 _objects(rel, release["objects"], every_object)
     if status.get("next"):
         root.add(f"[yellow]next:[/yellow] {status['next']}")
@@ -65,6 +76,25 @@ def _rollout_line(rollout: dict[str, Any]) -> str:
     return (
         f"[cyan]canary[/cyan] {rollout['workload']}  step {rollout['step']}  "
         f"{rollout['stage']}  {weight}{canary}"
+    )
+
+
+_OUTCOME_STYLE = {"pass": "green", "fail": "red", "error": "yellow"}
+_VERDICT_STYLE = {"passed": "green", "failed": "red", "errored": "red", "running": "cyan"}
+
+
+def _measurement_line(m: dict[str, Any]) -> str:
+    """`analysis error-rate = 0.012 (<0.05) pass  running: 2 passed, 0 failed`."""
+    value = "no value" if m["value"] is None else f"{m['value']:.4g}"
+    outcome = f"[{_OUTCOME_STYLE.get(m['outcome'], 'white')}]{m['outcome']}[/]"
+    verdict = f"[{_VERDICT_STYLE.get(m['verdict'], 'white')}]{m['verdict']}[/]"
+    counts = f"{m['passes']} passed, {m['failures']} failed"
+    if m["errors"]:
+        counts += f", {m['errors']} errors in a row"
+    detail = f"  [dim]{escape(m['message'])}[/dim]" if m["message"] else ""
+    return (
+        f"analysis {m['metric']} = {value} ({m['condition']}) {outcome}  "
+        f"{verdict}: {counts}{detail}"
     )
 
 

@@ -53,11 +53,34 @@ class ClusterStatusView(TypedDict):
     releases: list[ReleaseView]
 
 
+class MeasurementView(TypedDict):
+    """The latest measurement of one metric on one cluster, and where its count stands."""
+
+    cluster: str | None
+    """None: a `check-metrics` step measured once, at one global endpoint."""
+    component: str | None
+    """The canary's component; None for a `check-metrics` step."""
+    canaryStep: int | None
+    """The canary step whose pause is measured, counted from 1; None for `check-metrics`."""
+    metric: str
+    verdict: str
+    value: float | None
+    condition: str
+    outcome: str
+    message: str
+    at: str | None
+    passes: int
+    failures: int
+    errors: int
+    """Measurement errors in a row, as they count toward the limit."""
+
+
 class StepView(TypedDict):
     name: str
     type: str
     phase: str
     message: str
+    analysis: list[MeasurementView]
     health: str
     reason: str
     clusters: list[ClusterStatusView]
@@ -211,6 +234,7 @@ class MemberList(TypedDict):
 SHAPES: dict[str, type[Any]] = {
     "status": StatusView,
     "step": StepView,
+    "measurement": MeasurementView,
     "cluster": ClusterStatusView,
     "release": ReleaseView,
     "rollout": RolloutView,

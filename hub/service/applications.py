@@ -358,7 +358,9 @@ class Applications:
         }
 
     async def status(self, name: str) -> StatusView:
-        return await application_status(self.apps, self.registry, self.deployer.rollouts, name)
+        return await application_status(
+            self.apps, self.registry, self.deployer.rollouts, self.analyses, name
+        )
 
 
 def _step_types(app: Application) -> dict[str, StepType]:

@@ -24,15 +24,23 @@ from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, StepPhase, TargetPhase
 from hub.model.records import AppRecord, ClusterRecord, StepRecord, TargetRecord
 from hub.model.timestamps import timestamp
-from hub.model.views import ClusterStatusView, ObjectView, ReleaseView, StatusView, StepView
+from hub.model.views import (
+    ClusterStatusView,
+    MeasurementView,
+    ObjectView,
+    ReleaseView,
+    StatusView,
+    StepView,
+)
 from hub.state.apps import AppStore
+from hub.workflow.analysis import Analyses
 from hub.workflow.rollout import Rollouts
 
 Objects = list[dict[str, Any]]
 
 
 async def application_status(
-    apps: AppStore, registry: Registry, rollouts: Rollouts, name: str
+    apps: AppStore, registry: Registry, rollouts: Rollouts, analyses: Analyses, name: str
 ) -> StatusView:
     record = apps.app(name)
     revision = apps.revision(name, record.revision)
@@ -43,7 +51,13 @@ async def application_status(
     live = await _read_objects(registry, clusters, targets, inventory)
     step_views = [
         _step_view(
-            rollouts, record, step, [t for t in targets if t.step == step.name], clusters, live
+            rollouts,
+            record,
+            step,
+            [t for t in targets if t.step == step.name],
+            clusters,
+            live,
+            analyses.view(name, record.revision, step),
         )
         for step in steps
     ]
@@ -144,6 +158,7 @@ def _step_view(
     targets: list[TargetRecord],
     clusters: Mapping[str, ClusterRecord],
     live: Mapping[tuple[str, str], list[tuple[dict[str, Any], Health]]],
+    analysis: list[MeasurementView],
 ) -> StepView:
     by_cluster: dict[str, list[TargetRecord]] = {}
     for target in targets:
@@ -176,6 +191,7 @@ def _step_view(
         "type": step.type,
         "phase": step.phase,
         "message": step.message,
+        "analysis": analysis,
         "health": health.status.value,
         "reason": health.reason,
         "clusters": cluster_views,

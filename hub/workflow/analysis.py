@@ -49,6 +49,8 @@ from hub.model.records import (
     TargetRecord,
 )
 from hub.model.settings import DEFAULTS, Settings
+from hub.model.timestamps import timestamp
+from hub.model.views import MeasurementView
 from hub.state.apps import AppStore
 from hub.workflow.signals import Signals
 
@@ -175,15 +177,11 @@ class Analyses:
         gate: int,
         canaries: Sequence[tuple[TargetRecord, RolloutRecord, CanaryAnalysis]],
     ) -> StepVerdict:
-        keys = {
-            (t.cluster, t.component, m.name): (str(m.condition), _limits(a))
-            for t, _, a in canaries
-            for m in a.metrics
-        }
+        rules = _rules(canaries)
         return self._decide(
             self.apps.measurements(app, revision, step, gate),
-            keys,
-            lambda key, ms: tally(ms, keys[key][1], keys[key][0]),
+            rules,
+            lambda key, ms: tally(ms, rules[key][1], rules[key][0]),
         )
 
     def _canary_probes(
@@ -210,6 +208,55 @@ class Analyses:
             )
             for metric in analysis.metrics
         ]
+
+    # status
+
+    def view(self, app: str, revision: int, step: StepRecord) -> list[MeasurementView]:
+        """The latest measurement of every metric on every cluster of the step's latest
+        measured pause (or of its `check-metrics`), with where its count stands."""
+        stored = self.apps.measurements(app, revision, step.name)
+        if not stored:
+            return []
+        gate = stored[-1].gate
+        judge = self._judge(app, revision, step, gate)
+        grouped: dict[Key, list[MeasurementRecord]] = {}
+        for m in stored:
+            if m.gate == gate:
+                grouped.setdefault((m.cluster, m.component, m.metric), []).append(m)
+        views: list[MeasurementView] = []
+        for key, taken in sorted(grouped.items()):
+            last, counted = taken[-1], judge(key, taken) if judge is not None else None
+            views.append(
+                {
+                    "cluster": last.cluster or None,
+                    "component": last.component or None,
+                    "canaryStep": None if gate == CHECK_GATE else gate + 1,
+                    "metric": last.metric,
+                    "verdict": counted.verdict if counted else Verdict.RUNNING,
+                    "value": last.value,
+                    "condition": counted.condition if counted else "",
+                    "outcome": last.outcome,
+                    "message": last.message,
+                    "at": timestamp(last.at),
+                    "passes": counted.passes if counted else 0,
+                    "failures": counted.failures if counted else 0,
+                    "errors": counted.errors if counted else 0,
+                }
+            )
+        return views
+
+    def _judge(self, app: str, revision: int, step: StepRecord, gate: int) -> Judge | None:
+        """How the measurements of one gate of a step are counted, from its spec."""
+        if gate == CHECK_GATE:
+            props = self._application(app, revision).check_metrics_step(step.name).properties
+            condition = str(props.condition)
+            duration = duration_seconds(props.duration)
+            fail_duration = duration_seconds(props.fail_duration)
+            return lambda key, ms: streak(ms, duration, fail_duration, condition)
+        rules = _rules(self._canaries(app, revision, step.name))
+        if not rules:
+            return None
+        return lambda key, ms: tally(ms, rules[key][1], rules[key][0])
 
     # check-metrics steps
 
@@ -377,6 +424,17 @@ class Analyses:
 def _analysis(target: TargetRecord) -> CanaryAnalysis | None:
     props = target.spec.trait(TRAIT)
     return None if props is None else trait_properties(TRAIT, props).canary.analysis
+
+
+def _rules(
+    canaries: Sequence[tuple[TargetRecord, RolloutRecord, CanaryAnalysis]],
+) -> dict[Key, tuple[str, Limits]]:
+    """Each measured (cluster, component, metric) with its condition and its limits."""
+    return {
+        (t.cluster, t.component, m.name): (str(m.condition), _limits(a))
+        for t, _, a in canaries
+        for m in a.metrics
+    }
 
 
 def _limits(analysis: CanaryAnalysis) -> Limits:

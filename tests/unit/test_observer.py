@@ -14,11 +14,13 @@ from aiohttp.test_utils import TestServer
 
 from clusters.watch import ClusterCache
 from hub.fleet.registry import Registry
+from hub.format import Application
 from hub.model.phases import TargetPhase
 from hub.service.status import application_status
 from hub.state.apps import AppStore
 from hub.state.store import Store
 from hub.tasks import Supervisor
+from hub.workflow.analysis import Analyses
 from hub.workflow.rollout import Rollouts
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits
@@ -51,10 +53,15 @@ class Hub:
         rollouts = Rollouts(
             apps, step_timeout=1, waits=waits, signals=Signals(), analysed=lambda t, gate: True
         )
-        return await application_status(apps, self.registry, rollouts, APP)
+        analyses = Analyses(apps, self.registry, signals=Signals(), application=_no_spec)
+        return await application_status(apps, self.registry, rollouts, analyses, APP)
 
     def requests(self) -> list[str]:
         return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]
+
+
+def _no_spec(app: str, revision: int) -> Application:
+    raise AssertionError("status of an application without analysis reads no spec")
 
 
 @asynccontextmanager
