@@ -40,6 +40,7 @@ demo: setup binaries
 	$(PY) -m e2e.demo
 
 down: setup
+	$(PY) -m e2e.prometheus down
 	$(PY) -m e2e.clusters down
 
 clean: down

@@ -10,9 +10,9 @@ an index Helm generated, and the OCI registry is the CNCF distribution registry 
     python -m e2e.chartrepo registry [--port 5000]                    # OCI registry, detached
     python -m e2e.chartrepo stop                                      # both
 
-Detached servers record themselves under `${FLOTILLA_E2E_DIR:-.e2e}/` so `stop` finds them from
-another process. Tests use `start_chart_repo` and `start_oci_registry` (fixtures in
-tests/integration/conftest.py) and stop what they start.
+Detached servers record themselves under `${FLOTILLA_E2E_DIR:-.e2e}/` (e2e.servers) so `stop`
+finds them from another process. Tests use `start_chart_repo` and `start_oci_registry`
+(fixtures in tests/integration/conftest.py) and stop what they start.
 """
 
 from __future__ import annotations
@@ -24,39 +24,38 @@ import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import helm_python
 
-from e2e import processes
+from e2e import debian, processes
+from e2e.servers import (
+    LOCALHOST,
+    Stoppable,
+    free_port,
+    recorded,
+    spawn_recorded,
+    stop_recorded,
+    wait_ready,
+)
 
 CHARTS_DIR = Path(__file__).parent / "charts"
 CHART_VERSIONS = ("1.0.0", "2.0.0")
 # The demo's fixed addresses, so its Application files can name them.
 DEMO_REPO_PORT = 8879
 DEMO_REGISTRY_PORT = 5000
-LOCALHOST = "127.0.0.1"
-# Servers on this machine start in well under a second; this only bounds a broken start.
-READY_TIMEOUT = 15.0
-REGISTRY_BINARY = "docker-registry"
+REGISTRY_BINARY = REGISTRY_PACKAGE = "docker-registry"
 # The repository path charts are pushed under: oci://127.0.0.1:PORT/charts/<chart>.
 OCI_NAMESPACE = "charts"
 _REPO_PREFIX = "chartrepo-"
 _REGISTRY_PREFIX = "oci-registry-"
-_RECORD = "process.json"
 
 
 def state_dir() -> Path:
@@ -95,25 +94,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-class _Stopped:
-    """A server that `with` stops on the way out."""
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class ChartRepo(_Stopped):
+class ChartRepo(Stoppable):
     """A Helm HTTP repository served from a thread of this process.
 
     Stop it with `stop()` or a `with` block; a temporary directory it created goes with it.
@@ -188,29 +169,8 @@ def start_chart_repo(port: int = 0, directory: Path | None = None) -> ChartRepo:
     return ChartRepo(directory, server, owns_directory)
 
 
-def ensure_registry_installed() -> Path:
-    """The registry binary, installed from Debian's archive if it is missing."""
-    if found := shutil.which(REGISTRY_BINARY):
-        return Path(found)
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"{REGISTRY_BINARY} is not installed and installing it needs root: "
-            f"apt-get install {REGISTRY_BINARY}"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", REGISTRY_BINARY],
-    ):
-        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-    found = shutil.which(REGISTRY_BINARY)
-    if found is None:
-        raise RuntimeError(f"apt-get installed {REGISTRY_BINARY} but it is not on PATH")
-    return Path(found)
-
-
 @dataclass
-class OciRegistry(_Stopped):
+class OciRegistry(Stoppable):
     """A distribution registry on 127.0.0.1 holding the test charts under `url`."""
 
     port: int
@@ -234,10 +194,10 @@ def start_oci_registry(port: int = 0) -> OciRegistry:
     can end it even if the process that started it died; `OciRegistry.stop` ends it normally.
     A registry this state dir already runs on `port` is returned as it is.
     """
-    binary = ensure_registry_installed()
-    port = port or _free_port()
+    binary = debian.ensure_installed(REGISTRY_BINARY, REGISTRY_PACKAGE)
+    port = port or free_port()
     workdir = state_dir().resolve() / f"{_REGISTRY_PREFIX}{port}"
-    if (running := _running(workdir)) is not None:
+    if (running := recorded(workdir)) is not None:
         return OciRegistry(port, workdir, running)
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yml"
@@ -252,11 +212,10 @@ def start_oci_registry(port: int = 0) -> OciRegistry:
         )
     )
     log = workdir / "registry.log"
-    record = processes.spawn([str(binary), "serve", str(config)], log)
-    (workdir / _RECORD).write_text(json.dumps(record.to_json()))
+    record = spawn_recorded([str(binary), "serve", str(config)], workdir, log)
     registry = OciRegistry(port, workdir, record)
     try:
-        _wait_ready(f"http://{LOCALHOST}:{port}/v2/", record, log)
+        wait_ready(f"http://{LOCALHOST}:{port}/v2/", record, log)
         with tempfile.TemporaryDirectory(prefix="flotilla-oci-") as scratch:
             for archive in package_charts(Path(scratch)):
                 helm_python.push(archive, registry.url, plain_http=True)
@@ -268,59 +227,21 @@ def start_oci_registry(port: int = 0) -> OciRegistry:
 
 def stop_all() -> list[str]:
     """Stop every detached chart server recorded in the state dir; returns what was stopped."""
-    stopped = []
-    for prefix in (_REPO_PREFIX, _REGISTRY_PREFIX):
-        for record_file in sorted(state_dir().glob(f"{prefix}*/{_RECORD}")):
-            record = processes.ProcessRecord.from_json(json.loads(record_file.read_text()))
-            processes.stop([record])
-            shutil.rmtree(record_file.parent, ignore_errors=True)
-            stopped.append(record_file.parent.name)
-    return stopped
-
-
-def _running(workdir: Path) -> processes.ProcessRecord | None:
-    """The live server recorded in `workdir`, if any."""
-    try:
-        record = processes.ProcessRecord.from_json(json.loads((workdir / _RECORD).read_text()))
-    except FileNotFoundError:
-        return None
-    return record if processes.alive(record) else None
-
-
-def _free_port() -> int:
-    """A port the kernel just considered free: for servers that cannot report a port 0 bind."""
-    with socket.socket() as probe:
-        probe.bind((LOCALHOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_ready(url: str, record: processes.ProcessRecord, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
-            if not processes.alive(record):
-                raise RuntimeError(f"{url} server exited; see {log}") from e
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} not ready after {READY_TIMEOUT:g}s; see {log}") from e
-        time.sleep(0.05)
+    root = state_dir()
+    return [*stop_recorded(root, _REPO_PREFIX), *stop_recorded(root, _REGISTRY_PREFIX)]
 
 
 def serve_detached(port: int, directory: Path) -> str:
     """Start `run` as a detached process (or find it running) and return its URL."""
     workdir = state_dir().resolve() / f"{_REPO_PREFIX}{port}"
     url = f"http://{LOCALHOST}:{port}"
-    if _running(workdir) is not None:
+    if recorded(workdir) is not None:
         return url
     argv = [sys.executable, "-m", "e2e.chartrepo", "run", "--port", str(port)]
     argv += ["--dir", str(directory.resolve())]
     log = workdir / "chartrepo.log"
-    record = processes.spawn(argv, log)
-    (workdir / _RECORD).write_text(json.dumps(record.to_json()))
-    _wait_ready(f"{url}/index.yaml", record, log)
+    record = spawn_recorded(argv, workdir, log)
+    wait_ready(f"{url}/index.yaml", record, log)
     return url
 
 

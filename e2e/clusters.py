@@ -2,7 +2,8 @@
 
 One etcd serves every cluster (each API server has its own --etcd-prefix); each
 cluster has its own CA, API server, controller manager and simulated node
-(e2e.kubelet). Everything the clusters are lives in one git-ignored state
+(e2e.kubelet), which also serves its pods' app metrics on a port of its own
+(`ClusterInfo.metrics_url`). Everything the clusters are lives in one git-ignored state
 directory (`.e2e/`, or $FLOTILLA_E2E_DIR): `state.json` records ports and
 processes so that any later command (another test session, `down`) finds them.
 Cluster i is always called `e2e-i` and lives in `<state>/e2e-i/`.
@@ -70,6 +71,10 @@ def cluster_name(index: int) -> str:
     return f"e2e-{index}"
 
 
+def _metrics_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/metrics"
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     """What a test needs to talk to one running cluster. The context in every
@@ -83,6 +88,7 @@ class ClusterInfo:
     restricted_namespace: str
     admin_token: str = field(repr=False)
     restricted_token: str = field(repr=False)
+    metrics_url: str  # the simulated node's app metrics (e2e.appmetrics), for Prometheus
 
     @property
     def context(self) -> str:
@@ -105,11 +111,19 @@ class ClusterRecord:
     port: int
     admin_token: str
     restricted_token: str
+    # None in a state file written before kubelets served app metrics: `up` then gives the
+    # cluster a port and restarts its kubelet, and until then it does not count as running.
+    metrics_port: int | None
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
 
     @property
     def files(self) -> ClusterFiles:
         return ClusterFiles(state_dir() / self.name, self.name)
+
+    def kubelet_metrics_port(self) -> int:
+        if self.metrics_port is None:
+            raise RuntimeError(f"{self.name} predates app metrics: run `up` to give it a port")
+        return self.metrics_port
 
     def info(self) -> ClusterInfo:
         files = self.files
@@ -122,6 +136,7 @@ class ClusterRecord:
             restricted_namespace=RESTRICTED_NAMESPACE,
             admin_token=self.admin_token,
             restricted_token=self.restricted_token,
+            metrics_url=_metrics_url(self.kubelet_metrics_port()),
         )
 
     def api(self) -> KubeAPI:
@@ -138,6 +153,7 @@ class ClusterRecord:
             "port": self.port,
             "admin_token": self.admin_token,
             "restricted_token": self.restricted_token,
+            "metrics_port": self.metrics_port,
             "processes": {k: v.to_json() for k, v in self.processes.items()},
         }
 
@@ -148,6 +164,7 @@ class ClusterRecord:
             port=int(data["port"]),
             admin_token=data["admin_token"],
             restricted_token=data["restricted_token"],
+            metrics_port=data.get("metrics_port"),
             processes={k: ProcessRecord.from_json(v) for k, v in data["processes"].items()},
         )
 
@@ -166,7 +183,8 @@ class State:
         raise LookupError(f"no cluster named {name!r}; known: {[c.name for c in self.clusters]}")
 
     def ports(self) -> set[int]:
-        return {self.etcd_port, self.etcd_peer_port, *(c.port for c in self.clusters)}
+        metrics = {c.metrics_port for c in self.clusters if c.metrics_port is not None}
+        return {self.etcd_port, self.etcd_peer_port, *(c.port for c in self.clusters), *metrics}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -264,13 +282,14 @@ def _wait(
     record.api().wait_for(f"{record.name} {what}", check, timeout)
 
 
-def _create_cluster(name: str, port: int) -> ClusterRecord:
+def _create_cluster(name: str, port: int, metrics_port: int) -> ClusterRecord:
     """Fresh certificates, tokens and kubeconfigs for cluster `name`."""
     record = ClusterRecord(
         name=name,
         port=port,
         admin_token=secrets.token_urlsafe(32),
         restricted_token=secrets.token_urlsafe(32),
+        metrics_port=metrics_port,
     )
     files = record.files
     shutil.rmtree(files.root, ignore_errors=True)
@@ -312,7 +331,7 @@ def _command(state: State, record: ClusterRecord, component: str) -> list[str]:
         return controlplane.apiserver_command(files, record.port, state.etcd_port)
     if component == CONTROLLER_MANAGER:
         return controlplane.controller_manager_command(files)
-    return controlplane.kubelet_command(files)
+    return controlplane.kubelet_command(files, record.kubelet_metrics_port())
 
 
 def _ensure_running(state: State, record: ClusterRecord, component: str) -> None:
@@ -439,10 +458,16 @@ def up(count: int = DEFAULT_COUNT) -> list[ClusterInfo]:
             try:
                 record = state.cluster(name)
             except LookupError:
-                record = _create_cluster(name, _free_ports(1, state.ports())[0])
+                record = _create_cluster(name, *_free_ports(2, state.ports()))
                 state.clusters.append(record)
                 _save(state)
             wanted.append(record)
+        # Recorded before kubelets served app metrics: a port now, a new kubelet below.
+        outdated = {r.name for r in wanted if r.metrics_port is None}
+        for record in wanted:
+            if record.name in outdated:
+                [record.metrics_port] = _free_ports(1, state.ports())
+                _save(state)
         fresh = [r.name for r in wanted if not r.running(APISERVER)]
         for record in wanted:
             _ensure_running(state, record, APISERVER)
@@ -453,6 +478,8 @@ def up(count: int = DEFAULT_COUNT) -> list[ClusterInfo]:
                 # to 30 s before it looks again; a fresh one starts at once.
                 _restart(state, record, CONTROLLER_MANAGER)
             _ensure_running(state, record, CONTROLLER_MANAGER)
+            if record.name in outdated:
+                _restart(state, record, KUBELET)
             _ensure_running(state, record, KUBELET)
             _bootstrap(record)
         for record in wanted:
@@ -463,11 +490,15 @@ def up(count: int = DEFAULT_COUNT) -> list[ClusterInfo]:
 
 
 def running() -> list[ClusterInfo]:
-    """The recorded clusters whose every process runs."""
+    """The recorded clusters whose every process runs, with a kubelet that serves metrics."""
     state = _load()
     if state is None or state.etcd is None or not processes.alive(state.etcd):
         return []
-    return [r.info() for r in state.clusters if all(r.running(c) for c in COMPONENTS)]
+    return [
+        r.info()
+        for r in state.clusters
+        if r.metrics_port is not None and all(r.running(c) for c in COMPONENTS)
+    ]
 
 
 def admin_api(info: ClusterInfo) -> KubeAPI:
@@ -592,13 +623,17 @@ def _print_status() -> None:
     if state is None or not lines:
         print("no clusters")
         return
-    servers = {r.name: f"https://127.0.0.1:{r.port}" for r in state.clusters}
-    print(f"{'CLUSTER':10} {'COMPONENT':24} {'PID':>8} {'RSS MiB':>8}  SERVER")
+    # What each component serves: the API, and the app metrics of the simulated node.
+    urls = {(r.name, APISERVER): f"https://127.0.0.1:{r.port}" for r in state.clusters}
+    for r in state.clusters:
+        if r.metrics_port is not None:
+            urls[r.name, KUBELET] = _metrics_url(r.metrics_port)
+    print(f"{'CLUSTER':10} {'COMPONENT':24} {'PID':>8} {'RSS MiB':>8}  URL")
     for entry in lines:
         pid = str(entry.pid) if entry.pid else "stopped"
-        server = servers.get(entry.cluster or "", "") if entry.component == APISERVER else ""
+        url = urls.get((entry.cluster or "", entry.component), "")
         cluster = entry.cluster or "-"
-        print(f"{cluster:10} {entry.component:24} {pid:>8} {entry.rss / 2**20:8.0f}  {server}")
+        print(f"{cluster:10} {entry.component:24} {pid:>8} {entry.rss / 2**20:8.0f}  {url}")
     total = sum(e.rss for e in lines)
     print(f"{'total':10} {'':24} {'':>8} {total / 2**20:8.0f}")
 

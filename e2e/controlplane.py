@@ -160,11 +160,12 @@ def controller_manager_command(files: ClusterFiles) -> list[str]:
     ]
 
 
-def kubelet_command(files: ClusterFiles) -> list[str]:
+def kubelet_command(files: ClusterFiles, metrics_port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
         "e2e.kubelet",
         f"--kubeconfig={files.kubelet_kubeconfig}",
         f"--node={files.node}",
+        f"--metrics-port={metrics_port}",
     ]

@@ -11,7 +11,11 @@ It watches pods (list, then watch from the list's resourceVersion, re-list on
 410 Gone) instead of polling, and it outlives its API server: when the server
 goes away the loops back off and resume once it is back, as a kubelet does.
 
-Run: python -m e2e.kubelet --kubeconfig PATH --node NAME
+It also stands in for the apps in its pods: it serves, on
+http://127.0.0.1:PORT/metrics, the request metrics each of its Running pods
+would expose (e2e.appmetrics), for Prometheus to scrape.
+
+Run: python -m e2e.kubelet --kubeconfig PATH --node NAME --metrics-port PORT
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ import logging
 import os
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
+from aiohttp import web
 
-from e2e import podstatus
+from e2e import appmetrics, podstatus
 from e2e.binaries import K8S_VERSION
 from e2e.podstatus import Action, Pod
 
@@ -113,6 +119,8 @@ class Kubelet:
         # One task per pod UID at a time, tagged with what it does, so a burst of
         # events for one pod never runs two actions on it at once.
         self.work: dict[str, tuple[Action, asyncio.Task[None]]] = {}
+        # The pods whose app metrics /metrics serves, by UID, as the watch last saw them.
+        self.serving: dict[str, appmetrics.Served] = {}
 
     async def call(
         self, method: str, path: str, body: Any = None, content_type: str = "application/json"
@@ -299,6 +307,8 @@ class Kubelet:
                 break
         for uid in set(self.work) - seen:
             self._forget(uid)
+        for uid in set(self.serving) - seen:
+            del self.serving[uid]
         return str(page["metadata"]["resourceVersion"])
 
     async def _watch_pods(self, version: str) -> str:
@@ -333,7 +343,21 @@ class Kubelet:
         if entry := self.work.pop(uid, None):
             entry[1].cancel()
 
+    def _track(self, event: str, pod: Pod) -> None:
+        """Keep `serving` to the pods that answer requests, each with when it was first seen."""
+        uid = pod["metadata"]["uid"]
+        if event != "DELETED" and appmetrics.serves(pod, self.node):
+            previous = self.serving.get(uid)
+            first_seen = previous.first_seen if previous else time.time()
+            self.serving[uid] = appmetrics.Served(pod, first_seen)
+        else:
+            self.serving.pop(uid, None)
+
+    def metrics(self) -> bytes:
+        return appmetrics.exposition(self.serving.values(), time.time())
+
     def on_pod(self, event: str, pod: Pod) -> None:
+        self._track(event, pod)
         uid = pod["metadata"]["uid"]
         if event == "DELETED":
             self._forget(uid)
@@ -446,15 +470,38 @@ class Kubelet:
         await asyncio.gather(self.heartbeat(), self.watch_pods())
 
 
-async def serve(kubeconfig: Path, node: str) -> None:
+@contextlib.asynccontextmanager
+async def metrics_server(kubelet: Kubelet, port: int) -> AsyncIterator[None]:
+    """Serve the kubelet's app metrics on 127.0.0.1:`port` while open."""
+
+    async def scrape(_: web.Request) -> web.Response:
+        return web.Response(
+            body=kubelet.metrics(), headers={"Content-Type": appmetrics.CONTENT_TYPE}
+        )
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        log.info("serving app metrics on http://127.0.0.1:%d/metrics", port)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def serve(kubeconfig: Path, node: str, metrics_port: int) -> None:
     server, tls = load_kubeconfig(kubeconfig)
     # A pod manifest can be far larger than aiohttp's default 64 KiB line limit.
     connector = aiohttp.TCPConnector(ssl=tls, limit=32)
     async with aiohttp.ClientSession(connector=connector, read_bufsize=2**22) as session:
-        runner = asyncio.create_task(Kubelet(session, server, node).run())
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, runner.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        kubelet = Kubelet(session, server, node)
+        async with metrics_server(kubelet, metrics_port):
+            runner = asyncio.create_task(kubelet.run())
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, runner.cancel)
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
 
 
 def main() -> None:
@@ -463,11 +510,14 @@ def main() -> None:
     )
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--node", required=True)
+    parser.add_argument(
+        "--metrics-port", type=int, required=True, help="serve the pods' app metrics here"
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(args.kubeconfig, args.node))
+    asyncio.run(serve(args.kubeconfig, args.node, args.metrics_port))
 
 
 if __name__ == "__main__":

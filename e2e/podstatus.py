@@ -9,6 +9,12 @@ on real ones.
 Unhealthy on request: a container whose image tag contains `unhealthy`, or every
 container of a pod annotated `e2e.flotilla.dev/unhealthy: "true"`, crash-loops
 forever instead of becoming ready.
+
+Misbehaving on request, while healthy (e2e.appmetrics, what the kubelet serves on
+/metrics): a tag containing `errors-N` or the annotation
+`e2e.flotilla.dev/error-percent: "N"` answers N% of requests with 500; a tag
+containing `slow-MS` or the annotation `e2e.flotilla.dev/latency-ms: "MS"` takes
+MS milliseconds per request (default 20).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from collections.abc import Mapping
 from typing import Any
 
 UNHEALTHY_ANNOTATION = "e2e.flotilla.dev/unhealthy"
+# Their siblings for app metrics, ERROR_PERCENT_ANNOTATION and LATENCY_ANNOTATION, live in
+# e2e.appmetrics with the `errors-N` and `slow-MS` tag marks.
 UNHEALTHY_MARK = "unhealthy"
 DEFAULT_SCHEDULER = "default-scheduler"
 # Pod addresses come from this range; real CNI plugins hand out 10.244/16 too, and

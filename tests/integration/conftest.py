@@ -1,4 +1,5 @@
-"""Chart servers for integration tests: real ones on 127.0.0.1, started once per session."""
+"""Servers for integration tests, real ones on 127.0.0.1 started once per session (chart
+servers, Prometheus), and the hub and fleet each test gets of its own."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from e2e.chartrepo import ChartRepo, OciRegistry, start_chart_repo, start_oci_registry
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess
+from e2e.prometheus import Prometheus, start_prometheus
 from hub.charts import ChartCache
-from tests.fleet import Fleet
+from tests.fleet import NAMES, Fleet
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +28,17 @@ def oci_registry() -> Iterator[OciRegistry]:
     """A distribution registry holding every e2e chart at 1.0.0 and 2.0.0 under `.url`."""
     with start_oci_registry() as registry:
         yield registry
+
+
+@pytest.fixture(scope="session")
+def prometheus(e2e_clusters: list[ClusterInfo]) -> Iterator[Prometheus]:
+    """A Prometheus scraping every cluster's app metrics each second, its series labelled
+    `cluster` with the name the fleet fixture joins the cluster under (dev, prod-eu,
+    prod-us), so that a query's `${cluster.name}` finds them, as with one global
+    Prometheus whose clusters are labelled as the hub names them."""
+    targets = {name: info.metrics_url for name, info in zip(NAMES, e2e_clusters, strict=False)}
+    with start_prometheus(targets) as server:
+        yield server
 
 
 @pytest.fixture
