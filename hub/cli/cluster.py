@@ -128,6 +128,8 @@ def _secret(path: Path) -> str:
         text = path.read_text()
     except OSError as e:
         raise_invalid(f"{path}: cannot read ({type(e).__name__})")
+    if not text.strip():  # else the hub would keep the Prometheus without the credential
+        raise_invalid(f"{path} is empty")
     return text.strip()
 
 
@@ -159,6 +161,8 @@ def cluster_prometheus(
     """
     if clear == (url is not None):
         raise_invalid("give the Prometheus URL, or --clear to forget it")
+    if clear and (token_file or username or password_file):
+        raise_invalid("--clear takes no --token-file, --username or --password-file")
     body = _prometheus_body(url, token_file, username, password_file)
     record = run(call("PUT", f"/api/v1/clusters/{name}/prometheus", body))
     if output_format is not Format.table:

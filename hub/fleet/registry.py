@@ -323,10 +323,14 @@ def check_prometheus(given: Mapping[str, str]) -> dict[str, str]:
     parsed = urlsplit(access.get("url", ""))
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidInput("prometheus.url: expected an http:// or https:// URL")
+    try:
+        _ = parsed.port  # urllib checks the port only when it is read
+    except ValueError:
+        raise InvalidInput("prometheus.url: the port is not a number 0..65535") from None
     if parsed.username or parsed.password:
         raise InvalidInput(
-            "prometheus.url: give credentials with --prometheus-token-file or "
-            "--prometheus-username and --prometheus-password-file, not in the URL"
+            "prometheus.url: give credentials from files (a bearer token, or a username and "
+            "password), not in the URL"
         )
     if "token" in access and ("username" in access or "password" in access):
         raise InvalidInput("prometheus: give a bearer token or a username and password, not both")

@@ -42,6 +42,7 @@ from hub.format.components import (
 )
 from hub.format.loading import SpecError, json_schema, load_application
 from hub.format.traits import (
+    ROLLOUT_TRAIT,
     Canary,
     CanaryStep,
     KruiseRolloutProperties,
@@ -60,6 +61,7 @@ __all__ = [
     "API_VERSION",
     "CANARY_PLACEHOLDERS",
     "PUBLISH_VERSION",
+    "ROLLOUT_TRAIT",
     "STEP_PLACEHOLDERS",
     "Application",
     "Canary",

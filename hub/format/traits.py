@@ -19,6 +19,9 @@ from placement.strict import StrictModel
 
 # --- the kruise-rollout trait -------------------------------------------------------------------
 
+ROLLOUT_TRAIT = "kruise-rollout"
+"""The trait's type, as targets' specs key it."""
+
 
 class HeaderMatch(StrictModel):
     name: NonEmpty

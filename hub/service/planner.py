@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
 from hub.errors import FlotillaError
-from hub.format import Application, SpecError
+from hub.format import ROLLOUT_TRAIT, Application, CheckMetricsStep, SpecError, trait_properties
 from hub.model.records import ClusterRecord, TargetRecord
 from hub.model.targets import TargetSpec
 from placement.errors import PlacementError
@@ -134,7 +134,39 @@ async def plan(
         raise SpecError(source, e.problems) from None
     planned = [PlannedTarget(t, base) for t in targets]
     await asyncio.gather(*(_render(p, fetched, revision) for p in planned))
+    by_name = {c.name: c for c in clusters}
+    for p in planned:
+        p.error = p.error or _unmeasurable(app, p.target, by_name[p.target.cluster])
     return planned
+
+
+def _unmeasurable(app: Application, target: Target, cluster: ClusterRecord) -> str | None:
+    """Why the target's metric analysis (its canary's, or a `check-metrics` step's after
+    its deploy step) could not measure it: a metric with no endpoint, on a cluster that
+    has no Prometheus of its own. Said now rather than after a canary has started."""
+    missing = []
+    props = target.traits.get(ROLLOUT_TRAIT)
+    analysis = trait_properties(ROLLOUT_TRAIT, props).canary.analysis if props is not None else None
+    if analysis is not None:
+        missing += [
+            f"canary.analysis metric {m.name}"
+            for m in analysis.metrics
+            if analysis.endpoint_of(m) is None
+        ]
+    workflow = app.spec.workflow
+    for step in workflow.steps if workflow else []:
+        if (
+            isinstance(step, CheckMetricsStep)
+            and step.properties.metric_endpoint is None
+            and app.deploy_step_before(step.name) == target.step
+        ):
+            missing.append(f"check-metrics step {step.name}")
+    if not missing or cluster.prometheus:
+        return None
+    return (
+        f"{', '.join(missing)} names no metricEndpoint and cluster {cluster.name} has no "
+        f"Prometheus registered: `flotilla cluster prometheus {cluster.name} URL`"
+    )
 
 
 async def _render(planned: PlannedTarget, charts: _PlanCharts, revision: int) -> None:

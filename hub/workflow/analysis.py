@@ -30,6 +30,7 @@ from hub.analysis.verdicts import Key, Limits, StepVerdict, Tally, decide, strea
 from hub.canary.objects import canary_name
 from hub.fleet.registry import Registry
 from hub.format import (
+    ROLLOUT_TRAIT,
     Application,
     CanaryAnalysis,
     Condition,
@@ -56,7 +57,6 @@ from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
 
-TRAIT = "kruise-rollout"
 # Where a measurement's key leaves the component out: a `check-metrics` step's.
 NO_COMPONENT = ""
 
@@ -422,8 +422,8 @@ class Analyses:
 
 
 def _analysis(target: TargetRecord) -> CanaryAnalysis | None:
-    props = target.spec.trait(TRAIT)
-    return None if props is None else trait_properties(TRAIT, props).canary.analysis
+    props = target.spec.trait(ROLLOUT_TRAIT)
+    return None if props is None else trait_properties(ROLLOUT_TRAIT, props).canary.analysis
 
 
 def _rules(

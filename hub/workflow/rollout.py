@@ -33,7 +33,7 @@ from hub.canary import (
     advance,
 )
 from hub.fleet.objects import labelled, ref_dict, ref_of
-from hub.format import KruiseRolloutProperties, trait_properties
+from hub.format import ROLLOUT_TRAIT, KruiseRolloutProperties, trait_properties
 from hub.model.phases import TargetPhase
 from hub.model.records import RolloutRecord, TargetRecord
 from hub.model.timestamps import timestamp
@@ -49,7 +49,6 @@ from hub.workflow.reads import (
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits
 
-TRAIT = "kruise-rollout"
 # While a step waits for a ReplicaSet to settle before it can pin the stable Service.
 SETTLE_INTERVAL = 1.0
 
@@ -393,5 +392,5 @@ class Rollouts:
 def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:
     if target is None:
         return None
-    props = target.spec.trait(TRAIT)
-    return None if props is None else trait_properties(TRAIT, props)
+    props = target.spec.trait(ROLLOUT_TRAIT)
+    return None if props is None else trait_properties(ROLLOUT_TRAIT, props)

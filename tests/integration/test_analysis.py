@@ -238,8 +238,6 @@ def test_prometheus_stopped_mid_analysis_aborts_after_its_errors_in_a_row(
 def test_a_check_metrics_step_fails_on_the_cluster_that_breaks_its_condition(
     fleet: Fleet, prometheus: Prometheus
 ) -> None:
-    for cluster in CANARY_ENV:  # the clusters' own Prometheus: no metricEndpoint in the file
-        fleet.hub.ok("cluster", "prometheus", cluster, prometheus.url)
     check = {
         "query": ERROR_RATE.replace(',canary="true"', "").replace("${namespace}", fleet.namespace),
         "condition": "<0.1",
@@ -247,10 +245,15 @@ def test_a_check_metrics_step_fails_on_the_cluster_that_breaks_its_condition(
         "failDuration": "4s",
         "interval": "1s",
     }
-    result = fleet.up(
-        _application(fleet, version="1.0.0", tags={"prod-eu": "1.0.0-errors-30"}, check=check),
-        "--wait",
-    )
+    path = _application(fleet, version="1.0.0", tags={"prod-eu": "1.0.0-errors-30"}, check=check)
+    refused = fleet.up(path)  # no metricEndpoint, and no cluster has a Prometheus yet
+    assert refused.code == 2
+    assert "check-metrics step check-errors names no metricEndpoint" in refused.stderr
+    assert "flotilla cluster prometheus dev URL" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for cluster in CANARY_ENV:  # the clusters' own Prometheus
+        fleet.hub.ok("cluster", "prometheus", cluster, prometheus.url)
+    result = fleet.up(path, "--wait")
     assert result.code == 1
     status = fleet.status()
     assert status["phase"] == "failed"
