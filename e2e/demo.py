@@ -21,9 +21,13 @@ from e2e import clusters
 from e2e.chartrepo import DEMO_REPO_PORT, serve_detached, state_dir
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess
+from e2e.prometheus import start_prometheus
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "three-envs.yaml"
+ANALYSED = REPO / "examples" / "canary-analysis.yaml"
+# The demo's Prometheus, beside the test suite's (random ports) and `python -m e2e.prometheus`.
+DEMO_PROMETHEUS_PORT = 9098
 NAMES = ("dev", "prod-eu", "prod-us")
 LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")
 
@@ -87,8 +91,12 @@ def _alive(pid: int) -> bool:
 def join(infos: list[ClusterInfo]) -> None:
     listed = _query("cluster", "list")
     assert isinstance(listed, dict)
-    known = {c["name"] for c in listed["clusters"]}
+    known = {c["name"]: c["server"] for c in listed["clusters"]}
     for name, labels, info in zip(NAMES, LABELS, infos, strict=True):
+        if name in known and known[name] != info.server:
+            # The local clusters were made anew since: what the hub knows of them is gone.
+            flotilla("cluster", "detach", name, "--forget-releases")
+            del known[name]
         if name not in known:
             flotilla("cluster", "join", str(info.kubeconfig), "--name", name, "--labels", labels)
     flotilla("cluster", "list")
@@ -102,6 +110,27 @@ def upgraded_example() -> Path:
     path = home() / "three-envs-v2.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+def analysed_example(tag: str, eu_tag: str | None = None) -> Path:
+    """The analysed example at image tag `tag`, and `eu_tag` on prod-eu only (the simulated
+    pods answer with errors when the tag says `errors-N`)."""
+    document = yaml.safe_load(ANALYSED.read_text())
+    document["spec"]["components"][0]["properties"]["values"]["image"]["tag"] = tag
+    if eu_tag is not None:
+        eu = next(p for p in document["spec"]["policies"] if p["name"] == "prod-eu-values")
+        eu["properties"]["components"][0]["properties"]["values"]["image"] = {"tag": eu_tag}
+    path = home() / f"canary-analysis-{eu_tag or tag}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def register_prometheus(infos: list[ClusterInfo]) -> None:
+    """A real Prometheus scraping the clusters' app metrics, registered as each cluster's."""
+    targets = {name: info.metrics_url for name, info in zip(NAMES, infos, strict=True)}
+    server = start_prometheus(targets, port=DEMO_PROMETHEUS_PORT)
+    for name in NAMES:
+        flotilla("cluster", "prometheus", name, server.url)
 
 
 def _phase() -> str:
@@ -140,6 +169,26 @@ def main() -> None:
             break
         flotilla("workflow", "resume", "canary-demo", "--wait")
     flotilla("history", "canary-demo")
+    flotilla("status", "canary-demo", "--tree")
+    analysis(infos)
+
+
+def analysis(infos: list[ClusterInfo]) -> None:
+    """No human in the loop: Prometheus decides each canary step for the whole fleet."""
+    print("\ndemo: metric analysis decides: a Prometheus per cluster, registered with the hub")
+    register_prometheus(infos)
+    print("\ndemo: image 2.0.1 passes its analysis on both prod clusters and finishes alone")
+    flotilla("up", "-f", str(analysed_example("2.0.1")), "--wait")
+    flotilla("status", "canary-demo", "--tree")
+    print(
+        "\ndemo: image 2.0.2, but on prod-eu 2.0.2-errors-30 answers 30% errors: one failing "
+        "cluster rolls the canary back on every prod cluster"
+    )
+    bad = flotilla(
+        "up", "-f", str(analysed_example("2.0.2", "2.0.2-errors-30")), "--wait", check=False
+    )
+    if bad.returncode != 1:
+        raise SystemExit(f"demo: the bad canary should have failed, not exited {bad.returncode}")
     flotilla("status", "canary-demo", "--tree")
 
 

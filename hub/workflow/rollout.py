@@ -252,7 +252,7 @@ class Rollouts:
             "workload": f"{record.kind}/{record.name}",
             "step": f"{record.step + 1}/{len(props.canary.steps)}",
             "stage": record.stage,
-            "weight": 100 if record.stage == Stage.COMPLETED else step.weight,
+            "weight": _weight(record.stage, step.weight),
             "canary": record.detail,
             "resumeAt": timestamp(record.resume_at) if record.stage == Stage.PAUSED else None,
         }
@@ -387,6 +387,13 @@ class Rollouts:
     def _mark(self, target: TargetRecord, message: str) -> None:
         target.phase, target.message = TargetPhase.APPLYING, message
         self.apps.put_target(target)
+
+
+def _weight(stage: Stage, weight: int | None) -> int | None:
+    """The canary's share of traffic: all of it once completed, none once rolled back."""
+    if stage is Stage.COMPLETED:
+        return 100
+    return 0 if stage is Stage.ROLLED_BACK else weight
 
 
 def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:

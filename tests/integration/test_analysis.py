@@ -134,6 +134,10 @@ def _canary_objects(fleet: Fleet, cluster: str) -> list[str]:
     return [f"{o['kind']}/{o['metadata']['name']}" for o in found["items"]]
 
 
+def _until_no_canary(fleet: Fleet, cluster: str) -> None:
+    until(lambda: not _canary_objects(fleet, cluster), 60, f"no canary on {cluster}")
+
+
 def _analysis_of(fleet: Fleet, step: str = "deploy-first") -> list[dict[str, Any]]:
     status = fleet.status()
     found: list[dict[str, Any]] = next(s for s in status["steps"] if s["name"] == step)["analysis"]
@@ -199,7 +203,7 @@ def test_a_canary_failing_on_one_cluster_is_rolled_back_on_every_cluster(
     assert (failing["verdict"], failing["outcome"]) == ("failed", "fail")
     assert failing["value"] == pytest.approx(0.3, abs=0.08)
     for cluster in CANARY_ENV:
-        until(lambda c=cluster: not _canary_objects(fleet, c), 60, f"no canary on {cluster}")
+        _until_no_canary(fleet, cluster)
         assert fleet.image(cluster) == "registry.local/canary-demo:1.0.0"
         assert _stable_uids(fleet)[cluster] == uids[cluster], "a stable pod was restarted"
         deployment = fleet.deployment(cluster)
@@ -231,7 +235,7 @@ def test_prometheus_stopped_mid_analysis_aborts_after_its_errors_in_a_row(
     assert "measurement errors in a row" in status["message"], status["message"]
     assert "unreachable" in status["message"]
     for cluster in CANARY_ENV:
-        until(lambda c=cluster: not _canary_objects(fleet, c), 60, f"no canary on {cluster}")
+        _until_no_canary(fleet, cluster)
         assert fleet.image(cluster) == "registry.local/canary-demo:1.0.0"
 
 
