@@ -37,6 +37,13 @@ def serve(
     fanout: Annotated[
         int, typer.Option(help="Clusters deployed at once when a step sets no parallelism.")
     ] = DEFAULTS.fanout,
+    prometheus_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds one Prometheus query of a metric analysis may take before it "
+            "counts as a measurement error."
+        ),
+    ] = DEFAULTS.prometheus_timeout,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub
@@ -50,6 +57,7 @@ def serve(
         probe_interval=probe_interval,
         step_timeout=step_timeout,
         fanout=fanout,
+        prometheus_timeout=prometheus_timeout,
         log_level=log_level,
     )
     run(serve_hub(Home.default(), settings))
