@@ -317,9 +317,9 @@ def check_prometheus(given: Mapping[str, str]) -> dict[str, str]:
     unknown = sorted(set(given) - set(PROMETHEUS_FIELDS))
     if unknown:
         raise InvalidInput(f"prometheus: unknown field {', '.join(unknown)}")
-    access = {k: v for k, v in given.items() if v}
-    if not all(isinstance(v, str) for v in access.values()):
+    if not all(isinstance(v, str) for v in given.values()):
         raise InvalidInput("prometheus: every field is a string")
+    access = {k: v for k, v in given.items() if v}
     parsed = urlsplit(access.get("url", ""))
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidInput("prometheus.url: expected an http:// or https:// URL")
@@ -327,10 +327,10 @@ def check_prometheus(given: Mapping[str, str]) -> dict[str, str]:
         _ = parsed.port  # urllib checks the port only when it is read
     except ValueError:
         raise InvalidInput("prometheus.url: the port is not a number 0..65535") from None
-    if parsed.username or parsed.password:
+    if parsed.username or parsed.password or parsed.query or parsed.fragment:
         raise InvalidInput(
             "prometheus.url: give credentials from files (a bearer token, or a username and "
-            "password), not in the URL"
+            "password), not in the URL (no user, query or fragment)"
         )
     if "token" in access and ("username" in access or "password" in access):
         raise InvalidInput("prometheus: give a bearer token or a username and password, not both")

@@ -126,7 +126,10 @@ class Analyses:
     ) -> StepVerdict | None:
         """Measure the pause every canary of the step has reached, until a verdict; None
         when these canaries ask for no analysis, or passed it already."""
-        canaries = [c for c in self._canaries(app, revision, step) if c[0] in paused]
+        held = {(t.cluster, t.component) for t in paused}
+        canaries = [
+            c for c in self._canaries(app, revision, step) if (c[0].cluster, c[0].component) in held
+        ]
         if not canaries:
             return None
         gate = canaries[0][1].step

@@ -213,6 +213,8 @@ def test_bad_prometheus_input_is_one_line_and_stores_nothing(
         ({"url": FIRST, "password": PASSWORD}, BOTH_HALVES),
         ({"url": FIRST, "bearer": TOKEN}, "unknown field bearer"),
         ({"url": FIRST, "token": 42}, "every field is a string"),
+        ({"url": FIRST, "token": 0}, "every field is a string"),
+        ({"url": "http://prom.example/?api_key=abc"}, "no user, query or fragment"),
         ({"url": ["http://prom.example"]}, "every field is a string"),
         ([FIRST], "must be a JSON object"),
     ]
