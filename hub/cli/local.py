@@ -44,6 +44,16 @@ def serve(
             "counts as a measurement error."
         ),
     ] = DEFAULTS.prometheus_timeout,
+    log_format: Annotated[
+        str, typer.Option(help="text for people, or json: one object per line for collectors.")
+    ] = DEFAULTS.log_format,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            help="HOST:PORT of a second listener serving only /metrics, without the token "
+            "(default: /metrics on the API, with the token)."
+        ),
+    ] = DEFAULTS.metrics_listen,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub
@@ -58,6 +68,8 @@ def serve(
         step_timeout=step_timeout,
         fanout=fanout,
         prometheus_timeout=prometheus_timeout,
+        log_format=log_format,
+        metrics_listen=metrics_listen,
         log_level=log_level,
     )
     run(serve_hub(Home.default(), settings))

@@ -43,6 +43,15 @@ class Settings:
     """One Prometheus query of a metric analysis; a query that takes longer is a
     measurement error, counted like any other."""
     log_level: str = "info"
+    log_format: str = "text"
+    """`text` for people, `json` for log collectors: one object per line."""
+    metrics_listen: str | None = None
+    """HOST:PORT of a second listener that serves only `/metrics`, without the token (for
+    a Prometheus that cannot send one); None: `/metrics` on the API, with the token."""
+    events_per_app: int = 1000
+    """Events kept per application; older ones are dropped as new ones come."""
+    events_max_age: float = 7 * 24 * 3600.0
+    """Seconds an event is kept at most."""
 
 
 DEFAULTS = Settings()
