@@ -7,6 +7,7 @@ process holds credentials for every member cluster. Errors leave as JSON
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,10 +20,14 @@ from aiohttp import web
 from hub.errors import FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
 from hub.redaction import Scrubber
-from hub.service.applications import Applications
+from hub.service.applications import Applications, event_view
 from hub.service.clusters import Clusters, HeldReleases
 
 log = logging.getLogger(__name__)
+# Events one call returns by default, and at most.
+EVENTS_LIMIT, EVENTS_LIMIT_MAX = 100, 10_000
+# Seconds between the empty lines that keep an idle event stream alive.
+KEEPALIVE = 15.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTERS: web.AppKey[Clusters] = web.AppKey("clusters", Clusters)
 APPS: web.AppKey[Applications] = web.AppKey("apps", Applications)
@@ -50,6 +55,8 @@ def create_app(
     app.router.add_get("/api/v1/apps/{name}/history", app_history)
     app.router.add_post("/api/v1/apps/{name}/workflow/{verb}", workflow_verb)
     app.router.add_delete("/api/v1/apps/{name}", delete_app)
+    app.router.add_get("/api/v1/events", list_events)
+    app.router.add_get("/api/v1/events/stream", stream_events)
     return app
 
 
@@ -195,6 +202,53 @@ async def app_status(request: web.Request) -> web.Response:
 
 async def app_history(request: web.Request) -> web.Response:
     return web.json_response(request.app[APPS].history(request.match_info["name"]))
+
+
+def _events_query(request: web.Request) -> tuple[str | None, int, int]:
+    """`?app=NAME&after=ID&limit=N`: whose events, after which, how many at most."""
+    query = request.query
+    try:
+        after = int(query.get("after", "0"))
+        limit = int(query.get("limit", str(EVENTS_LIMIT)))
+    except ValueError:
+        raise InvalidInput("after and limit: expected whole numbers") from None
+    if after < 0 or not 1 <= limit <= EVENTS_LIMIT_MAX:
+        raise InvalidInput(f"after: 0 or more; limit: 1..{EVENTS_LIMIT_MAX}")
+    return query.get("app") or None, after, limit
+
+
+async def list_events(request: web.Request) -> web.Response:
+    app, after, limit = _events_query(request)
+    return web.json_response(request.app[APPS].events(app, after=after, limit=limit))
+
+
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    """The events after `after`, then each new one as it is recorded: one JSON object a
+    line (NDJSON), and an empty line every so often so that proxies and clients know the
+    stream is alive. Subscribed before the backlog is read, so nothing falls between."""
+    app, after, limit = _events_query(request)
+    apps = request.app[APPS]
+    subscription = apps.apps.changes.subscribe()
+    try:
+        backlog = apps.events(app, after=after, limit=limit)["events"]
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        for view in backlog:
+            after = view["id"]
+            await response.write(orjson.dumps(view) + b"\n")
+        while True:
+            try:
+                async with asyncio.timeout(KEEPALIVE):
+                    change = await subscription.get()
+            except TimeoutError:
+                await response.write(b"\n")
+                continue
+            new = change.event
+            if new is None or new.id <= after or (app is not None and new.app != app):
+                continue
+            await response.write(orjson.dumps(event_view(new)) + b"\n")
+    finally:
+        subscription.close()
 
 
 async def workflow_verb(request: web.Request) -> web.Response:

@@ -6,11 +6,11 @@ code of its FlotillaError (2 invalid input, 3 not found, 4 conflict, 5 cluster
 unavailable, 6 no hub).
 """
 
-from hub.cli import apps, cluster, local, workflow
+from hub.cli import apps, cluster, events, local, workflow
 from hub.cli.base import app
 
 # The command modules register themselves on `app` when imported.
-__all__ = ["app", "apps", "cluster", "local", "main", "workflow"]
+__all__ = ["app", "apps", "cluster", "events", "local", "main", "workflow"]
 
 
 def main() -> None:

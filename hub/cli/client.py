@@ -6,6 +6,8 @@ exactly what the hub decided and exits the way scripts expect.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -26,16 +28,35 @@ class RemoteError(FlotillaError):
 
 
 class HubClient:
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, url: str, token: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
         self.url = url
+        self.timeout = timeout
         self._headers = {"Authorization": f"Bearer {token}"}
 
     @classmethod
-    def from_home(cls, home: Home | None = None) -> HubClient:
-        return cls(*(home or Home.default()).locate())
+    def from_home(cls, home: Home | None = None, *, timeout: float = REQUEST_TIMEOUT) -> HubClient:
+        return cls(*(home or Home.default()).locate(), timeout=timeout)
+
+    async def lines(self, path: str) -> AsyncIterator[Any]:
+        """Each JSON line of a streaming answer (NDJSON), until the hub ends it; empty
+        lines (the stream's keep-alives) are skipped."""
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+        try:
+            async with (
+                aiohttp.ClientSession(headers=self._headers, timeout=timeout) as session,
+                session.get(f"{self.url}{path}") as resp,
+            ):
+                if resp.status >= 400:
+                    payload = await resp.json(content_type=None)
+                    raise RemoteError(str(payload.get("error")), int(payload.get("exit_code", 1)))
+                async for line in resp.content:
+                    if line.strip():
+                        yield json.loads(line)
+        except aiohttp.ClientConnectionError:
+            raise HubUnavailable(f"lost the hub at {self.url}; {START_HINT}") from None
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with (
                 aiohttp.ClientSession(headers=self._headers, timeout=timeout) as session,

@@ -54,6 +54,12 @@ def serve(
             "(default: /metrics on the API, with the token)."
         ),
     ] = DEFAULTS.metrics_listen,
+    events_per_app: Annotated[
+        int, typer.Option(help="Events kept per application; older ones go.", min=1)
+    ] = DEFAULTS.events_per_app,
+    events_max_age: Annotated[
+        float, typer.Option(help="Seconds an event is kept at most.", min=1)
+    ] = DEFAULTS.events_max_age,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub
@@ -70,6 +76,8 @@ def serve(
         prometheus_timeout=prometheus_timeout,
         log_format=log_format,
         metrics_listen=metrics_listen,
+        events_per_app=events_per_app,
+        events_max_age=events_max_age,
         log_level=log_level,
     )
     run(serve_hub(Home.default(), settings))

@@ -144,3 +144,17 @@ class MeasurementRecord:
     value: float | None
     outcome: Measured
     message: str = ""
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One transition the engine made, with where it happened as far as it is known."""
+
+    id: int
+    app: str
+    at: float
+    message: str
+    revision: int | None = None
+    step: str | None = None
+    cluster: str | None = None
+    component: str | None = None

@@ -122,15 +122,28 @@ class RevisionRow(TypedDict):
     source: str
 
 
-class EventRow(TypedDict):
+class EventView(TypedDict):
+    """One transition the engine made (`history`, `flotilla events`, the web view)."""
+
+    id: int
+    """Increasing: `flotilla events --after ID` goes on from there."""
     at: str | None
+    app: str
+    revision: int | None
+    step: str | None
+    cluster: str | None
+    component: str | None
     message: str
+
+
+class EventList(TypedDict):
+    events: list[EventView]
 
 
 class HistoryView(TypedDict):
     name: str
     revisions: list[RevisionRow]
-    events: list[EventRow]
+    events: list[EventView]
 
 
 class UpResult(TypedDict):
@@ -243,7 +256,8 @@ SHAPES: dict[str, type[Any]] = {
     "application": AppRow,
     "history": HistoryView,
     "revision": RevisionRow,
-    "event": EventRow,
+    "event": EventView,
+    "events": EventList,
     "plan": PlanView,
     "planStep": PlanStepView,
     "planTarget": PlanTargetView,

@@ -22,10 +22,18 @@ from hub.errors import ClusterUnavailable, Conflict, FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
 from hub.format import Application, DeployStep, SuspendStep, load_application
 from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase, Verdict
-from hub.model.records import StepRecord, TargetRecord
+from hub.model.records import EventRecord, StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS, Settings
 from hub.model.timestamps import timestamp
-from hub.model.views import AppList, AppRow, HistoryView, PlanView, StatusView
+from hub.model.views import (
+    AppList,
+    AppRow,
+    EventList,
+    EventView,
+    HistoryView,
+    PlanView,
+    StatusView,
+)
 from hub.service.planner import PlannedTarget, RevisionPins, failures, plan
 from hub.service.plans import plan_view
 from hub.service.status import application_status
@@ -57,7 +65,7 @@ class Applications:
         settings: Settings = DEFAULTS,
     ) -> None:
         """`supervisor` runs the workflow runners, one per application (hub.workflow.engine)."""
-        self.apps = AppStore(store)
+        self.apps = AppStore(store, settings)
         self.registry = registry
         self.charts = charts
         self.settings = settings
@@ -106,7 +114,10 @@ class Applications:
             return None
         if verdict.verdict in (Verdict.FAILED, Verdict.ERRORED):
             self.apps.add_event(
-                app, f"step {step}: rolling back the canary on {len(paused)} cluster(s)"
+                app,
+                f"step {step}: rolling back the canary on {len(paused)} cluster(s)",
+                revision=revision,
+                step=step,
             )
             outcomes = await asyncio.gather(
                 *(self.deployer.roll_back(t, verdict.reason) for t in paused),
@@ -117,7 +128,9 @@ class Applications:
                     message = f"rollback failed: {first_line(outcome)}"
                     target.phase, target.message = TargetPhase.FAILED, message
                     self.apps.put_target(target)
-                    self.apps.add_event(app, f"{target.cluster}/{target.component}: {message}")
+                    self.apps.add_target_event(
+                        target, f"{target.cluster}/{target.component}: {message}"
+                    )
                 elif isinstance(outcome, BaseException):
                     raise outcome
         return Judged(verdict.verdict, verdict.reason)
@@ -238,7 +251,9 @@ class Applications:
                 if kind is StepType.SUSPEND or not auto:
                     self.apps.set_step(name, revision.number, step_name, phase=StepPhase.APPROVED)
         what = f"rollback to revision {rollback_of}" if rollback_of else "new spec"
-        self.apps.add_event(name, f"revision {revision.number} created ({what})")
+        self.apps.add_event(
+            name, f"revision {revision.number} created ({what})", revision=revision.number
+        )
         self.engine.kick(name)
         return {
             "name": name,
@@ -314,10 +329,20 @@ class Applications:
             try:
                 await self.deployer.remove(name, cluster, component)
                 self.apps.add_event(
-                    name, f"removed {component} from {cluster} (no longer targeted)"
+                    name,
+                    f"removed {component} from {cluster} (no longer targeted)",
+                    revision=revision,
+                    cluster=cluster,
+                    component=component,
                 )
             except Exception as e:
-                self.apps.add_event(name, f"could not remove {component} from {cluster}: {e}")
+                self.apps.add_event(
+                    name,
+                    f"could not remove {component} from {cluster}: {e}",
+                    revision=revision,
+                    cluster=cluster,
+                    component=component,
+                )
 
     # reads
 
@@ -354,13 +379,31 @@ class Applications:
                 }
                 for r in self.apps.revisions(name)
             ],
-            "events": [{"at": timestamp(at), "message": m} for at, m in self.apps.events(name)],
+            "events": [event_view(e) for e in self.apps.events(name)],
         }
+
+    def events(self, app: str | None, *, after: int, limit: int) -> EventList:
+        if app is not None:
+            self.apps.app(app)  # NotFound for an unknown application
+        return {"events": [event_view(e) for e in self.apps.events(app, after=after, limit=limit)]}
 
     async def status(self, name: str) -> StatusView:
         return await application_status(
             self.apps, self.registry, self.deployer.rollouts, self.analyses, name
         )
+
+
+def event_view(event: EventRecord) -> EventView:
+    return {
+        "id": event.id,
+        "at": timestamp(event.at),
+        "app": event.app,
+        "revision": event.revision,
+        "step": event.step,
+        "cluster": event.cluster,
+        "component": event.component,
+        "message": event.message,
+    }
 
 
 def _step_types(app: Application) -> dict[str, StepType]:

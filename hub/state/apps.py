@@ -24,14 +24,20 @@ from hub.model.phases import (
 )
 from hub.model.records import (
     AppRecord,
+    EventRecord,
     MeasurementRecord,
     RevisionRecord,
     RolloutRecord,
     StepRecord,
     TargetRecord,
 )
+from hub.model.settings import DEFAULTS, Settings
 from hub.model.targets import TargetSpec
+from hub.state.changes import Change, Changes
 from hub.state.store import Store
+
+# Events added between two prunings of every application's events by age.
+PRUNE_EVERY = 50
 
 
 @dataclass
@@ -49,9 +55,15 @@ class Holding:
 class AppStore:
     """Applications, revisions and workflow state, on the same connection as the registry."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, settings: Settings = DEFAULTS) -> None:
+        """Every write that changes what `status` shows of an application is published on
+        `changes`, as is every event; events beyond the settings' count and age go."""
         self._store = store
         self._db = store.connection
+        self.changes = Changes()
+        self._keep_events = settings.events_per_app
+        self._event_age = settings.events_max_age
+        self._events_added = 0
 
     def create_revision(
         self,
@@ -106,6 +118,7 @@ class AppStore:
             for target in targets:
                 target.app, target.revision = app, number
                 _insert_target(db, target)
+        self._changed(app)
         return self.revision(app, number)
 
     def apps(self) -> list[AppRecord]:
@@ -124,10 +137,12 @@ class AppStore:
                 "UPDATE applications SET phase = ?, message = ?, updated_at = ? WHERE name = ?",
                 (phase, message, time.time(), name),
             )
+        self._changed(name)
 
     def set_suspend(self, name: str, suspend: bool) -> None:
         with self._store.transaction() as db:
             db.execute("UPDATE applications SET suspend = ? WHERE name = ?", (suspend, name))
+        self._changed(name)
 
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:
@@ -142,6 +157,7 @@ class AppStore:
             ):
                 db.execute(f"DELETE FROM {table} WHERE app = ?", (name,))
             db.execute("DELETE FROM applications WHERE name = ?", (name,))
+        self._changed(name)
 
     def revisions(self, app: str) -> list[RevisionRecord]:
         rows = self._db.execute(
@@ -163,6 +179,7 @@ class AppStore:
                 "UPDATE revisions SET outcome = ?, finished_at = ? WHERE app = ? AND number = ?",
                 (outcome, time.time(), app, number),
             )
+        self._changed(app)
 
     def steps(self, app: str, revision: int) -> list[StepRecord]:
         rows = self._db.execute(
@@ -190,10 +207,12 @@ class AppStore:
                 " WHERE app = ? AND revision = ? AND name = ?",
                 (phase, message, resume_at, started, finished, app, revision, name),
             )
+        self._changed(app)
 
     def put_target(self, target: TargetRecord) -> None:
         with self._store.transaction() as db:
             _insert_target(db, target)
+        self._changed(target.app)
 
     def targets(self, app: str, revision: int) -> list[TargetRecord]:
         rows = self._db.execute(
@@ -219,6 +238,7 @@ class AppStore:
                 " VALUES (?, ?, ?, ?, ?)",
                 (app, cluster, component, revision, json.dumps(objects)),
             )
+        self._changed(app)
 
     def drop_inventory(self, app: str, cluster: str, component: str) -> None:
         with self._store.transaction() as db:
@@ -226,6 +246,7 @@ class AppStore:
                 "DELETE FROM inventory WHERE app = ? AND cluster = ? AND component = ?",
                 (app, cluster, component),
             )
+        self._changed(app)
 
     def rollout(self, app: str, cluster: str, component: str) -> RolloutRecord | None:
         row = self._db.execute(
@@ -266,6 +287,7 @@ class AppStore:
                     rollout.stable_hash,
                 ),
             )
+        self._changed(rollout.app)
 
     def approve_pause(self, app: str, cluster: str, component: str, step: int | None) -> None:
         """Approve the canary's pause at `step` before it is reached (None: forget it)."""
@@ -275,6 +297,7 @@ class AppStore:
                 " WHERE app = ? AND cluster = ? AND component = ?",
                 (step, app, cluster, component),
             )
+        self._changed(app)
 
     def drop_rollout(self, app: str, cluster: str, component: str) -> None:
         with self._store.transaction() as db:
@@ -282,6 +305,7 @@ class AppStore:
                 "DELETE FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
                 (app, cluster, component),
             )
+        self._changed(app)
 
     def holdings(self, cluster: str) -> list[Holding]:
         """Every application that holds something on `cluster`, by name: objects in its
@@ -326,6 +350,7 @@ class AppStore:
                     m.message,
                 ),
             )
+        self._changed(m.app)
 
     def measurements(
         self, app: str, revision: int, step: str | None = None, gate: int | None = None
@@ -347,19 +372,87 @@ class AppStore:
                 "DELETE FROM measurements WHERE app = ? AND revision = ? AND step = ?",
                 (app, revision, step),
             )
+        self._changed(app)
 
-    def add_event(self, app: str, message: str) -> None:
+    def add_event(
+        self,
+        app: str,
+        message: str,
+        *,
+        revision: int | None = None,
+        step: str | None = None,
+        cluster: str | None = None,
+        component: str | None = None,
+    ) -> EventRecord:
+        """Record a transition, and publish it; what is beyond the bounds of count and age
+        goes in the same transaction."""
+        at = time.time()
         with self._store.transaction() as db:
-            db.execute(
-                "INSERT INTO events (app, at, message) VALUES (?, ?, ?)",
-                (app, time.time(), message),
+            cursor = db.execute(
+                "INSERT INTO events (app, at, message, revision, step, cluster, component)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (app, at, message, revision, step, cluster, component),
             )
+            self._events_added += 1
+            self._prune_events(db, app, at, by_age=self._events_added % PRUNE_EVERY == 0)
+        event = EventRecord(
+            int(cursor.lastrowid or 0), app, at, message, revision, step, cluster, component
+        )
+        self.changes.publish(Change(app, event))
+        return event
 
-    def events(self, app: str, limit: int = 50) -> list[tuple[float, str]]:
-        rows = self._db.execute(
-            "SELECT at, message FROM events WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit)
-        ).fetchall()
-        return [(r["at"], r["message"]) for r in reversed(rows)]
+    def add_target_event(self, target: TargetRecord, message: str) -> EventRecord:
+        """An event about one target: its revision, step, cluster and component."""
+        return self.add_event(
+            target.app,
+            message,
+            revision=target.revision,
+            step=target.step,
+            cluster=target.cluster,
+            component=target.component,
+        )
+
+    def _prune_events(
+        self, db: sqlite3.Connection, app: str, now: float, *, by_age: bool
+    ) -> None:
+        """The application's events beyond the count go with each new one (an index walk
+        of at most that many); every so often the events of any application past the age
+        go too (a scan of the table, so not on every insert)."""
+        if by_age:
+            db.execute("DELETE FROM events WHERE at < ?", (now - self._event_age,))
+        db.execute(
+            "DELETE FROM events WHERE app = ? AND id <= (SELECT id FROM events WHERE app = ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (app, app, self._keep_events),
+        )
+
+    def events(
+        self, app: str | None = None, *, after: int = 0, limit: int = 50
+    ) -> list[EventRecord]:
+        """The newest `limit` events after id `after` (of one application, or all),
+        oldest first."""
+        query = "SELECT * FROM events WHERE id > ?"
+        args: list[object] = [after]
+        if app is not None:
+            query, args = query + " AND app = ?", [*args, app]
+        rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+        return [_event(r) for r in reversed(rows)]
+
+    def _changed(self, app: str) -> None:
+        self.changes.publish(Change(app))
+
+
+def _event(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        app=row["app"],
+        at=row["at"],
+        message=row["message"],
+        revision=row["revision"],
+        step=row["step"],
+        cluster=row["cluster"],
+        component=row["component"],
+    )
 
 
 def _measurement(row: sqlite3.Row) -> MeasurementRecord:

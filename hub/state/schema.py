@@ -168,11 +168,28 @@ def _analysis(db: sqlite3.Connection) -> None:
     )
 
 
+def _event_fields(db: sqlite3.Connection) -> None:
+    """Version 6: an event says where it happened (revision, step, cluster, component),
+    so that `flotilla events` and the web view can show and filter it without parsing
+    its message."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    for column, kind in (
+        ("revision", "INTEGER"),
+        ("step", "TEXT"),
+        ("cluster", "TEXT"),
+        ("component", "TEXT"),
+    ):
+        if column not in columns:
+            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS events_app ON events (app, id)")
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
     3: _rollout_resume_step,
     4: _rollout_stable_hash,
     5: _analysis,
+    6: _event_fields,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

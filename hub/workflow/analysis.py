@@ -144,7 +144,9 @@ class Analyses:
         conditions = {p.key: str(p.condition) for p in probes}
         self.apps.add_event(
             app,
-            f"step {step}: analysing canary step {gate + 1} on "
+            revision=revision,
+            step=step,
+            message=f"step {step}: analysing canary step {gate + 1} on "
             f"{len({p.cluster for p in probes})} cluster(s)",
         )
         return await self._measure_until(
@@ -362,7 +364,10 @@ class Analyses:
             if verdict.verdict.finished or record.revision != revision or record.suspend:
                 if verdict.verdict.finished:
                     self.apps.add_event(
-                        app, f"step {step}: analysis {verdict.verdict}: {verdict.reason}"
+                        app,
+                        f"step {step}: analysis {verdict.verdict}: {verdict.reason}",
+                        revision=revision,
+                        step=step,
                     )
                 return verdict
             due = (stored[-1].at + interval - self._clock()) if stored else 0.0

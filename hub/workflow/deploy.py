@@ -95,6 +95,9 @@ class Deployer:
         self._mark(target, TargetPhase.WAITING, "waiting for the objects to become healthy")
         await self.wait_healthy(client, refs, target)
         self._mark(target, TargetPhase.HEALTHY)
+        self.apps.add_target_event(
+            target, f"{target.cluster}/{target.component}: applied, {len(refs)} object(s) healthy"
+        )
         return True
 
     async def apply(

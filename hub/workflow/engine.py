@@ -181,7 +181,7 @@ class Engine:
             phase = AppPhase.SUCCEEDED if outcome is Outcome.SUCCEEDED else AppPhase.FAILED
             message = "" if phase is AppPhase.SUCCEEDED else self._failure_summary(app, revision)
             self.apps.set_app(app, phase=phase, message=message)
-            self.apps.add_event(app, f"revision {revision} {outcome}")
+            self.apps.add_event(app, f"revision {revision} {outcome}", revision=revision)
             return
 
     async def _run_revision(self, app: str, revision: int) -> Outcome | None:
@@ -226,6 +226,8 @@ class Engine:
         if step.type is StepType.CHECK_METRICS:
             return await self._check(app, revision, step)
         resumed = step.phase == StepPhase.RESUMED
+        if step.phase is not StepPhase.RUNNING:
+            self.apps.add_event(app, f"step {step.name} started", revision=revision, step=step.name)
         self.apps.set_step(app, revision, step.name, phase=StepPhase.RUNNING)
         bound = asyncio.Semaphore(parallelism or self._fanout)
         while True:
@@ -260,13 +262,23 @@ class Engine:
                 break
             # Every cluster paused where a resume approved it in advance: on together.
             resumed = True
-            self.apps.add_event(app, f"step {step.name}: canary pause approved in advance")
+            self.apps.add_event(
+                app,
+                f"step {step.name}: canary pause approved in advance",
+                revision=revision,
+                step=step.name,
+            )
         if paused and not failed:
             # Every cluster's canary step is ready: one resume advances them together.
             why = f"canary {paused[0].message}"
             self.apps.set_step(app, revision, step.name, phase=StepPhase.PAUSED, message=why)
             self.apps.set_app(app, phase=AppPhase.SUSPENDED, message=f"step {step.name}: {why}")
-            self.apps.add_event(app, f"step {step.name}: {why} on {len(paused)} cluster(s)")
+            self.apps.add_event(
+                app,
+                f"step {step.name}: {why} on {len(paused)} cluster(s)",
+                revision=revision,
+                step=step.name,
+            )
             return None
         if failed:
             names = ", ".join(f"{t.cluster}/{t.component}" for t in failed)
@@ -330,7 +342,9 @@ class Engine:
                 message=why,
                 resume_at=resume_at,
             )
-            self.apps.add_event(app, f"step {step.name} suspended")
+            self.apps.add_event(
+                app, f"step {step.name} suspended", revision=revision, step=step.name
+            )
         # Written again by a runner that finds the step suspended (after a hub restart, a
         # `restart`): the application waits, whatever was written in between.
         self.apps.set_app(app, phase=AppPhase.SUSPENDED, message=f"step {step.name}: {why}")
@@ -344,6 +358,12 @@ class Engine:
                 return False  # `resume` marks the step approved and starts a runner
             remaining = resume_at - self._clock()
             if remaining <= 0:
+                self.apps.add_event(
+                    app,
+                    f"step {step.name} resumed by the hub: its {duration or 0:.0f}s passed",
+                    revision=revision,
+                    step=step.name,
+                )
                 break
             await self.signals.wait(app, remaining)
         self.apps.set_app(app, phase=AppPhase.RUNNING)
@@ -360,7 +380,9 @@ class Engine:
                 message = str(e) if isinstance(e, FlotillaError) else first_line(e)
                 target.phase, target.message = TargetPhase.FAILED, message
                 self.apps.put_target(target)
-                self.apps.add_event(target.app, f"{target.cluster}/{target.component}: {message}")
+                self.apps.add_target_event(
+                    target, f"{target.cluster}/{target.component}: {message}"
+                )
                 log.info("target %s/%s failed: %s", target.cluster, target.component, message)
                 return None
 

@@ -117,8 +117,8 @@ class Rollouts:
                 step=0,
             )
             self.apps.put_rollout(record)
-            self.apps.add_event(
-                target.app,
+            self.apps.add_target_event(
+                target,
                 f"{target.cluster}: canary of {record.kind} {record.name} starts",
             )
         assert props is not None
@@ -199,8 +199,8 @@ class Rollouts:
             canary_objects, record.kind, record.name, props.canary, stale.namespace
         )
         self._mark(target, f"rolling back the canary of revision {record.revision}")
-        self.apps.add_event(
-            target.app, f"{target.cluster}: canary of revision {record.revision} rolls back"
+        self.apps.add_target_event(
+            target, f"{target.cluster}: canary of revision {record.revision} rolls back"
         )
         await self._back_out(target, client, plan, record, objects)
         self.apps.drop_rollout(target.app, target.cluster, target.component)
@@ -222,7 +222,7 @@ class Rollouts:
             return
         plan = CanaryPlan.of(objects, record.kind, record.name, props.canary, target.namespace)
         self._mark(target, "rolling back the canary")
-        self.apps.add_event(target.app, f"{target.cluster}: canary rolls back")
+        self.apps.add_target_event(target, f"{target.cluster}: canary rolls back")
         await self._back_out(target, client, plan, record, previous)
         self._save(record, CanaryState(Stage.ROLLED_BACK, record.step))
 
@@ -275,7 +275,7 @@ class Rollouts:
     async def _run_phase(
         self, target: TargetRecord, client: ClusterClient, phase: Phase, record: RolloutRecord
     ) -> None:
-        self.apps.add_event(target.app, f"{target.cluster}: {phase.why}")
+        self.apps.add_target_event(target, f"{target.cluster}: {phase.why}")
         applied = await self._apply(target, client, list(phase.apply)) if phase.apply else []
         deleted = []
         if phase.delete:

@@ -57,7 +57,11 @@ class Verbs:
             self.apps.set_step(app, record.revision, step.name, phase=phase)
         self.apps.set_suspend(app, False)
         self.apps.set_app(app, phase=AppPhase.RUNNING)
-        self.apps.add_event(app, f"resumed ({', '.join(s.name for s in waiting) or 'workflow'})")
+        self.apps.add_event(
+            app,
+            f"resumed by the operator ({', '.join(s.name for s in waiting) or 'workflow'})",
+            revision=record.revision,
+        )
         self._engine.kick(app)
         return ", ".join(s.name for s in waiting) or "workflow"
 
@@ -68,7 +72,11 @@ class Verbs:
         if not record.phase.active:
             raise Conflict(f"application {app!r} is not running (phase {record.phase})")
         self.apps.set_suspend(app, True)
-        self.apps.add_event(app, "suspend requested: the workflow stops at the next step")
+        self.apps.add_event(
+            app,
+            "suspend requested by the operator: the workflow stops at the next step",
+            revision=record.revision,
+        )
         self._engine.signals.notify(app)
 
     def restart(self, app: str) -> None:
@@ -87,7 +95,9 @@ class Verbs:
                 self.apps.approve_pause(app, rollout.cluster, rollout.component, None)
         self.apps.set_suspend(app, False)
         self.apps.set_app(app, phase=AppPhase.RUNNING)
-        self.apps.add_event(app, f"workflow restarted at revision {record.revision}")
+        self.apps.add_event(
+            app, f"workflow restarted at revision {record.revision}", revision=record.revision
+        )
         self._engine.kick(app)
 
     def _approve_coming_pause(self, record: AppRecord, steps: list[StepRecord]) -> str | None:
@@ -127,6 +137,9 @@ class Verbs:
         if uncovered:
             what += f" (not on {', '.join(uncovered)}: no canary runs there yet)"
         self.apps.add_event(
-            record.name, f"resumed while the step runs: the {what} is approved and will not hold"
+            record.name,
+            f"resumed by the operator while the step runs: the {what} is approved and will "
+            "not hold",
+            revision=record.revision,
         )
         return what

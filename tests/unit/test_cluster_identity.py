@@ -101,7 +101,7 @@ async def test_rename_keeps_the_uid_and_restarts_the_runners_it_stopped(
             ("blog", ()),
         }
         assert h.applications.apps.holdings("edge") == []
-        assert "cluster edge renamed to edge-2" in h.applications.apps.events("shop")[-1][1]
+        assert "cluster edge renamed to edge-2" in h.applications.apps.events("shop")[-1].message
         assert h.supervisor.running("observe:edge-2")
         assert not h.supervisor.running("observe:edge")
 
@@ -155,7 +155,7 @@ async def test_forget_releases_drops_the_records_and_deletes_nothing(
             h.store.cluster("edge")
         apps = h.applications.apps
         assert apps.inventory("shop") == {} and apps.targets("shop", 1) == []
-        assert "2 object(s) forgotten, left running on it" in apps.events("shop")[-1][1]
+        assert "2 object(s) forgotten, left running on it" in apps.events("shop")[-1].message
         assert not h.supervisor.running("observe:edge")
 
 
@@ -168,7 +168,7 @@ async def test_delete_releases_deletes_every_component_then_detaches(
         assert h.calls == ["delete shop/web from edge"]
         with pytest.raises(NotFound):
             h.store.cluster("edge")
-        assert "2 object(s) deleted from it" in h.applications.apps.events("shop")[-1][1]
+        assert "2 object(s) deleted from it" in h.applications.apps.events("shop")[-1].message
 
 
 async def test_a_delete_that_fails_detaches_nothing(
