@@ -3,7 +3,8 @@
 kubernetes_asyncio gives us authentication (tokens, client certificates, exec plugins)
 and an aiohttp session; it has no rate limiter and its generated models are slow to
 build, so every call here goes through `request`, which returns the raw JSON and maps
-failures onto `clusters.errors`. One `ClusterClient` per cluster, created once and reused.
+failures onto `clusters.errors`. One `ClusterClient` per cluster, created once and reused;
+it counts what it sends (`stats`), which the hub's metrics read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,28 @@ DEFAULT_MAX_IN_FLIGHT = 16
 MAX_STREAMS = 16
 
 JSON = "application/json"
+# How a long-lived stream (a watch) is counted among the requests, as API servers count it.
+WATCH = "WATCH"
+# The code of a request's error when no answer came (refused, timed out, TLS failed).
+NO_ANSWER = "none"
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass
+class RequestStats:
+    """What one client sent, for the hub's metrics: plain numbers, so that counting costs a
+    request an addition, and reading them (on a scrape) costs the requests nothing."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    """By verb: the HTTP method, or WATCH for a stream."""
+    errors: dict[tuple[str, str], int] = field(default_factory=dict)
+    """By (verb, code): the HTTP status of an error answer, or NO_ANSWER."""
+    in_flight: int = 0
+    """Requests holding a slot now (watches take none): at most `max_in_flight`."""
+
+    def failed(self, verb: str, code: str) -> None:
+        self.errors[verb, code] = self.errors.get((verb, code), 0) + 1
 
 
 class ClusterClient:
@@ -58,6 +80,7 @@ class ClusterClient:
         self.server = server
         self.timeout = timeout
         self._slots = asyncio.Semaphore(max_in_flight)
+        self.stats = RequestStats()
         self._refresh: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
@@ -173,33 +196,57 @@ class ClusterClient:
         *,
         slot: bool = True,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        params = {k: _query_value(v) for k, v in (query or {}).items()}
+        verb, stats = method if slot else WATCH, self.stats
         async with self._slots if slot else contextlib.nullcontext():
+            stats.requests[verb] = stats.requests.get(verb, 0) + 1
+            stats.in_flight += slot
             try:
-                resp = await self.api.call_api(
-                    path,
-                    method,
-                    query_params=list(params.items()),
-                    header_params={"Content-Type": content_type, "Accept": JSON},
-                    body=body,
-                    auth_settings=["BearerToken"],
-                    _preload_content=False,
-                    _request_timeout=timeout if timeout is not None else self.timeout,
-                )
-            except TimeoutError as e:
-                raise Unreachable(f"{self.server}: no answer within the timeout") from e
-            except aiohttp.ClientSSLError as e:
-                raise Unreachable(f"{self.server}: TLS failed ({_tls_reason(e)})") from e
-            except aiohttp.ClientError as e:
-                raise Unreachable(f"{self.server}: cannot connect ({type(e).__name__})") from e
-            except (ConfigException, ssl.SSLError, OSError) as e:
-                raise Unreachable(f"{self.server}: cannot connect ({type(e).__name__})") from e
-            try:
-                if resp.status >= 400:
-                    await _raise_for_status(resp, self.server, method, path)
-                yield resp
+                try:
+                    resp = await self._call(method, path, query, body, content_type, timeout)
+                except Unreachable:
+                    stats.failed(verb, NO_ANSWER)
+                    raise
+                try:
+                    if resp.status >= 400:
+                        stats.failed(verb, str(resp.status))
+                        await _raise_for_status(resp, self.server, method, path)
+                    yield resp
+                finally:
+                    resp.release()
             finally:
-                resp.release()
+                stats.in_flight -= slot
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str | int | bool] | None,
+        body: Any,
+        content_type: str,
+        timeout: float | aiohttp.ClientTimeout | None,
+    ) -> aiohttp.ClientResponse:
+        """Send one request; every way of getting no answer is Unreachable."""
+        params = {k: _query_value(v) for k, v in (query or {}).items()}
+        try:
+            response: aiohttp.ClientResponse = await self.api.call_api(
+                path,
+                method,
+                query_params=list(params.items()),
+                header_params={"Content-Type": content_type, "Accept": JSON},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout if timeout is not None else self.timeout,
+            )
+        except TimeoutError as e:
+            raise Unreachable(f"{self.server}: no answer within the timeout") from e
+        except aiohttp.ClientSSLError as e:
+            raise Unreachable(f"{self.server}: TLS failed ({_tls_reason(e)})") from e
+        except aiohttp.ClientError as e:
+            raise Unreachable(f"{self.server}: cannot connect ({type(e).__name__})") from e
+        except (ConfigException, ssl.SSLError, OSError) as e:
+            raise Unreachable(f"{self.server}: cannot connect ({type(e).__name__})") from e
+        return response
 
 
 class _JsonApiClient(k8s.ApiClient):
@@ -263,4 +310,4 @@ def _server_of(document: Mapping[str, Any]) -> str:
         return "cluster"
 
 
-__all__ = ["APPLY_PATCH", "JSON", "MERGE_PATCH", "ClusterClient", "ClusterError"]
+__all__ = ["APPLY_PATCH", "JSON", "MERGE_PATCH", "ClusterClient", "ClusterError", "RequestStats"]

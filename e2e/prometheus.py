@@ -6,6 +6,7 @@ stores and evaluates PromQL: Debian's `prometheus`, installed by the test setup 
 it scrapes each cluster's `ClusterInfo.metrics_url` (e2e.appmetrics) and labels the series
 with `cluster: <name>`, as a fleet-wide Prometheus labels its targets, so that
 `rate(http_requests_total{cluster="e2e-1"}[10s])` has data a second or two after a pod starts.
+Other metrics URLs (a hub's `/metrics`) can be scraped beside them, each as a job of its own.
 
 Prometheus 2.42 hands new targets to its scrapers at most every 5 s, so it answers queries a
 moment after it starts but scrapes nothing for about 5 s; starting and resuming wait for one
@@ -66,28 +67,38 @@ _CONFIG = "prometheus.yml"
 _WEB_CONFIG = "web.yml"
 
 
-def scrape_config(targets: Mapping[str, str]) -> str:
-    """The configuration (JSON, which is YAML) scraping each metrics URL as its cluster."""
-    static = []
-    for name, url in sorted(targets.items()):
-        parts = urllib.parse.urlsplit(url)
-        labels = {"cluster": name, "__scheme__": parts.scheme, "__metrics_path__": parts.path}
-        static.append({"targets": [parts.netloc], "labels": labels})
+def scrape_config(targets: Mapping[str, str], jobs: Mapping[str, str] | None = None) -> str:
+    """The configuration (JSON, which is YAML) scraping each metrics URL of `targets` as its
+    cluster, and each of `jobs` (job name -> metrics URL) as that job."""
+    static = [_static(url, {"cluster": name}) for name, url in sorted(targets.items())]
     config = {
         "global": {
             "scrape_interval": SCRAPE_INTERVAL,
             "scrape_timeout": SCRAPE_INTERVAL,
             "evaluation_interval": SCRAPE_INTERVAL,
         },
-        "scrape_configs": [{"job_name": JOB, "static_configs": static}],
+        "scrape_configs": [
+            {"job_name": JOB, "static_configs": static},
+            *(
+                {"job_name": job, "static_configs": [_static(url, {})]}
+                for job, url in sorted((jobs or {}).items())
+            ),
+        ],
     }
     return json.dumps(config, indent=2)
 
 
+def _static(url: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """One scrape target: its address, and `labels` with where on it the metrics are."""
+    parts = urllib.parse.urlsplit(url)
+    where = {"__scheme__": parts.scheme, "__metrics_path__": parts.path}
+    return {"targets": [parts.netloc], "labels": {**labels, **where}}
+
+
 @dataclass
 class Prometheus(Stoppable):
-    """A Prometheus on 127.0.0.1 at `url` scraping `targets` (metrics URL by cluster name),
-    with basic auth when `basic_auth` is set."""
+    """A Prometheus on 127.0.0.1 at `url` scraping `targets` (metrics URL by cluster name)
+    and `jobs` (metrics URL by job name), with basic auth when `basic_auth` is set."""
 
     port: int
     workdir: Path
@@ -95,6 +106,7 @@ class Prometheus(Stoppable):
     targets: Mapping[str, str]
     record: processes.ProcessRecord | None
     basic_auth: tuple[str, str] | None = None
+    jobs: Mapping[str, str] = field(default_factory=dict)
     url: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -123,9 +135,9 @@ class Prometheus(Stoppable):
 
     def _wait_scraped(self, since: float) -> None:
         """Wait until every target was scraped (up or not) after epoch time `since`."""
-        promql = f'timestamp(up{{job="{JOB}"}}) > {since!r}'
+        promql = f"timestamp(up) > {since!r}"
         deadline = time.monotonic() + SCRAPED_TIMEOUT
-        while len(self.query(promql)) < len(self.targets):
+        while len(self.query(promql)) < len(self.targets) + len(self.jobs):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.url}: targets not scraped in {SCRAPED_TIMEOUT:g}s")
             time.sleep(0.1)
@@ -184,9 +196,11 @@ def start_prometheus(
     *,
     port: int = 0,
     basic_auth: tuple[str, str] | None = None,
+    jobs: Mapping[str, str] | None = None,
 ) -> Prometheus:
     """Start Prometheus on `port` (0: a free one) scraping `targets`, a metrics URL per
-    cluster name, and wait until it answers and has scraped every target once.
+    cluster name, and `jobs`, a metrics URL per job name (a hub's), and wait until it
+    answers and has scraped every target once.
 
     It runs detached and recorded in the state dir, so `python -m e2e.prometheus down` ends it
     even if the process that started it died. A Prometheus of this state dir already running
@@ -194,13 +208,13 @@ def start_prometheus(
     replaced, data and all.
     """
     binary = debian.ensure_installed(BINARY, PACKAGE)
-    port = port or free_port()
+    port, jobs = port or free_port(), dict(jobs or {})
     workdir = clusters.state_dir() / f"{_PREFIX}{port}"
-    config = scrape_config(targets)
+    config = scrape_config(targets, jobs)
     argv = _argv(binary, workdir, port, web_config=basic_auth is not None)
     if (running := recorded(workdir)) is not None:
         if (workdir / _CONFIG).read_text() == config and _same_credentials(workdir, basic_auth):
-            return Prometheus(port, workdir, argv, dict(targets), running, basic_auth)
+            return Prometheus(port, workdir, argv, dict(targets), running, basic_auth, jobs)
         processes.stop([running])
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -209,7 +223,7 @@ def start_prometheus(
         user, password = basic_auth
         hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
         (workdir / _WEB_CONFIG).write_text(json.dumps({"basic_auth_users": {user: hashed}}))
-    server = Prometheus(port, workdir, argv, dict(targets), None, basic_auth)
+    server = Prometheus(port, workdir, argv, dict(targets), None, basic_auth, jobs)
     try:
         server.resume()
     except BaseException:

@@ -1,7 +1,8 @@
 """The hub's HTTP API (aiohttp): the only way the CLI, scripts and dashboards act.
 
 Binds 127.0.0.1 by default and demands the bearer token on every route, because the
-process holds credentials for every member cluster. Errors leave as JSON
+process holds credentials for every member cluster; `/metrics` too, unless it is served
+alone on a listener of its own (`serve --metrics-listen`). Errors leave as JSON
 `{"error": one line, "exit_code": n}`; tracebacks stay in the log, scrubbed of secrets.
 """
 
@@ -22,6 +23,9 @@ from hub.fleet.registry import Registry
 from hub.redaction import Scrubber
 from hub.service.applications import Applications, event_view
 from hub.service.clusters import Clusters, HeldReleases
+from hub.service.metrics import CONTENT_TYPE, HubMetrics
+from hub.web import WebView, is_page
+from hub.web.lasting import Lasting
 
 log = logging.getLogger(__name__)
 # Events one call returns by default, and at most.
@@ -32,13 +36,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTERS: web.AppKey[Clusters] = web.AppKey("clusters", Clusters)
 APPS: web.AppKey[Applications] = web.AppKey("apps", Applications)
 SCRUBBER: web.AppKey[Scrubber] = web.AppKey("scrubber", Scrubber)
+METRICS: web.AppKey[HubMetrics] = web.AppKey("metrics", HubMetrics)
+LASTING: web.AppKey[Lasting] = web.AppKey("lasting", Lasting)
 
 
 def create_app(
-    registry: Registry, apps: Applications, scrubber: Scrubber, token: str
+    registry: Registry,
+    apps: Applications,
+    scrubber: Scrubber,
+    token: str,
+    metrics: HubMetrics | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[_errors(scrubber), _auth(token)])
-    app[CLUSTERS] = Clusters(registry, apps)
+    """The API; with `metrics`, `/metrics` too, behind the token like every route."""
+    clusters = Clusters(registry, apps)
+    view = WebView(apps, clusters, token)  # the page at `/`, its sign-in and its stream
+    app = web.Application(middlewares=[_errors(scrubber), _auth(token), view.guard()])
+    view.register(app)
+    if metrics is not None:
+        _add_metrics(app, metrics)
+    app[CLUSTERS] = clusters
     app[APPS] = apps
     app[SCRUBBER] = scrubber
     app.router.add_get("/api/v1/clusters", list_clusters)
@@ -57,6 +73,7 @@ def create_app(
     app.router.add_delete("/api/v1/apps/{name}", delete_app)
     app.router.add_get("/api/v1/events", list_events)
     app.router.add_get("/api/v1/events/stream", stream_events)
+    app[LASTING] = view.lasting
     return app
 
 
@@ -65,6 +82,8 @@ def _auth(token: str) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if is_page(request.path):
+            return await handler(request)  # the web view's: its guard demands its cookie
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             return web.json_response(
@@ -225,28 +244,30 @@ async def list_events(request: web.Request) -> web.Response:
 async def stream_events(request: web.Request) -> web.StreamResponse:
     """The events after `after`, then each new one as it is recorded: one JSON object a
     line (NDJSON), and an empty line every so often so that proxies and clients know the
-    stream is alive. Subscribed before the backlog is read, so nothing falls between."""
+    stream is alive. Subscribed before the backlog is read, so nothing falls between; ended
+    when the hub stops (`hub.web.lasting`)."""
     app, after, limit = _events_query(request)
     apps = request.app[APPS]
     subscription = apps.apps.changes.subscribe()
     try:
-        backlog = apps.events(app, after=after, limit=limit)["events"]
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        for view in backlog:
-            after = view["id"]
-            await response.write(orjson.dumps(view) + b"\n")
-        while True:
-            try:
-                async with asyncio.timeout(KEEPALIVE):
-                    change = await subscription.get()
-            except TimeoutError:
-                await response.write(b"\n")
-                continue
-            new = change.event
-            if new is None or new.id <= after or (app is not None and new.app != app):
-                continue
-            await response.write(orjson.dumps(event_view(new)) + b"\n")
+        with request.app[LASTING].held():
+            backlog = apps.events(app, after=after, limit=limit)["events"]
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await response.prepare(request)
+            for view in backlog:
+                after = view["id"]
+                await response.write(orjson.dumps(view) + b"\n")
+            while True:
+                try:
+                    async with asyncio.timeout(KEEPALIVE):
+                        change = await subscription.get()
+                except TimeoutError:
+                    await response.write(b"\n")
+                    continue
+                new = change.event
+                if new is None or new.id <= after or (app is not None and new.app != app):
+                    continue
+                await response.write(orjson.dumps(event_view(new)) + b"\n")
     finally:
         subscription.close()
 
@@ -271,3 +292,23 @@ async def workflow_verb(request: web.Request) -> web.Response:
 
 async def delete_app(request: web.Request) -> web.Response:
     return web.json_response(await request.app[APPS].delete(request.match_info["name"]))
+
+
+def create_metrics_app(metrics: HubMetrics, scrubber: Scrubber) -> web.Application:
+    """`/metrics` alone, without the token (`serve --metrics-listen`): for a Prometheus
+    that cannot send one. Nothing else is served there, since nothing else is as harmless."""
+    app = web.Application(middlewares=[_errors(scrubber)])
+    _add_metrics(app, metrics)
+    return app
+
+
+def _add_metrics(app: web.Application, metrics: HubMetrics) -> None:
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", serve_metrics)
+
+
+async def serve_metrics(request: web.Request) -> web.Response:
+    """Every series of the hub, in Prometheus' text format. Read on the loop, not in a
+    thread: the collector reads state that only the loop changes, and it is quick."""
+    body = request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

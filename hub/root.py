@@ -9,8 +9,8 @@ SIGTERM or SIGINT and raises `HubStopped` when a critical task (the prober) coul
 kept alive, so that `flotilla serve` exits 1 and whatever runs the hub (systemd, a
 container) restarts it or says so, instead of a hub that answers but no longer probes.
 On every way out, start-up failures included, it releases what it opened, in reverse:
-signal handlers, the hub file, the API, the engine's runners, the supervised tasks, the
-clusters' watches and clients, the store.
+signal handlers, the hub file, the API and the metrics listener, the engine's runners,
+the supervised tasks, the clusters' watches and clients, the store.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 
 from aiohttp import web
 
-from hub.api import create_app
+from hub.api import create_app, create_metrics_app
 from hub.charts import ChartCache
 from hub.errors import FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
@@ -31,6 +31,7 @@ from hub.home import Home
 from hub.model.settings import Settings
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
+from hub.service.metrics import HubMetrics
 from hub.state.store import Store
 from hub.tasks import HubFailed, Supervisor
 
@@ -54,7 +55,8 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         stop = _on_signals(stack)
         scrubber = Scrubber()
         _scrub_logs(stack, scrubber)
-        store = Store(home.store)
+        metrics = HubMetrics()
+        store = Store(home.store, timed=metrics.transaction)
         stack.callback(store.close)
         supervisor = supervisor or Supervisor()
         registry = Registry(
@@ -72,12 +74,18 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             ChartCache(home.charts, timeout=settings.chart_timeout),
             settings=settings,
             supervisor=supervisor,
+            deployed=metrics.deployed,
         )
+        metrics.read(apps)
         stack.push_async_callback(apps.stop)
         token = home.write_token()
         scrubber.add([token])
-        runner = web.AppRunner(create_app(registry, apps, scrubber, token), access_log=None)
-        url = await _listen(stack, runner, settings.listen)
+        api = create_app(registry, apps, scrubber, token, metrics)
+        url = await _listen(stack, web.AppRunner(api, access_log=None), settings.listen)
+        if settings.metrics_listen:
+            only_metrics = web.AppRunner(create_metrics_app(metrics, scrubber), access_log=None)
+            where = await _listen(stack, only_metrics, settings.metrics_listen, "--metrics-listen")
+            log.info("metrics on %s/metrics, without the token", where)
         home.write_hub_file(url)
         stack.callback(home.remove_hub_file)
         log.info("hub listening on %s (home %s)", url, home.root)
@@ -126,20 +134,23 @@ def _scrub_logs(stack: contextlib.AsyncExitStack, scrubber: Scrubber) -> None:
         stack.callback(target.removeFilter, scrubber)
 
 
-async def _listen(stack: contextlib.AsyncExitStack, runner: web.AppRunner, listen: str) -> str:
-    """Start the API on HOST:PORT; returns its URL. A port in use is one line, not a trace."""
+async def _listen(
+    stack: contextlib.AsyncExitStack, runner: web.AppRunner, listen: str, option: str = "--listen"
+) -> str:
+    """Start `runner` on HOST:PORT, given as `option`; returns its URL. A port in use is one
+    line, not a trace."""
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     host, _, port = listen.rpartition(":")
     if not port.isdigit():
-        raise InvalidInput(f"--listen {listen}: expected HOST:PORT, e.g. 127.0.0.1:7350")
+        raise InvalidInput(f"{option} {listen}: expected HOST:PORT, e.g. 127.0.0.1:7350")
     site = web.TCPSite(runner, host or "127.0.0.1", int(port))
     try:
         await site.start()
     except OSError as e:
         raise HubStopped(
             f"cannot listen on {listen}: {e.strerror or e}; stop what uses it or pass "
-            "another --listen"
+            f"another {option}"
         ) from None
     bound = runner.addresses[0]
     return f"http://{bound[0]}:{bound[1]}"

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -69,6 +70,9 @@ class Supervisor:
         self._critical_deaths = critical_deaths
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._states: dict[str, TaskState] = {}
+        self.restarts: Counter[str] = Counter()
+        """Restarts since the hub started, by kind (`kind`): unlike a TaskState's count,
+        it never goes down when a task ends or is cancelled, as a metric's counter must not."""
         self._fatal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def spawn(self, name: str, work: Work, *, critical: bool = False) -> asyncio.Task[None]:
@@ -140,6 +144,7 @@ class Supervisor:
             delay = min(self._first * 2 ** max(state.deaths - 1, 0), self._max)
             await asyncio.sleep(delay)
             state.restarts += 1
+            self.restarts[kind(state.name)] += 1
             log.info("restarting %s (restart %d)", state.name, state.restarts)
 
     def _died(self, state: TaskState, error: Exception) -> None:
@@ -164,6 +169,12 @@ class Supervisor:
         with contextlib.suppress(asyncio.CancelledError):
             if not task.cancelled() and task.exception() is not None:  # a bug in _supervise
                 log.error("supervisor of %s died", name, exc_info=task.exception())
+
+
+def kind(name: str) -> str:
+    """What sort of task `name` is: `probe`, `observe` of `observe:<cluster>`, `workflow`
+    of `workflow:<app>`. Few, whatever the fleet's size: what metrics count by."""
+    return name.partition(":")[0]
 
 
 def innermost(error: BaseException) -> BaseException:

@@ -6,12 +6,15 @@ code of its FlotillaError (2 invalid input, 3 not found, 4 conflict, 5 cluster
 unavailable, 6 no hub).
 """
 
-from hub.cli import apps, cluster, events, local, workflow
+from hub.cli import apps, cluster, events, local, ui, workflow
 from hub.cli.base import app
+from hub.cli.completion import PROG_NAME
 
 # The command modules register themselves on `app` when imported.
-__all__ = ["app", "apps", "cluster", "events", "local", "main", "workflow"]
+__all__ = ["app", "apps", "cluster", "events", "local", "main", "ui", "workflow"]
 
 
 def main() -> None:
-    app()
+    # Named, not guessed from argv: `python -m hub` must answer the same completion
+    # variable (_FLOTILLA_COMPLETE) and show the same usage lines as `flotilla`.
+    app(prog_name=PROG_NAME)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -13,6 +14,7 @@ from hub.cli.base import (
     AppArgument,
     FileOption,
     OutputOption,
+    WaitOption,
     app,
     call,
     read_app,
@@ -21,6 +23,7 @@ from hub.cli.base import (
 from hub.cli.client import HubClient
 from hub.cli.output import Format, emit
 from hub.errors import InvalidInput
+from hub.model.phases import AppPhase
 
 
 @app.command()
@@ -47,9 +50,7 @@ def plan(
 @app.command()
 def up(
     file: FileOption,
-    wait: Annotated[
-        bool, typer.Option(help="Follow progress until the workflow finishes, suspends or fails.")
-    ] = False,
+    wait: WaitOption = False,
     output_format: OutputOption = Format.table,
 ) -> None:
     """Deploy an application: a new revision when the file changed, run by the hub.
@@ -67,29 +68,41 @@ def up(
         follow(result["name"], result["revision"])
 
 
-def follow(name: str, revision: int) -> None:
-    """Live progress until the revision reaches a phase where a human or nothing acts."""
-    from rich.live import Live
+POLL_INTERVAL = 0.5
 
-    async def follow(live: Live | None) -> dict[str, Any]:
-        client = HubClient.from_home()
-        while True:
-            status = await client.call("GET", f"/api/v1/apps/{name}")
-            if live is not None:
-                live.update(views.progress_table(status))
-            settled = status["phase"] in ("succeeded", "failed", "suspended")
-            if status["revision"] == revision and settled:
-                return dict(status)
-            await asyncio.sleep(0.5)
+
+def follow(name: str, revision: int) -> None:
+    """Progress until the revision reaches a phase where a human or nothing acts: redrawn
+    in place on a terminal; elsewhere (a pipe, a CI log) a line each time something
+    changed, so that a log shows what happened and when without a frame per poll."""
+    from rich.live import Live
 
     if output.console.is_terminal:
         with Live(console=output.console, refresh_per_second=4, transient=False) as live:
-            status = run(follow(live))
+            status = run(_settled(name, revision, lambda s: live.update(views.progress_table(s))))
     else:
-        status = run(follow(None))
-        output.console.print(views.progress_table(status))
-    if status["phase"] == "failed":
+        log = views.ProgressLog()
+        status = run(_settled(name, revision, lambda s: _print_lines(log.changes(s))))
+    if status["phase"] == AppPhase.FAILED:
         raise typer.Exit(1)
+
+
+async def _settled(
+    name: str, revision: int, show: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
+    """Poll the status, showing each, until `revision` is finished or waits for a person."""
+    client = HubClient.from_home()
+    while True:
+        status: dict[str, Any] = await client.call("GET", f"/api/v1/apps/{name}")
+        show(status)
+        if status["revision"] == revision and AppPhase(status["phase"]).settled:
+            return status
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        output.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer import rich_utils
 
 from hub.cli import output
 from hub.cli.client import HubClient
+from hub.cli.completion import complete_apps, complete_clusters
 from hub.cli.output import Format
 from hub.errors import FlotillaError, InvalidInput
 
@@ -25,9 +27,12 @@ app = typer.Typer(
     "`flotilla cluster join`, then `flotilla plan -f app.yaml` and `flotilla up -f app.yaml`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
     rich_markup_mode="markdown",
 )
+if output.NO_COLOR:
+    # Typer's help and usage errors honour NO_COLOR for colours but keep bold and dim;
+    # this is Typer's switch for plain text, like our own consoles (hub.cli.output).
+    rich_utils.COLOR_SYSTEM = None
 
 
 OutputOption = Annotated[
@@ -67,4 +72,15 @@ def read_app(path: Path) -> dict[str, Any]:
 FileOption = Annotated[
     Path, typer.Option("--file", "-f", help="Application file (KubeVela core.oam.dev/v1beta1).")
 ]
-AppArgument = Annotated[str, typer.Argument(help="Application name.")]
+AppArgument = Annotated[str, typer.Argument(help="Application name.", autocompletion=complete_apps)]
+ClusterArgument = Annotated[
+    str, typer.Argument(help="Cluster name.", autocompletion=complete_clusters)
+]
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        help="Follow progress until the workflow finishes, suspends or fails: a line per "
+        "cluster with its step, phase and canary (step, stage, share of traffic), redrawn "
+        "on a terminal, printed as it changes elsewhere."
+    ),
+]

@@ -12,12 +12,14 @@ from rich.text import Text
 from clusters import kubeconfig as kc
 from hub.cli import output
 from hub.cli.base import (
+    ClusterArgument,
     OutputOption,
     app,
     call,
     raise_invalid,
     run,
 )
+from hub.cli.completion import complete_clusters
 from hub.cli.output import Format, ago, emit, grid
 from hub.model.views import MemberList, WatchView
 from placement.selectors import parse_labels
@@ -135,7 +137,7 @@ def _secret(path: Path) -> str:
 
 @cluster_app.command("prometheus")
 def cluster_prometheus(
-    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    name: ClusterArgument,
     url: Annotated[
         str | None, typer.Argument(help="URL of the cluster's own Prometheus (or Thanos).")
     ] = None,
@@ -235,7 +237,7 @@ def cluster_list(output_format: OutputOption = Format.table) -> None:
 
 @cluster_app.command("show")
 def cluster_show(
-    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    name: ClusterArgument,
     output_format: Annotated[
         Format, typer.Option("--output", "-o", help="yaml (default) or json.")
     ] = Format.yaml,
@@ -247,7 +249,7 @@ def cluster_show(
 
 @labels_app.command("add")
 def labels_add(
-    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    name: ClusterArgument,
     labels: Annotated[list[str], typer.Argument(help="k=v pairs; an existing key is replaced.")],
     output_format: OutputOption = Format.table,
 ) -> None:
@@ -262,7 +264,7 @@ def labels_add(
 
 @labels_app.command("del")
 def labels_del(
-    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    name: ClusterArgument,
     keys: Annotated[list[str], typer.Argument(help="Label keys to remove.")],
     output_format: OutputOption = Format.table,
 ) -> None:
@@ -281,7 +283,7 @@ def _print_labels(record: dict[str, Any], output_format: Format) -> None:
 
 @cluster_app.command("rename")
 def cluster_rename(
-    old: Annotated[str, typer.Argument(help="Current name.")],
+    old: Annotated[str, typer.Argument(help="Current name.", autocompletion=complete_clusters)],
     new: Annotated[str, typer.Argument(help="New name (a DNS label).")],
     output_format: OutputOption = Format.table,
 ) -> None:
@@ -302,7 +304,7 @@ def cluster_rename(
 
 @cluster_app.command("detach")
 def cluster_detach(
-    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    name: ClusterArgument,
     delete_releases: Annotated[
         bool,
         typer.Option(

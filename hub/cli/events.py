@@ -13,13 +13,17 @@ import typer
 from hub.cli import output
 from hub.cli.base import OutputOption, app, call, run
 from hub.cli.client import HubClient
+from hub.cli.completion import complete_apps
 from hub.cli.output import Format, grid
 
 
 @app.command()
 def events(
     application: Annotated[
-        str | None, typer.Argument(help="Application name (default: every application).")
+        str | None,
+        typer.Argument(
+            help="Application name (default: every application).", autocompletion=complete_apps
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Go on printing new events until Ctrl-C.")

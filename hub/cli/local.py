@@ -1,12 +1,12 @@
-"""The two commands that run in this process instead of calling a hub: `serve` (which is
-the hub) and `schema` (which prints the format's JSON Schema). Their imports of the hub's
-inside are lazy and the only ones the CLI has (see ARCHITECTURE.md).
+"""The commands that run in this process instead of calling a hub: `serve` (which is the
+hub), `schema` (which prints the format's JSON Schema) and `completion` (which prints a
+shell's completion script). The imports of the hub's inside, by the first two, are lazy
+and the only ones the CLI has (see ARCHITECTURE.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Annotated
 
 import typer
@@ -15,9 +15,14 @@ from hub.cli.base import (
     app,
     run,
 )
+from hub.cli.completion import Shell, script
 from hub.cli.output import Format, emit
 from hub.home import Home
+from hub.logs import LogFormat
+from hub.logs import configure as configure_logs
 from hub.model.settings import DEFAULTS
+
+DEFAULT_LOG_FORMAT = LogFormat(DEFAULTS.log_format)
 
 
 @app.command()
@@ -45,8 +50,12 @@ def serve(
         ),
     ] = DEFAULTS.prometheus_timeout,
     log_format: Annotated[
-        str, typer.Option(help="text for people, or json: one object per line for collectors.")
-    ] = DEFAULTS.log_format,
+        LogFormat,
+        typer.Option(
+            help="text for people, or json for collectors: one object per line with time, "
+            "level, logger, message, and app and cluster where a line concerns one."
+        ),
+    ] = DEFAULT_LOG_FORMAT,
     metrics_listen: Annotated[
         str | None,
         typer.Option(
@@ -64,9 +73,7 @@ def serve(
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logs(log_level, log_format)
     settings = dataclasses.replace(
         DEFAULTS,
         listen=listen,
@@ -89,3 +96,23 @@ def schema() -> None:
     from hub.format import json_schema
 
     emit(json_schema(), Format.json)
+
+
+@app.command()
+def completion(shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.")]) -> None:
+    """Print the completion script of a shell: TAB then completes commands, options, and
+    the names of applications and clusters, asked from the running hub.
+
+    Load it in the shell you are in, or for every new one:
+
+    * bash: `source <(flotilla completion bash)`; for every shell, add that line to
+      ~/.bashrc (bash 4.4 or later)
+    * zsh: `source <(flotilla completion zsh)`, after `compinit`; for every shell, add
+      that line to ~/.zshrc
+    * fish: `flotilla completion fish | source`; for every shell,
+      `flotilla completion fish > ~/.config/fish/completions/flotilla.fish`
+
+    `flotilla --install-completion` sets up every new shell of the kind it runs in the
+    same way. With no hub running, names complete to nothing.
+    """
+    typer.echo(script(shell))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 import yaml
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
 
 class Format(enum.StrEnum):
@@ -20,12 +23,20 @@ class Format(enum.StrEnum):
     yaml = "yaml"
 
 
-# Piped output is read by scripts and grep: never truncate a column to fit 80 characters.
-console = Console()
-if not console.is_terminal:
-    console = Console(width=250)
+NO_COLOR = os.environ.get("NO_COLOR", "") != ""
+"""no-color.org: rich alone would drop the colours but keep bold and dim; whoever sets
+NO_COLOR wants text without escape codes, so every console of ours then has no colour
+system at all (Live still moves the cursor on a terminal)."""
+_COLORS: Literal["auto"] | None = None if NO_COLOR else "auto"
+PIPED_WIDTH = 250
+"""Piped output is read by scripts and grep: unless COLUMNS says otherwise, do not fold
+it to rich's 80 columns."""
+
+console = Console(color_system=_COLORS)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console = Console(color_system=_COLORS, width=PIPED_WIDTH)
 # One message, one line: scripts grep stderr, so never wrap it.
-errors = Console(stderr=True, soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True, color_system=_COLORS)
 
 
 def emit(data: Any, fmt: Format, table: Callable[[Any], Any] | None = None) -> None:
@@ -39,14 +50,53 @@ def emit(data: Any, fmt: Format, table: Callable[[Any], Any] | None = None) -> N
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
 
 
-def grid(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
-    """A kubectl-like table: upper-case headers, no borders."""
-    out = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    for column in columns:
-        out.add_column(column.upper())
+class _Grid(Table):
+    """A table whose lines end where their text ends. Rich pads every cell to its
+    column's width, the last one too: one long cell would pad every other line of the
+    table with as many spaces, which a terminal shows as wrapped blank lines and a CI
+    log keeps."""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        rendered = cast(Iterable[Segment], super().__rich_console__(console, options))
+        for line in Segment.split_lines(rendered):  # a Table yields segments only
+            yield from _rstrip(line)
+            yield Segment.line()
+
+
+def _rstrip(line: list[Segment]) -> list[Segment]:
+    while line and not line[-1].text.rstrip():
+        line.pop()
+    if line:
+        text, style, _ = line[-1]
+        line[-1] = Segment(text.rstrip(), style)
+    return line
+
+
+def grid(
+    columns: Sequence[str], rows: Sequence[Sequence[str | Text]], *, one_line: bool = False
+) -> Table:
+    """A kubectl-like table: upper-case headers, no borders, never wider than the console.
+
+    When the columns do not fit, the widest give way: their cells wrap at spaces onto
+    more lines (a long message stays whole), and a word longer than its column is cut
+    with `…`. `one_line` keeps each row one line (a live view): the last column gives
+    way first, then every cell is cut. String cells are rich markup; text from the hub
+    or the user goes in as Text.
+    """
+    out = _Grid(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for index, column in enumerate(columns, start=1):
+        out.add_column(column.upper(), no_wrap=one_line and index < len(columns))
     for row in rows:
-        out.add_row(*row)
+        out.add_row(*(_cell(value, one_line) for value in row))
     return out
+
+
+def _cell(value: str | Text, one_line: bool) -> Text:
+    """A cell cut to one line says so itself: rich narrows only the columns that may
+    wrap, so the widest must stay one of those to give way first."""
+    text = Text.from_markup(value) if isinstance(value, str) else value.copy()
+    text.overflow, text.no_wrap = "ellipsis", one_line
+    return text
 
 
 def ago(timestamp: str | None) -> str:

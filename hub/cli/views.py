@@ -6,6 +6,7 @@ for terminals, so they favour what an operator reads first: health, then what to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Group
@@ -14,7 +15,8 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from hub.cli.output import ago, grid, health
+from hub.cli.output import HEALTH_STYLE, ago, grid, health
+from hub.model.phases import TargetPhase
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -114,30 +116,114 @@ def _objects(node: Tree, objects: list[dict[str, Any]], every_object: bool) -> N
         node.add(f"[dim]{folded} {more}object{plural} Healthy (--tree shows them)[/dim]")
 
 
-def progress_table(status: dict[str, Any]) -> Group:
-    """One row per target: what `up --wait` shows while the workflow runs."""
-    rows = [
-        [
-            step["name"],
-            cluster["name"],
-            release["component"],
-            release["phase"],
-            health(release["health"]),
-            Text(release["reason"] or release["message"] or "", overflow="ellipsis"),
-        ]
+@dataclass(frozen=True)
+class _Progress:
+    """Where one target is (a step's component on one cluster), or a step that has no
+    clusters (suspend, check-metrics)."""
+
+    step: str
+    where: str
+    """The cluster; `cluster/component` when the application has several components."""
+    phase: str
+    health: str
+    canary: str
+    detail: str
+
+    def cells(self) -> list[str | Text]:
+        """STEP, CLUSTER, PHASE (coloured by health: one column less to fit), CANARY, DETAIL."""
+        phase = Text(self.phase, style=HEALTH_STYLE.get(self.health, ""))
+        return [self.step, self.where, phase, self.canary, Text(self.detail)]
+
+    def line(self) -> str:
+        """`deploy-prod prod-eu: applying  Progressing  canary 1/2 upgrading 0%  ...`"""
+        canary = f"canary {self.canary}" if self.canary else ""
+        said = (self.phase, self.health, canary, self.detail)
+        return f"{self.step} {self.where}".rstrip() + ": " + "  ".join(p for p in said if p)
+
+
+PROGRESS_COLUMNS = ["step", "cluster", "phase", "canary", "detail"]
+
+
+def _progress(status: dict[str, Any]) -> dict[tuple[str, str], _Progress]:
+    """By (step, where), in the order of the steps."""
+    components = {
+        release["component"]
         for step in status["steps"]
         for cluster in step["clusters"]
         for release in cluster["releases"]
-    ]
-    head = (
+    }
+    rows: dict[tuple[str, str], _Progress] = {}
+    for step in status["steps"]:
+        if not step["clusters"]:
+            rows[step["name"], ""] = _Progress(
+                step["name"], "", step["phase"], "", "", step["message"]
+            )
+        for cluster in step["clusters"]:
+            for release in cluster["releases"]:
+                where = cluster["name"]
+                if len(components) > 1:
+                    where += f"/{release['component']}"
+                rows[step["name"], where] = _Progress(
+                    step["name"],
+                    where,
+                    release["phase"],
+                    release["health"],
+                    _canary_progress(release["rollout"]),
+                    _detail(release),
+                )
+    return rows
+
+
+def _detail(release: dict[str, Any]) -> str:
+    """Why a target is where it is. A moving canary's own note repeats its CANARY cell,
+    so it shows what the canary's pods wait for instead; else a failure's message, what
+    the objects wait for, or the engine's note."""
+    if release["rollout"] is not None and release["phase"] != TargetPhase.FAILED:
+        return str(release["rollout"]["canary"])
+    return str(release["reason"] or release["message"])
+
+
+def _canary_progress(rollout: dict[str, Any] | None) -> str:
+    """`1/2 traffic-routing 20%`: the canary step, its stage, its share of traffic."""
+    if rollout is None:
+        return ""
+    weight = f"{rollout['weight']}%" if rollout["weight"] is not None else "headers"
+    return f"{rollout['step']} {rollout['stage']} {weight}"
+
+
+def _progress_head(status: dict[str, Any]) -> Text:
+    return Text.from_markup(
         f"[bold]{status['name']}[/bold] revision {status['revision']}: "
         f"{status['phase']} {health(status['health'])}"
     )
-    table: Table = grid(["step", "cluster", "component", "phase", "health", "detail"], rows)
-    parts: list[Any] = [Text.from_markup(head), table]
-    if status.get("next"):
-        parts.append(Text.from_markup(f"[yellow]next:[/yellow] {status['next']}"))
-    return Group(*parts)
+
+
+def _next(status: dict[str, Any]) -> Text | None:
+    return Text.assemble(("next:", "yellow"), " ", status["next"]) if status["next"] else None
+
+
+def progress_table(status: dict[str, Any]) -> Group:
+    """What `up --wait` redraws on a terminal: one line per target, cut to the width."""
+    rows = [row.cells() for row in _progress(status).values()]
+    table = grid(PROGRESS_COLUMNS, rows, one_line=True)
+    return Group(*(part for part in (_progress_head(status), table, _next(status)) if part))
+
+
+class ProgressLog:
+    """What `up --wait` prints where nothing can be redrawn (a pipe, a CI log): the
+    application's line, a target's line or the next action each time it changes."""
+
+    def __init__(self) -> None:
+        self._shown: dict[object, str] = {}
+
+    def changes(self, status: dict[str, Any]) -> list[str]:
+        lines: dict[object, str] = {"head": _progress_head(status).plain}
+        lines |= {key: row.line() for key, row in _progress(status).items()}
+        if (after := _next(status)) is not None:
+            lines["next"] = after.plain
+        changed = [line for key, line in lines.items() if self._shown.get(key) != line]
+        self._shown = lines
+        return changed
 
 
 def plan_tree(view: dict[str, Any], explain: str | None) -> Tree:

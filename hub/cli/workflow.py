@@ -10,6 +10,7 @@ from hub.cli import output
 from hub.cli.apps import follow
 from hub.cli.base import (
     AppArgument,
+    WaitOption,
     app,
     call,
     run,
@@ -24,9 +25,7 @@ app.add_typer(workflow_app, name="workflow")
 @workflow_app.command("resume")
 def workflow_resume(
     name: AppArgument,
-    wait: Annotated[
-        bool, typer.Option(help="Follow progress until the workflow finishes, suspends or fails.")
-    ] = False,
+    wait: WaitOption = False,
 ) -> None:
     """Continue a suspended workflow: approve a suspend step or an `auto: false` deploy
     step, advance every cluster's paused canary to its next step together (or cut a timed
@@ -62,7 +61,7 @@ def workflow_rollback(
     revision: Annotated[
         int | None, typer.Option(help="Revision to return to (default: the last that succeeded).")
     ] = None,
-    wait: Annotated[bool, typer.Option(help="Follow progress until done.")] = False,
+    wait: WaitOption = False,
 ) -> None:
     """Re-apply an earlier revision to every target, pruning what later ones added."""
     result = run(call("POST", f"/api/v1/apps/{name}/workflow/rollback", {"revision": revision}))

@@ -240,7 +240,9 @@ class Observer:
                 return None
             except ClusterError as e:
                 self._waiting[name] = f"cannot start watching: {e}"
-                log.debug("cluster %s: cannot start watching yet: %s", name, e)
+                log.debug(
+                    "cluster %s: cannot start watching yet: %s", name, e, extra={"cluster": name}
+                )
                 await asyncio.sleep(self._backoff.delay(failures))
                 failures += 1
         self._waiting.pop(name, None)

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from clusters import kubeconfig as kc
-from clusters.client import ClusterClient
+from clusters.client import ClusterClient, RequestStats
 from clusters.errors import ClusterError, Unauthorized, Unreachable
 from clusters.probe import probe, readiness
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
@@ -60,6 +60,7 @@ class Registry:
         self._connecting: dict[str, asyncio.Lock] = {}
         self._next_probe: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._probe_seconds: dict[str, float] = {}
         # Every change to a cluster goes through this class, so it keeps the records: a
         # store read parses every kubeconfig (certificates and keys), which with 64
         # clusters was most of a status call and a tenth of the hub's CPU in a deploy.
@@ -88,6 +89,14 @@ class Registry:
 
     def watch_health(self, name: str) -> WatchHealth:
         return self.observer.health(name)
+
+    def probe_seconds(self, name: str) -> float | None:
+        """How long the last probe of `name` took (None before its first one)."""
+        return self._probe_seconds.get(name)
+
+    def request_stats(self) -> dict[str, RequestStats]:
+        """What each cluster's client has sent, by cluster; none before its first use."""
+        return {name: client.stats for name, client in self._clients.items()}
 
     def prober_state(self) -> TaskState | None:
         """The prober's task as the supervisor knows it (None before `start`)."""
@@ -180,7 +189,13 @@ class Registry:
         record = self._reload(name)
         self._clients[name] = client
         self.observer.watch(name)
-        log.info("joined cluster %s (%s, %s)", name, config.server, facts.version)
+        log.info(
+            "joined cluster %s (%s, %s)",
+            name,
+            config.server,
+            facts.version,
+            extra={"cluster": name},
+        )
         return record
 
     def label(self, name: str, add: dict[str, str], remove: list[str]) -> ClusterRecord:
@@ -211,11 +226,17 @@ class Registry:
             raise Conflict(f"cluster {new!r} is already registered; pick another name")
         self.store.rename_cluster(old, new)
         self._records.pop(old, None)
-        for table in (self._clients, self._connecting, self._next_probe, self._failures):
+        for table in (
+            self._clients,
+            self._connecting,
+            self._next_probe,
+            self._failures,
+            self._probe_seconds,
+        ):
             _move(table, old, new)
         record = self._reload(new)
         await self.observer.rename(old, new)
-        log.info("cluster %s renamed to %s (uid %s)", old, new, record.uid)
+        log.info("cluster %s renamed to %s (uid %s)", old, new, record.uid, extra={"cluster": new})
         return record
 
     async def detach(self, name: str) -> None:
@@ -225,6 +246,7 @@ class Registry:
         self._records.pop(name, None)
         self._next_probe.pop(name, None)
         self._failures.pop(name, None)
+        self._probe_seconds.pop(name, None)
         await self.observer.forget(name)
         self._connecting.pop(name, None)
         client = self._clients.pop(name, None)
@@ -242,6 +264,7 @@ class Registry:
 
     async def probe_one(self, name: str) -> None:
         health, reason, seen = "Healthy", "", True
+        started = time.monotonic()
         try:
             client = await self.client(name)
             ready = await readiness(client, timeout=self.settings.probe_timeout)
@@ -254,14 +277,16 @@ class Registry:
         except (Unreachable, ClusterError) as e:
             health, reason, seen = "Unreachable", str(e), False
         except Exception as e:  # unforeseen, and this cluster's alone: the others go on
-            log.error("probe of cluster %s failed", name, exc_info=e)
+            log.error("probe of cluster %s failed", name, exc_info=e, extra={"cluster": name})
             health, seen = "Unknown", False
             reason = f"probe failed unexpectedly ({type(e).__name__}); the hub's log has why"
+        took = time.monotonic() - started
         try:
             self.store.record_probe(name, health=health, reason=reason, version=None, seen=seen)
             self._reload(name)
         except NotFound:
             return  # detached or renamed while we were probing
+        self._probe_seconds[name] = took
         # Scheduled only once recorded: a prober restarted after dying here comes back to
         # this cluster at once.
         failures = 0 if health == "Healthy" else self._failures.get(name, 0) + 1

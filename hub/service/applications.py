@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,10 @@ class Applications:
         *,
         supervisor: Supervisor,
         settings: Settings = DEFAULTS,
+        deployed: Callable[[TargetRecord, float], None] | None = None,
     ) -> None:
-        """`supervisor` runs the workflow runners, one per application (hub.workflow.engine)."""
+        """`supervisor` runs the workflow runners, one per application (hub.workflow.engine);
+        `deployed` is told how long each target took to become healthy (the hub's metrics)."""
         self.apps = AppStore(store, settings)
         self.registry = registry
         self.charts = charts
@@ -82,6 +85,7 @@ class Applications:
             signals=signals,
             analysed=self.analyses.passed,
             step_timeout=settings.step_timeout,
+            deployed=deployed,
         )
         self.engine = Engine(
             self.apps,

@@ -11,7 +11,7 @@ last answered. The worst health of the children is the health of the parent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -74,6 +74,26 @@ async def application_status(
         "next": next_action(record, steps),
         "steps": step_views,
     }
+
+
+def cached_health(
+    apps: AppStore, registry: Registry, record: AppRecord, targets: list[TargetRecord]
+) -> HealthStatus:
+    """The health `status` rolls up for `record` (its current revision's `targets`), from
+    the store and the watch caches alone: objects no cache covers (a kind it does not
+    watch, a cache not listed yet) are left out instead of read from their cluster, so
+    it asks no cluster and starts no watch. For the hub's metrics, on every scrape."""
+    steps = {s.name: s for s in apps.steps(record.name, record.revision)}
+    inventory = apps.inventory(record.name)
+    clusters = {c.name: c for c in registry.clusters()}
+    healths = []
+    for target in targets:
+        refs = inventory.get((target.cluster, target.component), (0, []))[1]
+        seen = registry.observer.sightings(target.cluster, refs)
+        objects = [assess(s.obj) for s in seen if s is not None]
+        health = _target_health(record, steps[target.step], target, objects)
+        healths.append(_on_cluster(health, clusters.get(target.cluster)))
+    return worst(healths).status
 
 
 def _seen_by_cache(cluster: ClusterRecord, registry: Registry) -> ClusterRecord:
@@ -170,9 +190,7 @@ def _step_view(
             _release_view(rollouts, record, step, t, live.get((t.cluster, t.component), []))
             for t in cluster_targets
         ]
-        health = worst(_health(r) for r in releases)
-        if cluster is not None and cluster.health != "Healthy":
-            health = worst([health, Health(HealthStatus.UNKNOWN, f"cluster {cluster.health}")])
+        health = _on_cluster(worst(_health(r) for r in releases), cluster)
         cluster_views.append(
             {
                 "name": name,
@@ -215,21 +233,7 @@ def _release_view(
         }
         for ref, health in objects
     ]
-    if target.phase == TargetPhase.FAILED:
-        health = Health(HealthStatus.DEGRADED, target.message)
-    elif target.phase == TargetPhase.PAUSED:
-        health = Health(HealthStatus.SUSPENDED, f"canary {target.message}")
-    elif target.phase == TargetPhase.PENDING:
-        waiting = record.phase == AppPhase.SUSPENDED or step.phase in (
-            StepPhase.SUSPENDED,
-            StepPhase.APPROVED,
-        )
-        status = HealthStatus.SUSPENDED if waiting else HealthStatus.PROGRESSING
-        health = Health(status, "not deployed yet")
-    else:
-        health = worst(h for _, h in objects)
-        if target.phase != TargetPhase.HEALTHY and health.status is HealthStatus.HEALTHY:
-            health = Health(HealthStatus.PROGRESSING, target.message or target.phase)
+    health = _target_health(record, step, target, (h for _, h in objects))
     return {
         "component": target.component,
         "release": target.release,
@@ -242,6 +246,34 @@ def _release_view(
         "rollout": rollouts.view(target),
         "objects": object_views,
     }
+
+
+def _target_health(
+    record: AppRecord, step: StepRecord, target: TargetRecord, objects: Iterable[Health]
+) -> Health:
+    """A release's health: what its phase says until it is applied, then its objects'."""
+    if target.phase == TargetPhase.FAILED:
+        return Health(HealthStatus.DEGRADED, target.message)
+    if target.phase == TargetPhase.PAUSED:
+        return Health(HealthStatus.SUSPENDED, f"canary {target.message}")
+    if target.phase == TargetPhase.PENDING:
+        waiting = record.phase == AppPhase.SUSPENDED or step.phase in (
+            StepPhase.SUSPENDED,
+            StepPhase.APPROVED,
+        )
+        status = HealthStatus.SUSPENDED if waiting else HealthStatus.PROGRESSING
+        return Health(status, "not deployed yet")
+    health = worst(objects)
+    if target.phase != TargetPhase.HEALTHY and health.status is HealthStatus.HEALTHY:
+        return Health(HealthStatus.PROGRESSING, target.message or target.phase)
+    return health
+
+
+def _on_cluster(health: Health, cluster: ClusterRecord | None) -> Health:
+    """A cluster the prober does not find Healthy leaves its releases Unknown at best."""
+    if cluster is not None and cluster.health != "Healthy":
+        return worst([health, Health(HealthStatus.UNKNOWN, f"cluster {cluster.health}")])
+    return health
 
 
 def _health(view: Mapping[str, Any]) -> Health:

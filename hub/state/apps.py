@@ -412,9 +412,7 @@ class AppStore:
             component=target.component,
         )
 
-    def _prune_events(
-        self, db: sqlite3.Connection, app: str, now: float, *, by_age: bool
-    ) -> None:
+    def _prune_events(self, db: sqlite3.Connection, app: str, now: float, *, by_age: bool) -> None:
         """The application's events beyond the count go with each new one (an index walk
         of at most that many); every so often the events of any application past the age
         go too (a scan of the table, so not on every insert)."""

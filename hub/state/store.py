@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,7 +34,9 @@ class Store:
     """Synchronous on purpose: each call is one short local transaction (well under a
     millisecond in WAL mode), cheaper than a thread hop, and it keeps ordering trivial."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timed: Callable[[float], None] | None = None) -> None:
+        """`timed` is told the seconds of each committed transaction (the hub's metrics)."""
+        self._timed = timed or _untimed
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -84,6 +86,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All statements inside commit together or not at all (BEGIN IMMEDIATE)."""
+        started = time.perf_counter()
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -91,6 +94,7 @@ class Store:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._timed(time.perf_counter() - started)
 
     # clusters
 
@@ -181,6 +185,10 @@ class Store:
             cursor = db.execute(f"UPDATE clusters SET {assignment} WHERE name = ?", (value, name))
             if cursor.rowcount == 0:
                 raise NotFound(f"cluster {name!r} is not registered")
+
+
+def _untimed(seconds: float) -> None:
+    """A store that nobody measures (tests, tools)."""
 
 
 def _cluster(row: sqlite3.Row) -> ClusterRecord:

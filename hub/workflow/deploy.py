@@ -10,6 +10,7 @@ changes nothing in a workload does not restart its pods.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -44,9 +45,12 @@ class Deployer:
         signals: Signals,
         analysed: Callable[[TargetRecord, int], bool],
         step_timeout: float = DEFAULTS.step_timeout,
+        deployed: Callable[[TargetRecord, float], None] | None = None,
     ) -> None:
-        """`analysed`: whether the metric analysis of a canary step passed (`Rollouts`)."""
+        """`analysed`: whether the metric analysis of a canary step passed (`Rollouts`);
+        `deployed` is told the seconds from applying to healthy of each target (metrics)."""
         self.apps = apps
+        self._deployed = deployed
         self.registry = registry
         self.charts = charts
         self.step_timeout = step_timeout
@@ -72,6 +76,7 @@ class Deployer:
 
     async def __call__(self, target: TargetRecord, *, resumed: bool = False) -> bool:
         """Deploy one target; False when its canary step is ready and waits for resume."""
+        started = time.monotonic()
         self._mark(target, TargetPhase.APPLYING)
         objects = await self.render(target)
         client = await self.registry.client(target.cluster)
@@ -95,6 +100,8 @@ class Deployer:
         self._mark(target, TargetPhase.WAITING, "waiting for the objects to become healthy")
         await self.wait_healthy(client, refs, target)
         self._mark(target, TargetPhase.HEALTHY)
+        if self._deployed is not None:
+            self._deployed(target, time.monotonic() - started)
         self.apps.add_target_event(
             target, f"{target.cluster}/{target.component}: applied, {len(refs)} object(s) healthy"
         )

@@ -383,7 +383,13 @@ class Engine:
                 self.apps.add_target_event(
                     target, f"{target.cluster}/{target.component}: {message}"
                 )
-                log.info("target %s/%s failed: %s", target.cluster, target.component, message)
+                log.info(
+                    "target %s/%s failed: %s",
+                    target.cluster,
+                    target.component,
+                    message,
+                    extra={"app": target.app, "cluster": target.cluster},
+                )
                 return None
 
     def _failure_summary(self, app: str, revision: int) -> str:
@@ -399,7 +405,7 @@ class Engine:
         try:
             self.apps.set_app(app, phase=self.apps.app(app).phase, message=message)
         except Exception:
-            log.exception("cannot record the failure of %s", app)
+            log.exception("cannot record the failure of %s", app, extra={"app": app})
 
 
 async def _together(work: Iterable[Coroutine[Any, Any, T]]) -> list[T]:

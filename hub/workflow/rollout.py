@@ -389,6 +389,13 @@ class Rollouts:
         self.apps.put_target(target)
 
 
+def traffic(record: RolloutRecord, target: TargetRecord) -> int | None:
+    """The share of traffic (percent) that canary `record` of `target` has now; None for a
+    step that matches headers instead, or a target without the trait."""
+    props = _trait(target)
+    return None if props is None else _weight(record.stage, props.canary.steps[record.step].weight)
+
+
 def _weight(stage: Stage, weight: int | None) -> int | None:
     """The canary's share of traffic: all of it once completed, none once rolled back."""
     if stage is Stage.COMPLETED:
