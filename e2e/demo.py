@@ -190,6 +190,8 @@ def analysis(infos: list[ClusterInfo]) -> None:
     if bad.returncode != 1:
         raise SystemExit(f"demo: the bad canary should have failed, not exited {bad.returncode}")
     flotilla("status", "canary-demo", "--tree")
+    print("\ndemo: the same, live in a browser: open this link within a minute (it works once)")
+    flotilla("ui")
 
 
 CANARY_STEPS = (20, 50, 100)
