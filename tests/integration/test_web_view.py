@@ -43,13 +43,15 @@ VIEWPORT: ViewportSize = {"width": 1440, "height": 900}
 LOAD_MS, LIVE_MS = 10_000, 2_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
+    """Module-scoped, not session: the sync API runs an event loop in this thread while
+    it lives, and every asyncio test after this module needs the thread's loop free."""
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's chromium: Playwright's own browser download cannot work here."""
     chromium = ensure_installed("chromium", "chromium")
