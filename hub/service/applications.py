@@ -129,12 +129,7 @@ class Applications:
             )
             for target, outcome in zip(paused, outcomes, strict=True):
                 if isinstance(outcome, (FlotillaError, ClusterError)):
-                    message = f"rollback failed: {first_line(outcome)}"
-                    target.phase, target.message = TargetPhase.FAILED, message
-                    self.apps.put_target(target)
-                    self.apps.add_target_event(
-                        target, f"{target.cluster}/{target.component}: {message}"
-                    )
+                    self.apps.fail_target(target, f"rollback failed: {first_line(outcome)}")
                 elif isinstance(outcome, BaseException):
                     raise outcome
         return Judged(verdict.verdict, verdict.reason)

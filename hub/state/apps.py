@@ -401,6 +401,12 @@ class AppStore:
         self.changes.publish(Change(app, event))
         return event
 
+    def fail_target(self, target: TargetRecord, message: str) -> None:
+        """The target failed with `message`: stored, and said as the target's event."""
+        target.phase, target.message = TargetPhase.FAILED, message
+        self.put_target(target)
+        self.add_target_event(target, f"{target.cluster}/{target.component}: {message}")
+
     def add_target_event(self, target: TargetRecord, message: str) -> EventRecord:
         """An event about one target: its revision, step, cluster and component."""
         return self.add_event(

@@ -378,11 +378,7 @@ class Engine:
                 return await self._deploy(target, resumed=resumed)
             except (FlotillaError, ClusterError) as e:  # a cluster fails its own target
                 message = str(e) if isinstance(e, FlotillaError) else first_line(e)
-                target.phase, target.message = TargetPhase.FAILED, message
-                self.apps.put_target(target)
-                self.apps.add_target_event(
-                    target, f"{target.cluster}/{target.component}: {message}"
-                )
+                self.apps.fail_target(target, message)
                 log.info(
                     "target %s/%s failed: %s",
                     target.cluster,

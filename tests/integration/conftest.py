@@ -3,6 +3,7 @@ servers, Prometheus), and the hub and fleet each test gets of its own."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,24 @@ def prometheus(e2e_clusters: list[ClusterInfo]) -> Iterator[Prometheus]:
     targets = {name: info.metrics_url for name, info in zip(NAMES, e2e_clusters, strict=False)}
     with start_prometheus(targets) as server:
         yield server
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that takes connections (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
 
 
 @pytest.fixture

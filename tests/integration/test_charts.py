@@ -7,9 +7,7 @@ servers are real processes and sockets.
 from __future__ import annotations
 
 import shutil
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +44,6 @@ def one_line(error: pytest.ExceptionInfo[ChartError]) -> str:
     message = str(error.value)
     assert "\n" not in message
     return message
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A port nothing listens on: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections (the kernel's backlog) but never answers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        yield listener.getsockname()[1]
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "2.0.0"])

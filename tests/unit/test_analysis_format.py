@@ -28,6 +28,7 @@ from hub.format import (
 )
 from placement.targets import resolve
 from placement.topology import ClusterInfo
+from tests.unit.documents import edited
 
 EXAMPLE = """\
 apiVersion: core.oam.dev/v1beta1
@@ -259,18 +260,7 @@ def test_expanding_names_the_placeholder_without_a_value() -> None:
 
 def at(path: str, value: Any) -> dict[str, Any]:
     """BASE with `value` at a dotted `path` (list indexes as numbers); `...` deletes."""
-    doc = copy.deepcopy(BASE)
-    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node: Any = doc
-    for part in parents:
-        node = node[part]
-    if value is ...:
-        del node[last]
-    elif isinstance(node, list) and last == len(node):
-        node.append(value)
-    else:
-        node[last] = value
-    return doc
+    return edited(BASE, path, value)
 
 
 def steps(*written: dict[str, Any], mode: str = "StepByStep") -> dict[str, Any]:

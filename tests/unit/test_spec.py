@@ -25,6 +25,7 @@ from hub.format import (
 )
 from placement.targets import resolve
 from placement.topology import ClusterInfo
+from tests.unit.documents import edited
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -241,18 +242,7 @@ def test_a_round_trip_through_placement_keeps_what_was_written() -> None:
 
 def at(path: str, value: Any) -> dict[str, Any]:
     """BASE with `value` at a dotted `path` (list indexes as numbers); `...` deletes."""
-    doc = copy.deepcopy(BASE)
-    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node: Any = doc
-    for part in parents:
-        node = node[part]
-    if value is ...:
-        del node[last]
-    elif isinstance(node, list) and last == len(node):
-        node.append(value)
-    else:
-        node[last] = value
-    return doc
+    return edited(BASE, path, value)
 
 
 COMPONENT = "spec.components.0"
