@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup binaries lint test unit demo down bench clean
+.PHONY: setup binaries lint test unit chaos demo down bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ unit: setup
 
 test: setup binaries lint
 	$(VENV)/bin/pytest -q
+
+# The fault and load scenarios (pytest marker `chaos`) at volume, on the shared test clusters:
+# FLOTILLA_CHAOS_RUNS runs of each seeded one (20 unless set); prints N/M converged each.
+chaos: setup binaries
+	$(PY) -m e2e.chaos
 
 # Minutes long, on local clusters of its own (.e2e-bench/, stopped afterwards); it builds
 # helm on first use. Never part of `test`: benchmarks report, they do not gate.

@@ -7,6 +7,7 @@ because benchmarks report, they never gate.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +56,11 @@ def goal(
     return Figure(section, name, value, unit, f">= {at_least:g}", value >= at_least, note)
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
 def print_figures(figures: Sequence[Figure]) -> None:
     section = None
     for figure in figures:
@@ -72,13 +78,19 @@ def write(
     helm: Mapping[str, float],
 ) -> tuple[Path, Path]:
     """bench/results/<stamp>.json and .png (the fan-out curve, Helm's loops beside it)."""
-    RESULTS.mkdir(exist_ok=True)
-    data = {"figures": [asdict(f) for f in figures], "raw": raw}
-    json_path = RESULTS / f"{stamp}.json"
-    json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    json_path = write_json(stamp, figures, raw)
     png_path = RESULTS / f"{stamp}.png"
     _chart(curve, helm, png_path)
     return json_path, png_path
+
+
+def write_json(stamp: str, figures: Sequence[Figure], raw: Mapping[str, Any]) -> Path:
+    """bench/results/<stamp>.json: the figures as printed, and the raw measurements."""
+    RESULTS.mkdir(exist_ok=True)
+    data = {"figures": [asdict(f) for f in figures], "raw": raw}
+    path = RESULTS / f"{stamp}.json"
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
 
 
 def _chart(curve: Mapping[int, tuple[float, float]], helm: Mapping[str, float], path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`make bench` / `python -m bench`: the five measurements of issue 7, side by side in one run.
+"""`make bench` / `python -m bench`: the measurements of issues 7 and 16, side by side in one run.
 
 1. fan-out: the chart to N = 1, 4, 16, 64 logical clusters, wall time to all applied and
    to all healthy, wall(N)/wall(1);
@@ -7,7 +7,10 @@
 3. canary: resume of a step on 16 clusters, minus the slowest cluster's pod readiness;
 4. status: `flotilla status -o json` on 64 clusters of 10 objects: latency, and the
    LIST requests the API servers got meanwhile;
-5. the hub's memory, idle with 64 clusters and during the 64-cluster deploy.
+5. the hub's memory, idle with 64 clusters and during the 64-cluster deploy;
+6. the command line: `flotilla --help`, `ls`, `status -o json`, `cluster list` and
+   `history` on the status application, beside `kubectl get nodes` (bench.cli; alone:
+   `--only cli`).
 
 Runs take minutes and load both cores: everything is bounded, and everything started is
 stopped at the end (`--keep` leaves the bench's clusters up for the next run).
@@ -27,9 +30,10 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from bench import cli
 from bench.fleet import STATE_DIR, BenchError, Fleet, Timing, phases
 from bench.helm import helm_loop
-from bench.report import Figure, goal, print_figures, write
+from bench.report import Figure, goal, percentile, print_figures, write
 from e2e import clusters
 from e2e.binaries import CONTROL_PLANE, ensure_built
 
@@ -212,11 +216,6 @@ def _pod_readiness(fleet: Fleet, slot: int, app: str, since: float) -> float:
 
 def _epoch(stamp: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def figures(
@@ -402,6 +401,7 @@ async def run(args: argparse.Namespace) -> None:
         memory["deploy"] = timings[largest].peak_rss
         helm = helm_loops(fleet) if largest >= HELM_SIZE else {}
         status = await status_at_scale(fleet, f"fan{largest}-{REPEATS - 1}", largest)
+        cli_runs = cli.timings(fleet, f"fan{largest}-{REPEATS - 1}")
         await asyncio.sleep(SETTLE)
         memory["after"] = fleet.rss()
         canary = (
@@ -410,6 +410,7 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         fleet.close(keep_clusters=args.keep)
     results = figures(args.servers, timings, helm, canary, status, memory)
+    results += cli.figures(fleet, f"fan{largest}-{REPEATS - 1}", cli_runs)
     print_figures(results)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
     raw = {
@@ -421,6 +422,7 @@ async def run(args: argparse.Namespace) -> None:
         "canary": canary,
         "status": status,
         "memory": memory,
+        "cli": cli_runs,
     }
     curve = {n: (t.applied, t.healthy) for n, t in timings.items()}
     json_path, png_path = write(stamp, results, raw, curve, helm)
@@ -432,8 +434,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--servers", type=int, default=4, help="real API servers to start")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="fan-out sizes")
     parser.add_argument("--keep", action="store_true", help="leave the bench's clusters running")
+    parser.add_argument(
+        "--only", choices=["cli"], help="one section alone, on a fleet of its own (bench.cli)"
+    )
+    args = parser.parse_args(argv)
     try:
-        asyncio.run(run(parser.parse_args(argv)))
+        asyncio.run(cli.alone(args) if args.only == "cli" else run(args))
     except BenchError as e:
         sys.exit(f"bench: {e}")
     except subprocess.CalledProcessError as e:

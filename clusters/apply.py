@@ -143,6 +143,19 @@ def stale(previous: Iterable[R], current: Iterable[ObjectRef]) -> list[R]:
     return [ref for ref in previous if _identity(ref) not in kept]
 
 
+@dataclass(frozen=True)
+class DryRun:
+    """What a server-side apply would make of one object, as the API server answers a dry run.
+
+    `result` is None when the server cannot say: the object's namespace does not exist yet,
+    or its kind is defined by a CustomResourceDefinition of the same apply. A dry run
+    creates neither, so the apply would create the object.
+    """
+
+    ref: ObjectRef
+    result: dict[str, Any] | None
+
+
 async def apply(
     connection: Connection,
     objects: Sequence[Mapping[str, Any]],
@@ -158,6 +171,39 @@ async def apply(
     left out of the inventory: a prune must never delete a namespace the user did not
     ask for, with everything else that lives in it.
     """
+    answers, _ = await _apply(connection, objects, default_namespace, field_manager, force)
+    return [AppliedRef.of(answers[index]) for index in range(len(objects))]
+
+
+async def dry_run(
+    connection: Connection,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    default_namespace: str,
+    field_manager: str = FIELD_MANAGER,
+    force: bool = True,
+) -> list[DryRun]:
+    """What `apply` with the same arguments would make of each object, changing nothing
+    (`dryRun=All`); in the input order. Not even a namespace is created."""
+    answers, refs = await _apply(
+        connection, objects, default_namespace, field_manager, force, dry_run=True
+    )
+    return [DryRun(refs[index], answers.get(index)) for index in range(len(objects))]
+
+
+async def _apply(
+    connection: Connection,
+    objects: Sequence[Mapping[str, Any]],
+    default_namespace: str,
+    field_manager: str,
+    force: bool,
+    *,
+    dry_run: bool = False,
+) -> tuple[dict[int, dict[str, Any]], dict[int, ObjectRef]]:
+    """The server's answer for each object by input index, and where each one goes.
+
+    A dry run leaves out of the answers what the server cannot answer for (`DryRun`).
+    """
     for index, obj in enumerate(objects):
         _check_manifest(index, obj)
     rc = ResourceClient(connection)
@@ -170,39 +216,52 @@ async def apply(
         if (_group(obj), obj["kind"]) not in new_kinds
     }
     declared = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
-    ensured: set[str] = set()
-    applied: dict[int, AppliedRef] = {}
+    present: dict[str, bool] = {}  # namespace -> whether objects can be applied in it
+    answers: dict[int, dict[str, Any]] = {}
+    refs = {index: ObjectRef.of(body) for index, (body, _) in placed.items()}
+    query: dict[str, str | int | bool] = {"fieldManager": field_manager, "force": force}
+    if dry_run:
+        query["dryRun"] = "All"
 
     async def apply_one(index: int, body: dict[str, Any], path: str) -> None:
-        result = await rc.call(
+        answers[index] = await rc.call(
             "PATCH",
             path,
-            what=f"apply {ObjectRef.of(body)}",
-            query={"fieldManager": field_manager, "force": force},
+            what=f"{'dry-run ' if dry_run else ''}apply {ObjectRef.of(body)}",
+            query=query,
             body=body,
             content_type=APPLY_PATCH,
         )
-        applied[index] = AppliedRef.of(result)
-        if body["kind"] == "CustomResourceDefinition":
+        if body["kind"] == "CustomResourceDefinition" and not dry_run:
             await _until_served(rc, body)
 
     def kind_of(item: tuple[int, Mapping[str, Any]]) -> str:
         return str(item[1]["kind"])
 
     for group in _phases(apply_order(enumerate(objects), kind_of), kind_of):
-        batch = [
-            (index, placed.get(index) or await _placed(rc, obj, default_namespace))
-            for index, obj in group
-        ]
-        missing = {
+        batch = []
+        for index, obj in group:
+            if index not in placed:
+                placed[index] = await _served(rc, obj, default_namespace, dry_run=dry_run)
+                refs[index] = ObjectRef.of(placed[index][0])
+            batch.append((index, *placed[index]))
+        wanted = {
             ns
-            for _, (body, _) in batch
-            if (ns := body["metadata"].get("namespace")) and ns not in declared | ensured
+            for _, body, _ in batch
+            if (ns := body["metadata"].get("namespace")) and ns not in present
         }
-        await _all(_ensure_namespace(rc, ns, field_manager) for ns in sorted(missing))
-        ensured |= missing
-        await _all(apply_one(index, body, path) for index, (body, path) in batch)
-    return [applied[index] for index in range(len(objects))]
+        if dry_run:
+            for ns in sorted(wanted):
+                present[ns] = await _namespace_exists(rc, ns)
+        else:
+            await _all(_ensure_namespace(rc, ns, field_manager) for ns in sorted(wanted - declared))
+            present |= dict.fromkeys(wanted, True)
+        await _all(
+            apply_one(index, body, path)
+            for index, body, path in batch
+            if path and present.get(body["metadata"].get("namespace") or "", True)
+        )
+    return answers, refs
 
 
 async def delete(
@@ -298,6 +357,35 @@ async def _placed(
     else:
         metadata.pop("namespace", None)
     return {**obj, "metadata": metadata}, resource.path(metadata.get("namespace"), ref.name)
+
+
+async def _served(
+    rc: ResourceClient, obj: Mapping[str, Any], default_namespace: str, *, dry_run: bool
+) -> tuple[dict[str, Any], str]:
+    """`_placed` for an object whose kind a CRD of the same apply defines. After a dry
+    run that CRD is still not served: the object, its namespace as written or the
+    default, and no path (nothing to ask the server)."""
+    try:
+        return await _placed(rc, obj, default_namespace)
+    except NotFound:
+        if not dry_run:
+            raise
+    metadata = {**obj["metadata"]}
+    metadata["namespace"] = metadata.get("namespace") or default_namespace
+    return {**obj, "metadata": metadata}, ""
+
+
+async def _namespace_exists(rc: ResourceClient, name: str) -> bool:
+    """Whether objects can be dry-run in the namespace: a dry run of an object in a
+    namespace that does not exist is refused. Credentials that may not read Namespaces
+    are taken to mean it exists (see `_ensure_namespace`); the dry run itself will say."""
+    try:
+        await rc.call("GET", f"/api/v1/namespaces/{name}", what=f"get namespace {name}")
+    except NotFound:
+        return False
+    except Forbidden:
+        logger.debug("namespace %s: may not read it; assuming it exists", name)
+    return True
 
 
 def _group(obj: Mapping[str, Any]) -> str:

@@ -57,6 +57,24 @@ def write(
         "current-context": name,
         "preferences": {},
     }
+    return _save(path, config)
+
+
+def derive(
+    source: Path, path: Path, *, server: str | None = None, user: dict[str, Any] | None = None
+) -> Path:
+    """A copy of the one-cluster kubeconfig `source` at `path` (0600), pointing at another
+    `server` (a proxy in front of the cluster: the CA stays, the server's certificate is
+    valid for 127.0.0.1) and/or with `user`'s credentials instead of the original ones."""
+    config = yaml.safe_load(source.read_text())
+    if server is not None:
+        config["clusters"][0]["cluster"]["server"] = server
+    if user is not None:
+        config["users"][0]["user"] = dict(user)
+    return _save(path, config)
+
+
+def _save(path: Path, config: dict[str, Any]) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         yaml.safe_dump(config, out, sort_keys=False)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hub.errors import FlotillaError, InvalidInput
+from hub.errors import Conflict, FlotillaError, InvalidInput, NotFound
 from hub.fleet.registry import Registry
 from hub.redaction import Scrubber
 from hub.service.applications import Applications, event_view
@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 EVENTS_LIMIT, EVENTS_LIMIT_MAX = 100, 10_000
 # Seconds between the empty lines that keep an idle event stream alive.
 KEEPALIVE = 15.0
+# SQLite's integers are 64-bit: a larger number is no id or revision the store holds, and
+# binding one raises OverflowError instead of finding nothing.
+LARGEST_ID = 2**63 - 1
+# The exit code of an HTTP error raised by aiohttp or a handler (no such route, a method
+# not served, a body too large): the one a FlotillaError of the same kind has; any other
+# 4xx is bad input.
+HTTP_EXIT_CODES = {401: 6, 403: 6, 404: NotFound.exit_code, 409: Conflict.exit_code}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CLUSTERS: web.AppKey[Clusters] = web.AppKey("clusters", Clusters)
 APPS: web.AppKey[Applications] = web.AppKey("apps", Applications)
@@ -65,10 +72,12 @@ def create_app(
     app.router.add_put("/api/v1/clusters/{name}/prometheus", set_prometheus)
     app.router.add_delete("/api/v1/clusters/{name}", detach_cluster)
     app.router.add_post("/api/v1/plan", plan_app)
+    app.router.add_post("/api/v1/diff", diff_app)
     app.router.add_get("/api/v1/apps", list_apps)
     app.router.add_post("/api/v1/apps", up_app)
     app.router.add_get("/api/v1/apps/{name}", app_status)
     app.router.add_get("/api/v1/apps/{name}/history", app_history)
+    app.router.add_get("/api/v1/apps/{name}/diff", app_drift)
     app.router.add_post("/api/v1/apps/{name}/workflow/{verb}", workflow_verb)
     app.router.add_delete("/api/v1/apps/{name}", delete_app)
     app.router.add_get("/api/v1/events", list_events)
@@ -99,8 +108,10 @@ def _errors(scrubber: Scrubber) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except web.HTTPException:
-            raise
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise  # a redirect
+            return _refusal(request, e, scrubber)
         except FlotillaError as e:
             body = {"error": scrubber.scrub(str(e)), "exit_code": e.exit_code}
             return web.json_response(body, status=e.http_status)
@@ -112,10 +123,24 @@ def _errors(scrubber: Scrubber) -> Any:
     return middleware
 
 
+def _refusal(request: web.Request, e: web.HTTPException, scrubber: Scrubber) -> web.Response:
+    """An HTTP error as every other refusal leaves: one line of JSON, so that the CLI and
+    scripts read it as they read the hub's own errors. aiohttp's default text ("405:
+    Method Not Allowed") is replaced by one naming the request."""
+    message = e.text or ""
+    if message in ("", f"{e.status}: {e.reason}"):
+        message = f"{request.method} {request.path}: {e.reason.lower()}"
+        if isinstance(e, web.HTTPMethodNotAllowed):
+            message += f" (allowed: {', '.join(sorted(e.allowed_methods))})"
+    body = {"error": scrubber.scrub(message), "exit_code": HTTP_EXIT_CODES.get(e.status, 2)}
+    allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+    return web.json_response(body, status=e.status, headers=allow)
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, LookupError):  # LookupError: a charset Python does not know
         raise InvalidInput("request body is not JSON") from None
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
@@ -132,9 +157,10 @@ async def show_cluster(request: web.Request) -> web.Response:
 
 async def join_cluster(request: web.Request) -> web.Response:
     body = await _body(request)
-    labels = body.get("labels") or {}
-    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-        raise InvalidInput("labels: expected a map of strings")
+    labels = _labels(body, "labels")
+    name = body.get("name") or None
+    if name is not None and not isinstance(name, str):
+        raise InvalidInput("name: expected the cluster's name")
     document = body.get("kubeconfig")
     if not isinstance(document, dict):
         raise InvalidInput("kubeconfig: expected the kubeconfig document as a JSON object")
@@ -144,7 +170,7 @@ async def join_cluster(request: web.Request) -> web.Response:
     view = await request.app[CLUSTERS].join(
         document,
         source=str(body.get("source") or "kubeconfig"),
-        name=body.get("name") or None,
+        name=name,
         labels=labels,
         prometheus=prometheus,
     )
@@ -160,10 +186,19 @@ async def set_prometheus(request: web.Request) -> web.Response:
 
 async def label_cluster(request: web.Request) -> web.Response:
     body = await _body(request)
-    view = request.app[CLUSTERS].label(
-        request.match_info["name"], dict(body.get("add") or {}), list(body.get("remove") or [])
-    )
+    remove = body.get("remove") or []
+    if not isinstance(remove, list) or not all(isinstance(k, str) for k in remove):
+        raise InvalidInput("remove: expected a list of label keys")
+    view = request.app[CLUSTERS].label(request.match_info["name"], _labels(body, "add"), remove)
     return web.json_response(view)
+
+
+def _labels(body: dict[str, Any], field: str) -> dict[str, str]:
+    """`field` of the body as labels: a map of strings; absent or null, none."""
+    labels = body.get(field) or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise InvalidInput(f"{field}: expected a map of strings")
+    return labels
 
 
 async def rename_cluster(request: web.Request) -> web.Response:
@@ -203,8 +238,37 @@ async def plan_app(request: web.Request) -> web.Response:
     return web.json_response(view)
 
 
+async def diff_app(request: web.Request) -> web.Response:
+    """What `up` of the file (the body of a plan, and `cluster`) would change."""
+    body = await _body(request)
+    cluster = body.get("cluster")
+    if cluster is not None and not isinstance(cluster, str):
+        raise InvalidInput("cluster: expected a cluster's name")
+    return web.json_response(await request.app[APPS].diff(*_file(body), cluster))
+
+
+async def app_drift(request: web.Request) -> web.Response:
+    """`?revision=N&cluster=NAME`: how the clusters drifted from revision N (by default
+    the application's current one)."""
+    given = request.query.get("revision")
+    try:
+        revision = None if given is None else int(given)
+    except ValueError:
+        revision = 0
+    if revision is not None and not 1 <= revision <= LARGEST_ID:
+        raise InvalidInput(f"revision={given}: expected a revision number")
+    name, cluster = request.match_info["name"], request.query.get("cluster") or None
+    return web.json_response(await request.app[APPS].drift(name, revision, cluster))
+
+
 async def up_app(request: web.Request) -> web.Response:
-    result = await request.app[APPS].up(*_file(await _body(request)))
+    """`allowPrune: true` deploys a revision that would empty a release on a cluster or
+    delete more than half of it; without it such a revision is refused."""
+    body = await _body(request)
+    allow_prune = body.get("allowPrune", False)
+    if not isinstance(allow_prune, bool):
+        raise InvalidInput("allowPrune: expected true or false")
+    result = await request.app[APPS].up(*_file(body), allow_prune=allow_prune)
     return web.json_response(result, status=201 if result["created"] else 200)
 
 
@@ -231,7 +295,7 @@ def _events_query(request: web.Request) -> tuple[str | None, int, int]:
         limit = int(query.get("limit", str(EVENTS_LIMIT)))
     except ValueError:
         raise InvalidInput("after and limit: expected whole numbers") from None
-    if after < 0 or not 1 <= limit <= EVENTS_LIMIT_MAX:
+    if not 0 <= after <= LARGEST_ID or not 1 <= limit <= EVENTS_LIMIT_MAX:
         raise InvalidInput(f"after: 0 or more; limit: 1..{EVENTS_LIMIT_MAX}")
     return query.get("app") or None, after, limit
 
@@ -284,7 +348,9 @@ async def workflow_verb(request: web.Request) -> web.Response:
     if verb == "rollback":
         body = await _body(request)
         target = body.get("revision")
-        if target is not None and not isinstance(target, int):
+        if target is not None and (
+            isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= LARGEST_ID
+        ):
             raise InvalidInput("revision: expected a revision number")
         return web.json_response(await apps.rollback(name, target), status=201)
     raise web.HTTPNotFound(text=f"unknown workflow verb {verb!r}")

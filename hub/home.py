@@ -13,9 +13,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.errors import HubUnavailable
+from hub.errors import FlotillaError, HubUnavailable
 
 START_HINT = "start one with `flotilla serve` (or set FLOTILLA_HUB and FLOTILLA_TOKEN)"
+
+
+class HomeUnwritable(FlotillaError):
+    """A file of the hub's home could not be written (its disk is full, or read-only)."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,12 @@ class Home:
         return self.root / "charts"
 
     def prepare(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.root.chmod(0o700)
-        self.temp.mkdir(exist_ok=True, mode=0o700)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.root.chmod(0o700)
+            self.temp.mkdir(exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise HomeUnwritable(f"cannot prepare {self.root}: {e.strerror or e}") from e
 
     def write_token(self) -> str:
         token = secrets.token_urlsafe(32)
@@ -83,9 +90,14 @@ class Home:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write via a 0600 temporary file and rename, so a reader never sees half a file."""
+    """Write via a 0600 temporary file and rename, so a reader never sees half a file; one
+    that cannot be written leaves no half behind and is one line, naming it."""
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        tmp.replace(path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise HomeUnwritable(f"cannot write {path}: {e.strerror or e}") from e

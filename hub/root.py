@@ -31,7 +31,7 @@ from hub.home import Home
 from hub.model.settings import Settings
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
-from hub.service.metrics import HubMetrics
+from hub.service.metrics import LAG_TASK, HubMetrics
 from hub.state.store import Store
 from hub.tasks import HubFailed, Supervisor
 
@@ -89,8 +89,10 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         home.write_hub_file(url)
         stack.callback(home.remove_hub_file)
         log.info("hub listening on %s (home %s)", url, home.root)
+        supervisor.spawn(LAG_TASK, metrics.lag.run)
         registry.start()
         apps.engine.start()
+        apps.keeper.start()
         try:
             await _until_stopped(stop, supervisor)
         finally:

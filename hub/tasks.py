@@ -23,6 +23,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
+from hub.errors import FlotillaError
+
 log = logging.getLogger(__name__)
 
 # The first restart comes soon (most deaths are a blip), later ones no faster than twice a
@@ -155,7 +157,10 @@ class Supervisor:
         state.failed_at = time.time()
         cause = innermost(error)
         state.last_error = f"{type(cause).__name__}: {first_line(cause)}"
-        log.error("task %s died", state.name, exc_info=error)
+        if isinstance(cause, FlotillaError):  # a condition the hub describes (a full disk)
+            log.error("task %s died: %s", state.name, first_line(cause))
+        else:
+            log.error("task %s died", state.name, exc_info=error)
 
     def _forget(self, name: str, task: asyncio.Task[None]) -> None:
         """A finished task leaves; a failed one keeps its state so the failure shows."""

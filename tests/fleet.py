@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,20 @@ class Fleet:
 
     @classmethod
     def join(
-        cls, hub: HubProcess, infos: list[ClusterInfo], namespace: str, repo_url: str, workdir: Path
+        cls,
+        hub: HubProcess,
+        infos: list[ClusterInfo],
+        namespace: str,
+        repo_url: str,
+        workdir: Path,
+        kubeconfigs: Mapping[str, Path] | None = None,
     ) -> Fleet:
+        """`kubeconfigs` joins the clusters it names (by Flotilla name) with other files than
+        their admin kubeconfig (through a fault proxy, with a revocable token); tests still
+        read every cluster with its admin kubeconfig."""
         for name, labels, info in zip(NAMES, LABELS, infos, strict=False):
-            hub.ok("cluster", "join", str(info.kubeconfig), "--name", name, "--labels", labels)
+            kubeconfig = (kubeconfigs or {}).get(name, info.kubeconfig)
+            hub.ok("cluster", "join", str(kubeconfig), "--name", name, "--labels", labels)
         return cls(hub, dict(zip(NAMES, infos, strict=False)), namespace, repo_url, workdir)
 
     def app(

@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +30,8 @@ from hub.charts.repositories import HelmRepository, OciRepository, Repository
 from hub.home import Home
 from hub.model.settings import DEFAULTS
 from hub.model.targets import TargetSpec
+
+log = logging.getLogger(__name__)
 
 # Renders are keyed by values, and one revision rendered for N clusters with per-cluster
 # overrides makes N entries: room for a few hundred targets' worth before evicting.
@@ -127,7 +131,10 @@ class ChartCache:
     async def _keep(self, ref: ChartRef, version: str, digest: str, data: bytes) -> LoadedChart:
         # Loaded before it is stored, so an archive Helm rejects never enters the cache.
         loaded = await asyncio.to_thread(self._load_archive, ref, version, digest, data)
-        await asyncio.to_thread(self._archives.put, _key(ref, version), digest, data)
+        try:
+            await asyncio.to_thread(self._archives.put, _key(ref, version), digest, data)
+        except OSError as e:  # a full disk: the chart is held in memory, the cache is a cache
+            log.warning("chart cache cannot keep %s %s: %s", ref.chart, version, e.strerror or e)
         return loaded
 
     def _load_digest(self, pin: ChartPin) -> LoadedChart | None:
@@ -243,7 +250,14 @@ def _directory_digest(path: Path) -> str:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename; a write that fails leaves nothing behind,
+    so that a full disk is not kept full by half an archive."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as temporary:
-        temporary.write(data)
-    Path(temporary.name).replace(path)
+    fd, temporary = tempfile.mkstemp(dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -38,28 +38,55 @@ def plan(
     ] = None,
 ) -> None:
     """Show what `up` would do, changing nothing: per step and cluster, the namespace, the
-    values that differ from the chart's defaults and which policy set them, and the
-    objects Helm renders."""
+    values that differ from the chart's defaults and which policy set them, the objects
+    Helm renders, and the objects of a release that `up` would delete (`prune`)."""
     body = read_app(file) | {"explain": explain}
     view = run(call("POST", "/api/v1/plan", body))
-    emit(view, output_format, lambda v: views.plan_tree(v, explain))
+    emit(view, output_format, lambda v: _plan_printed(v, explain))
     if any(t["error"] for s in view["steps"] for t in s["targets"]):
         raise typer.Exit(InvalidInput.exit_code)
+
+
+def _plan_printed(view: dict[str, Any], explain: str | None) -> Any:
+    """The plan's tree, then what `up` would delete, per target, in red: a deletion is the
+    one change a plan must not bury in a tree."""
+    from rich.console import Group
+    from rich.text import Text
+
+    lines = Text()
+    for step in view["steps"]:
+        for target in step["targets"]:
+            if target["prune"]:
+                lines.append(
+                    f"{target['cluster']}/{target['component']}: up would delete "
+                    f"{', '.join(target['prune'])}\n",
+                    style="red",
+                )
+    return Group(views.plan_tree(view, explain), lines)
 
 
 @app.command()
 def up(
     file: FileOption,
     wait: WaitOption = False,
+    allow_prune: Annotated[
+        bool,
+        typer.Option(
+            help="Deploy even if the revision deletes every object of a release on a "
+            "cluster, or more than half of them (`plan` lists what it deletes)."
+        ),
+    ] = False,
     output_format: OutputOption = Format.table,
 ) -> None:
     """Deploy an application: a new revision when the file changed, run by the hub.
 
     The file is checked completely first (spec, placement, charts, values schema, render);
-    if anything is wrong nothing is stored or deployed. Exit codes with --wait: 0 finished
-    or suspended, 1 failed.
+    if anything is wrong nothing is stored or deployed. A revision that would delete every
+    object of a release on a cluster, or more than half of them, is refused with the
+    objects named (exit 2, nothing stored) unless `--allow-prune` is given. Exit codes
+    with --wait: 0 finished or suspended, 1 failed.
     """
-    result = run(call("POST", "/api/v1/apps", read_app(file)))
+    result = run(call("POST", "/api/v1/apps", read_app(file) | {"allowPrune": allow_prune}))
     if output_format is not Format.table:
         emit(result, output_format)
     else:
@@ -79,25 +106,25 @@ def follow(name: str, revision: int) -> None:
 
     if output.console.is_terminal:
         with Live(console=output.console, refresh_per_second=4, transient=False) as live:
-            status = run(_settled(name, revision, lambda s: live.update(views.progress_table(s))))
+            status = run(
+                lambda: _settled(name, revision, lambda s: live.update(views.progress_table(s)))
+            )
     else:
         log = views.ProgressLog()
-        status = run(_settled(name, revision, lambda s: _print_lines(log.changes(s))))
+        status = run(lambda: _settled(name, revision, lambda s: _print_lines(log.changes(s))))
     if status["phase"] == AppPhase.FAILED:
         raise typer.Exit(1)
 
 
-async def _settled(
-    name: str, revision: int, show: Callable[[dict[str, Any]], None]
-) -> dict[str, Any]:
+def _settled(name: str, revision: int, show: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Poll the status, showing each, until `revision` is finished or waits for a person."""
     client = HubClient.from_home()
     while True:
-        status: dict[str, Any] = await client.call("GET", f"/api/v1/apps/{name}")
+        status: dict[str, Any] = client.request("GET", f"/api/v1/apps/{name}")
         show(status)
         if status["revision"] == revision and AppPhase(status["phase"]).settled:
             return status
-        await asyncio.sleep(POLL_INTERVAL)
+        time.sleep(POLL_INTERVAL)
 
 
 def _print_lines(lines: list[str]) -> None:
@@ -131,17 +158,17 @@ def status(
         return
     from rich.live import Live
 
-    async def refresh(live: Live) -> None:
+    def refresh(live: Live) -> None:
         client = HubClient.from_home()
         while True:
-            live.update(views.status_tree(await client.call("GET", path), every_object=tree))
-            await asyncio.sleep(1.0)
+            live.update(views.status_tree(client.request("GET", path), every_object=tree))
+            time.sleep(1.0)
 
     with (
         Live(console=output.console, refresh_per_second=4) as live,
         contextlib.suppress(KeyboardInterrupt),
     ):
-        run(refresh(live))
+        run(lambda: refresh(live))
 
 
 @app.command("ls")

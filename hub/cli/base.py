@@ -1,16 +1,19 @@
-"""The CLI's shared parts: the Typer app, `-o`, and the one adapter from a coroutine to a
-hub call, which turns a FlotillaError into one line on stderr and its exit code.
+"""The CLI's shared parts: the Typer app, `-o`, and the one adapter from a hub call to a
+command's outcome, which turns a FlotillaError into one line on stderr and its exit code.
+
+Every `flotilla` start imports this: what it imports at the top costs every command,
+`--help` included, so the rest (rich, YAML, the hub's inside) waits until a command
+needs it. tests/unit/test_cli_imports.py holds the line.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from typer import rich_utils
 
 from hub.cli import output
 from hub.cli.client import HubClient
@@ -30,9 +33,11 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 if output.NO_COLOR:
-    # Typer's help and usage errors honour NO_COLOR for colours but keep bold and dim;
-    # this is Typer's switch for plain text, like our own consoles (hub.cli.output).
-    rich_utils.COLOR_SYSTEM = None
+    # Typer's help and usage errors honour NO_COLOR for colours but keep bold and dim. Its
+    # switch for plain text (rich_utils.COLOR_SYSTEM) is in the module that loads all of
+    # rich, a Markdown parser too, which costs every start ~0.2 s; this variable, read
+    # when Typer loads that module for a help or a usage error, gives the same plain text.
+    os.environ.setdefault("_TYPER_FORCE_DISABLE_TERMINAL", "1")
 
 
 OutputOption = Annotated[
@@ -40,17 +45,20 @@ OutputOption = Annotated[
 ]
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run one hub call; a FlotillaError becomes one line on stderr and its exit code."""
+def run(work: Callable[[], T]) -> T:
+    """Do one hub call (or a command's loop of them); a FlotillaError becomes one line on
+    stderr and its exit code."""
     try:
-        return asyncio.run(coroutine)
+        return work()
     except FlotillaError as e:
         output.errors.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
 
 
-async def call(method: str, path: str, body: Any = None) -> Any:
-    return await HubClient.from_home().call(method, path, body)
+def call(method: str, path: str, body: Any = None) -> Callable[[], Any]:
+    """One request to the hub, sent when `run` does it: finding the hub can fail too, and
+    `run` is where failures become a line and an exit code."""
+    return lambda: HubClient.from_home().request(method, path, body)
 
 
 def raise_invalid(message: str) -> Any:

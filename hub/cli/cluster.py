@@ -1,15 +1,17 @@
-"""`flotilla cluster ...`: join, list, show, labels, rename, detach."""
+"""`flotilla cluster ...`: join, list, show, labels, rename, detach.
+
+`join` reads the kubeconfig where the user is (the files it names are theirs) and checks
+the labels' syntax before the hub is asked; those parsers (YAML, pydantic's validators)
+are imported by the commands that parse, never by `cluster list` or any other start.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.text import Text
 
-from clusters import kubeconfig as kc
 from hub.cli import output
 from hub.cli.base import (
     ClusterArgument,
@@ -21,8 +23,9 @@ from hub.cli.base import (
 )
 from hub.cli.completion import complete_clusters
 from hub.cli.output import Format, ago, emit, grid
-from hub.model.views import MemberList, WatchView
-from placement.selectors import parse_labels
+
+if TYPE_CHECKING:
+    from hub.model.views import MemberList, WatchView
 
 cluster_app = typer.Typer(help="Register, label and detach member clusters.", no_args_is_help=True)
 labels_app = typer.Typer(help="Add or remove labels on a member cluster.", no_args_is_help=True)
@@ -55,6 +58,9 @@ def cluster_join(
     `check-metrics` steps query when the Application names no `metricEndpoint`; change
     it later with `flotilla cluster prometheus`.
     """
+    from clusters import kubeconfig as kc
+    from placement.selectors import parse_labels
+
     try:
         config = kc.load_file(kubeconfig, context)
         parsed_labels = parse_labels(labels) if labels else {}
@@ -202,6 +208,9 @@ def _task_problems(data: MemberList) -> list[str]:
 
 
 def _cluster_table(data: MemberList) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
     rows = [
         [
             c["name"],
@@ -254,6 +263,8 @@ def labels_add(
     output_format: OutputOption = Format.table,
 ) -> None:
     """Add or replace labels, e.g. `flotilla cluster labels add prod-eu env=prod region=eu`."""
+    from placement.selectors import parse_labels
+
     try:
         add = parse_labels(",".join(labels))
     except ValueError as e:

@@ -8,7 +8,6 @@ trouble they offer nothing.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +41,8 @@ def script(shell: Shell) -> str:
 def _names(path: str, key: str, describe: Callable[[dict[str, Any]], str]) -> list[Candidate]:
     """Every `name` the hub lists under `key`, described; Typer keeps those that start
     with what was typed."""
+    import asyncio  # a TAB only: the client's async face, which stand-ins also have
+
     try:
         answer = asyncio.run(HubClient.from_home(timeout=TIMEOUT).call("GET", path))
         return [(entry["name"], describe(entry)) for entry in answer[key]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Annotated, Any
@@ -51,20 +50,19 @@ def events(
             _emit_each(found, output_format)
         return
     try:
-        run(_follow(f"/api/v1/events/stream?{urlencode(query)}", output_format))
+        run(lambda: _follow(f"/api/v1/events/stream?{urlencode(query)}", output_format))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
 
-async def _follow(path: str, output_format: Format) -> None:
+def _follow(path: str, output_format: Format) -> None:
     if output_format is Format.table:
         output.console.print(_table([]))  # the header, once
-    async for event in HubClient.from_home().lines(path):
+    for event in HubClient.from_home().lines(path):
         if output_format is Format.table:
             output.console.print(_table([event], header=False))
         else:
             _emit_each([event], output_format)
-        await asyncio.sleep(0)
 
 
 def _emit_each(found: list[dict[str, Any]], output_format: Format) -> None:

@@ -69,6 +69,14 @@ def serve(
     events_max_age: Annotated[
         float, typer.Option(help="Seconds an event is kept at most.", min=1)
     ] = DEFAULTS.events_max_age,
+    heal: Annotated[
+        bool,
+        typer.Option(
+            help="Re-apply what drifts from the applied revision (a kubectl edit, a deleted "
+            "object) within seconds. --no-heal: drift is shown in status and the events, "
+            "and left as it is."
+        ),
+    ] = DEFAULTS.heal,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub
@@ -85,9 +93,12 @@ def serve(
         metrics_listen=metrics_listen,
         events_per_app=events_per_app,
         events_max_age=events_max_age,
+        heal=heal,
         log_level=log_level,
     )
-    run(serve_hub(Home.default(), settings))
+    import asyncio
+
+    run(lambda: asyncio.run(serve_hub(Home.default(), settings)))
 
 
 @app.command()

@@ -1,20 +1,26 @@
-"""How read commands print: a table for people, JSON or YAML for scripts (`-o`)."""
+"""How read commands print: a table for people, JSON or YAML for scripts (`-o`).
+
+Imported by every command, so rich and YAML are not: `-o json` never loads them, and a
+table loads rich's console and table only (not its Markdown, syntax or traceback parts).
+The consoles are made on first use, from the environment the process started with.
+"""
 
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import yaml
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.segment import Segment
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.segment import Segment
+    from rich.table import Table
+    from rich.text import Text
 
 
 class Format(enum.StrEnum):
@@ -32,44 +38,65 @@ PIPED_WIDTH = 250
 """Piped output is read by scripts and grep: unless COLUMNS says otherwise, do not fold
 it to rich's 80 columns."""
 
-console = Console(color_system=_COLORS)
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console = Console(color_system=_COLORS, width=PIPED_WIDTH)
-# One message, one line: scripts grep stderr, so never wrap it.
-errors = Console(stderr=True, soft_wrap=True, color_system=_COLORS)
+
+@functools.cache
+def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
+    out = Console(color_system=_COLORS)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(color_system=_COLORS, width=PIPED_WIDTH)
+    # One message, one line: scripts grep stderr, so never wrap it.
+    return out, Console(stderr=True, soft_wrap=True, color_system=_COLORS)
+
+
+def __getattr__(name: str) -> Console:
+    """`output.console` (stdout) and `output.errors` (stderr), made when first used."""
+    if name == "console":
+        return _consoles()[0]
+    if name == "errors":
+        return _consoles()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def emit(data: Any, fmt: Format, table: Callable[[Any], Any] | None = None) -> None:
     if fmt is Format.json:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    elif fmt is Format.yaml:
-        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
-    elif table is not None:
-        console.print(table(data))
+    elif fmt is Format.table and table is not None:
+        _consoles()[0].print(table(data))
     else:
+        import yaml
+
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
 
 
-class _Grid(Table):
-    """A table whose lines end where their text ends. Rich pads every cell to its
-    column's width, the last one too: one long cell would pad every other line of the
-    table with as many spaces, which a terminal shows as wrapped blank lines and a CI
-    log keeps."""
+@functools.cache
+def _grid_class() -> type[Table]:
+    """`_Grid`, defined when the first table is drawn (it is a rich Table)."""
+    from rich.segment import Segment
+    from rich.table import Table
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        rendered = cast(Iterable[Segment], super().__rich_console__(console, options))
-        for line in Segment.split_lines(rendered):  # a Table yields segments only
-            yield from _rstrip(line)
-            yield Segment.line()
+    class _Grid(Table):
+        """A table whose lines end where their text ends. Rich pads every cell to its
+        column's width, the last one too: one long cell would pad every other line of the
+        table with as many spaces, which a terminal shows as wrapped blank lines and a CI
+        log keeps."""
 
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            rendered = cast(Iterable[Segment], super().__rich_console__(console, options))
+            for line in Segment.split_lines(rendered):  # a Table yields segments only
+                yield from _rstrip(line)
+                yield Segment.line()
 
-def _rstrip(line: list[Segment]) -> list[Segment]:
-    while line and not line[-1].text.rstrip():
-        line.pop()
-    if line:
-        text, style, _ = line[-1]
-        line[-1] = Segment(text.rstrip(), style)
-    return line
+    def _rstrip(line: list[Segment]) -> list[Segment]:
+        while line and not line[-1].text.rstrip():
+            line.pop()
+        if line:
+            text, style, _ = line[-1]
+            line[-1] = Segment(text.rstrip(), style)
+        return line
+
+    return _Grid
 
 
 def grid(
@@ -83,7 +110,7 @@ def grid(
     way first, then every cell is cut. String cells are rich markup; text from the hub
     or the user goes in as Text.
     """
-    out = _Grid(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    out = _grid_class()(box=None, pad_edge=False, show_edge=False, header_style="bold")
     for index, column in enumerate(columns, start=1):
         out.add_column(column.upper(), no_wrap=one_line and index < len(columns))
     for row in rows:
@@ -94,6 +121,8 @@ def grid(
 def _cell(value: str | Text, one_line: bool) -> Text:
     """A cell cut to one line says so itself: rich narrows only the columns that may
     wrap, so the widest must stay one of those to give way first."""
+    from rich.text import Text
+
     text = Text.from_markup(value) if isinstance(value, str) else value.copy()
     text.overflow, text.no_wrap = "ellipsis", one_line
     return text

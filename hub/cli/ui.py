@@ -18,12 +18,12 @@ def ui() -> None:
     works once, within a minute. The browser then keeps a session cookie. Without a link,
     the page at the hub's address asks for the token (`$FLOTILLA_HOME/token`).
     """
-    link, seconds = run(_link())
+    link, seconds = run(_link)
     output.console.print(link, highlight=False, soft_wrap=True)
     output.errors.print(f"one-time sign-in link: valid for {seconds} s, once", highlight=False)
 
 
-async def _link() -> tuple[str, Any]:
+def _link() -> tuple[str, Any]:
     client = HubClient.from_home()
-    issued = await client.call("POST", "/api/v1/ui/signin-codes", {})
+    issued = client.request("POST", "/api/v1/ui/signin-codes", {})
     return f"{client.url}{issued['path']}", issued["expiresIn"]

@@ -2,21 +2,22 @@
 
 Scripts use `-o json|yaml` and get the hub's data unchanged; these renderings are only
 for terminals, so they favour what an operator reads first: health, then what to do.
+Command modules import this one at their top: rich is imported by the renderings that draw.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from rich.console import Group
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
+from typing import TYPE_CHECKING, Any
 
 from hub.cli.output import HEALTH_STYLE, ago, grid, health
 from hub.model.phases import TargetPhase
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    from rich.tree import Tree
 
 
 def _labels(labels: dict[str, str]) -> str:
@@ -26,6 +27,8 @@ def _labels(labels: dict[str, str]) -> str:
 def status_tree(status: dict[str, Any], *, every_object: bool = False) -> Tree:
     """application -> step -> cluster -> release -> objects; healthy objects are folded
     into a count unless `every_object`, so the default view fits in a terminal."""
+    from rich.tree import Tree
+
     version = f" ({status['publishVersion']})" if status.get("publishVersion") else ""
     root = Tree(
         f"[bold]{status['name']}[/bold]  revision {status['revision']}{version}  "
@@ -87,6 +90,8 @@ _VERDICT_STYLE = {"passed": "green", "failed": "red", "errored": "red", "running
 
 def _measurement_line(m: dict[str, Any]) -> str:
     """`analysis error-rate = 0.012 (<0.05) pass  running: 2 passed, 0 failed`."""
+    from rich.markup import escape
+
     value = "no value" if m["value"] is None else f"{m['value']:.4g}"
     outcome = f"[{_OUTCOME_STYLE.get(m['outcome'], 'white')}]{m['outcome']}[/]"
     verdict = f"[{_VERDICT_STYLE.get(m['verdict'], 'white')}]{m['verdict']}[/]"
@@ -103,17 +108,41 @@ def _measurement_line(m: dict[str, Any]) -> str:
 def _objects(node: Tree, objects: list[dict[str, Any]], every_object: bool) -> None:
     folded, shown = 0, 0
     for obj in objects:
-        if obj["health"] == "Healthy" and not every_object:
+        drift = obj.get("drift")
+        if obj["health"] == "Healthy" and not drift and not every_object:
             folded += 1
             continue
         where = f"{obj['namespace']}/{obj['name']}" if obj.get("namespace") else obj["name"]
         reason = f"  [dim]{obj['reason']}[/dim]" if obj.get("reason") else ""
-        node.add(f"{obj['kind']} {where}  {health(obj['health'])}{reason}")
+        line = node.add(f"{obj['kind']} {where}  {health(obj['health'])}{reason}")
+        if drift:
+            _drift(line, drift)
         shown += 1
     if folded:
         more = "more " if shown else ""
         plural = "s" if folded > 1 else ""
         node.add(f"[dim]{folded} {more}object{plural} Healthy (--tree shows them)[/dim]")
+
+
+def _drift(node: Tree, drift: dict[str, Any]) -> None:
+    """An object that differs from what the hub applied: each field, both values, and who."""
+    from rich.markup import escape
+
+    what = node.add(f"[yellow]OutOfSync[/yellow]  [dim]{escape(drift['action'])}[/dim]")
+    if drift["gone"]:
+        what.add("deleted")
+    for field in drift["fields"]:
+        by = f"  [dim]by {escape(field['manager'])}[/dim]" if field["manager"] else ""
+        what.add(
+            f"{escape(field['path'])}: {escape(_value(field['live']))} "
+            f"[dim](applied {escape(_value(field['applied']))})[/dim]{by}"
+        )
+
+
+def _value(value: Any) -> str:
+    import json
+
+    return "absent" if value is None else json.dumps(value)
 
 
 @dataclass(frozen=True)
@@ -131,6 +160,8 @@ class _Progress:
 
     def cells(self) -> list[str | Text]:
         """STEP, CLUSTER, PHASE (coloured by health: one column less to fit), CANARY, DETAIL."""
+        from rich.text import Text
+
         phase = Text(self.phase, style=HEALTH_STYLE.get(self.health, ""))
         return [self.step, self.where, phase, self.canary, Text(self.detail)]
 
@@ -192,6 +223,8 @@ def _canary_progress(rollout: dict[str, Any] | None) -> str:
 
 
 def _progress_head(status: dict[str, Any]) -> Text:
+    from rich.text import Text
+
     return Text.from_markup(
         f"[bold]{status['name']}[/bold] revision {status['revision']}: "
         f"{status['phase']} {health(status['health'])}"
@@ -199,11 +232,15 @@ def _progress_head(status: dict[str, Any]) -> Text:
 
 
 def _next(status: dict[str, Any]) -> Text | None:
+    from rich.text import Text
+
     return Text.assemble(("next:", "yellow"), " ", status["next"]) if status["next"] else None
 
 
 def progress_table(status: dict[str, Any]) -> Group:
     """What `up --wait` redraws on a terminal: one line per target, cut to the width."""
+    from rich.console import Group
+
     rows = [row.cells() for row in _progress(status).values()]
     table = grid(PROGRESS_COLUMNS, rows, one_line=True)
     return Group(*(part for part in (_progress_head(status), table, _next(status)) if part))
@@ -227,6 +264,8 @@ class ProgressLog:
 
 
 def plan_tree(view: dict[str, Any], explain: str | None) -> Tree:
+    from rich.tree import Tree
+
     root = Tree(f"plan for [bold]{view['application']}[/bold]")
     for step in view["steps"]:
         branch = root.add(f"step [bold]{step['name']}[/bold]")

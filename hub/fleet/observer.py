@@ -128,6 +128,13 @@ class Observer:
         self._backoff = backoff
         self._watched: dict[str, _Watched] = {}
         self._waiting: dict[str, str] = {}  # cluster -> why its cache has not started yet
+        self._listeners: list[Callable[[str], None]] = []
+
+    def listen(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(cluster)` whenever a cluster's cache changes (an object, or its
+        sync state): how the drift keeper learns of a `kubectl edit` without polling.
+        Called synchronously from the cache's task, so it must only take note."""
+        self._listeners.append(listener)
 
     def watch(self, name: str) -> None:
         """Start watching cluster `name` in the background, unless that is under way.
@@ -222,10 +229,14 @@ class Observer:
             return  # detached before its cache could start
         await watched.cache.start()  # nothing to do when it runs already (a rename)
         try:
-            await _until_broken(watched.cache)
+            await _until_broken(watched.cache, partial(self._tell, name))
         except Exception:
             await watched.cache.stop()  # the restart starts its watches afresh
             raise
+
+    def _tell(self, name: str) -> None:
+        for listener in self._listeners:
+            listener(name)
 
     async def _open(self, name: str) -> _Watched | None:
         """Connect and make the cache; a cluster that does not answer is retried with
@@ -251,17 +262,20 @@ class Observer:
         return watched
 
 
-async def _until_broken(cache: ClusterCache) -> None:
-    """Return never; raise WatchBroken once one of the cache's tasks has died.
+async def _until_broken(cache: ClusterCache, changed: Callable[[], None]) -> None:
+    """Return never; raise WatchBroken once one of the cache's tasks has died. Calls
+    `changed` on every change of the cache.
 
-    The cache wakes its waiters when a task dies, so this costs nothing while all is
-    well. ClusterCache says that a task died only in words (`last_error`, its log), so
-    this looks at its task list; a public `failure` of the cache would be better."""
+    The cache wakes its waiters on every change and when a task dies, so this costs
+    nothing while all is quiet. ClusterCache says that a task died only in words
+    (`last_error`, its log), so this looks at its task list; a public `failure` of the
+    cache would be better."""
     while True:
         for task in list(cache._tasks):
             if task.done() and not task.cancelled() and (error := task.exception()) is not None:
                 raise WatchBroken(f"{task.get_name()}: {type(error).__name__}: {error}") from error
-        await cache.wait_for(partial(_changed_since, cache, cache.version), QUIET_CHECK)
+        if await cache.wait_for(partial(_changed_since, cache, cache.version), QUIET_CHECK):
+            changed()
 
 
 def _changed_since(cache: ClusterCache, version: int) -> bool:

@@ -8,8 +8,9 @@ type or value, all come back at once, one line per problem, each naming its path
     app.yaml: spec.components[0].traits[0].properties.canary.steps[1].weight: must be 1..100
 
 Supported: components `helm` (HTTP repository, OCI registry or a local directory) and
-`k8s-objects`; the `kruise-rollout` trait; policies `topology` and `override`; workflow steps
-`deploy`, `suspend` and `check-metrics` (Prometheus), in `StepByStep` or `DAG` mode.
+`k8s-objects`; the `kruise-rollout` trait; policies `topology`, `override` and
+`apply-once`; workflow steps `deploy`, `suspend` and `check-metrics` (Prometheus), in
+`StepByStep` or `DAG` mode.
 Additions to KubeVela: `repoType: local`; `clusters`/`clusterLabelSelector` on an override
 policy to apply it to some clusters only; `canary.analysis` on the `kruise-rollout` trait
 (Prometheus metrics that gate each pause of a canary, counted as Argo Rollouts counts); and
@@ -34,6 +35,7 @@ from hub.format.analysis import (
     placeholders,
 )
 from hub.format.application import API_VERSION, PUBLISH_VERSION, Application
+from hub.format.applyonce import ApplyOnce, keep_live
 from hub.format.components import (
     HelmComponent,
     K8sObjectsComponent,
@@ -64,6 +66,7 @@ __all__ = [
     "ROLLOUT_TRAIT",
     "STEP_PLACEHOLDERS",
     "Application",
+    "ApplyOnce",
     "Canary",
     "CanaryAnalysis",
     "CanaryStep",
@@ -86,6 +89,7 @@ __all__ = [
     "duration_seconds",
     "expand",
     "json_schema",
+    "keep_live",
     "load_application",
     "per_cluster",
     "placeholders",

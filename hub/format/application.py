@@ -8,8 +8,10 @@ from pydantic import (
     Field,
 )
 
+from hub.format.applyonce import ApplyOnce
 from hub.format.components import Component
 from hub.format.workflow import (
+    ApplyOncePolicy,
     CheckMetricsStep,
     DeployStep,
     Policy,
@@ -56,6 +58,15 @@ class Application(StrictModel):
     def publish_version(self) -> str | None:
         return self.metadata.annotations.get(PUBLISH_VERSION)
 
+    @property
+    def apply_once(self) -> ApplyOnce:
+        """What the application's apply-once policies leave alone; disabled and empty when
+        it has none."""
+        return ApplyOnce.merged(
+            (p.properties for p in self.spec.policies if isinstance(p, ApplyOncePolicy)),
+            {c.name: c.type for c in self.spec.components},
+        )
+
     def check_metrics_step(self, name: str) -> CheckMetricsStep:
         """The `check-metrics` step called `name`; `KeyError` if there is none."""
         steps = self.spec.workflow.steps if self.spec.workflow else []
@@ -76,8 +87,13 @@ class Application(StrictModel):
 
     def to_placement(self) -> AppSpec:
         """The application as placement's plain data. Raises `PlacementError` (paths relative
-        to `spec`) if the workflow does not fit the policies; `load_application` checked that."""
-        policies = {policy.name: policy.properties for policy in self.spec.policies}
+        to `spec`) if the workflow does not fit the policies; `load_application` checked that.
+        Apply-once policies are not placement's: they are left out, and a deploy step naming
+        one was refused when the file was read."""
+        applied_once = {p.name for p in self.spec.policies if isinstance(p, ApplyOncePolicy)}
+        policies = {
+            p.name: p.properties for p in self.spec.policies if not isinstance(p, ApplyOncePolicy)
+        }
         workflow = self.spec.workflow
         if workflow is None:
             checked = Workflow.default(policies)
@@ -86,7 +102,9 @@ class Application(StrictModel):
                 Step(
                     step.name,
                     tuple(step.depends_on),
-                    tuple(step.properties.policies) if isinstance(step, DeployStep) else None,
+                    tuple(n for n in step.properties.policies if n not in applied_once)
+                    if isinstance(step, DeployStep)
+                    else None,
                 )
                 for step in workflow.steps
             ]

@@ -20,7 +20,13 @@ from pydantic import (
 from hub.format.analysis import per_cluster
 from hub.format.application import Application
 from hub.format.components import COMPONENT_PROPERTIES, TRAIT_PROPERTIES
-from hub.format.workflow import CheckMetricsStep, OverridePolicy, deploy_steps_before
+from hub.format.workflow import (
+    ApplyOncePolicy,
+    CheckMetricsStep,
+    DeployStep,
+    OverridePolicy,
+    deploy_steps_before,
+)
 from placement.errors import PathPart, PlacementError, Problem
 from placement.overrides import Override
 from placement.values import Layer, merge_layers
@@ -157,6 +163,7 @@ def semantic_problems(app: Application) -> Iterator[Problem]:
                 app, policy.properties, ("spec", "policies", index, "properties")
             )
     yield from _check_metrics_problems(app)
+    yield from _apply_once_problems(app)
     try:
         app.to_placement()
     except PlacementError as e:
@@ -198,6 +205,42 @@ def _check_metrics_problems(app: Application) -> Iterator[Problem]:
             )
 
 
+def _apply_once_problems(app: Application) -> Iterator[Problem]:
+    """Selectors name components of this application, and no deploy step names an
+    apply-once policy: it holds for the whole application, not for one step's clusters."""
+    applied_once = set()
+    for index, policy in enumerate(app.spec.policies):
+        if not isinstance(policy, ApplyOncePolicy):
+            continue
+        applied_once.add(policy.name)
+        rules = ("spec", "policies", index, "properties", "rules")
+        for position, rule in enumerate(policy.properties.rules or ()):
+            names = rule.selector.component_names or ()
+            at = (*rules, position, "selector", "componentNames")
+            yield from _unknown_components(app, names, at)
+    for index, step in enumerate(app.spec.workflow.steps if app.spec.workflow else ()):
+        if not isinstance(step, DeployStep):
+            continue
+        for position, name in enumerate(step.properties.policies):
+            if name in applied_once:
+                yield Problem(
+                    f"{name!r} is an apply-once policy, which holds for the whole application: "
+                    "a deploy step names topology and override policies",
+                    ("spec", "workflow", "steps", index, "properties", "policies", position),
+                )
+
+
+def _unknown_components(
+    app: Application, names: Sequence[str], at: tuple[PathPart, ...]
+) -> Iterator[Problem]:
+    known = [c.name for c in app.spec.components]
+    for position, name in enumerate(names):
+        if name not in known:
+            yield Problem(
+                f"{name!r} is not a component (components: {', '.join(known)})", (*at, position)
+            )
+
+
 def _twice(names: Sequence[str], at: tuple[PathPart, ...], field: str) -> Iterator[Problem]:
     first: dict[str, int] = {}
     for index, name in enumerate(names):
@@ -213,11 +256,7 @@ def _override_problems(
     """Every patch must fit a component, and the component it patches must stay valid."""
     components = app.spec.components
     names = ", ".join(c.name for c in components)
-    for position, name in enumerate(override.selector or ()):
-        if name not in {c.name for c in components}:
-            yield Problem(
-                f"{name!r} is not a component (components: {names})", (*at, "selector", position)
-            )
+    yield from _unknown_components(app, override.selector or (), (*at, "selector"))
     for index, patch in enumerate(override.components):
         where = (*at, "components", index)
         if patch.type is not None and patch.type not in COMPONENT_PROPERTIES:

@@ -1,4 +1,4 @@
-"""Policies (`topology`, `override`) and workflow steps (`deploy`, `suspend`,
+"""Policies (`topology`, `override`, `apply-once`) and workflow steps (`deploy`, `suspend`,
 `check-metrics`)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from hub.format.analysis import CheckMetricsProperties, Described
+from hub.format.applyonce import ApplyOnceProperties
 from hub.format.types import Duration, Name, duration_seconds, type_of
 from placement.overrides import Override
 from placement.strict import StrictModel
@@ -37,8 +38,18 @@ class OverridePolicy(StrictModel):
     properties: Override
 
 
+class ApplyOncePolicy(StrictModel):
+    """Holds for the whole application: deploy steps do not name it."""
+
+    name: Name
+    type: Literal["apply-once"]
+    properties: ApplyOnceProperties = Field(default_factory=ApplyOnceProperties)
+
+
 Policy = Annotated[
-    Annotated[TopologyPolicy, Tag("topology")] | Annotated[OverridePolicy, Tag("override")],
+    Annotated[TopologyPolicy, Tag("topology")]
+    | Annotated[OverridePolicy, Tag("override")]
+    | Annotated[ApplyOncePolicy, Tag("apply-once")],
     Discriminator(type_of),
 ]
 

@@ -52,6 +52,9 @@ class Settings:
     """Events kept per application; older ones are dropped as new ones come."""
     events_max_age: float = 7 * 24 * 3600.0
     """Seconds an event is kept at most."""
+    heal: bool = True
+    """Re-apply what drifted from the applied revision (KubeVela's default); False: drift
+    is shown and logged, never healed."""
 
 
 DEFAULTS = Settings()

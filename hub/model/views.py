@@ -11,12 +11,35 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 
+class FieldDriftView(TypedDict):
+    path: str
+    applied: Any
+    """What the hub applied; None: a field it set is absent now."""
+    live: Any
+    """What the cluster has; None: the field is gone. Secret values are `(redacted)`."""
+    manager: str | None
+    """The field manager that made the change, from the object's managedFields."""
+
+
+class DriftView(TypedDict):
+    gone: bool
+    """The object was deleted."""
+    fields: list[FieldDriftView]
+    action: str
+    """`healing`, or why the hub leaves it as it is (apply-once, healing off, suspended,
+    contested by a manager)."""
+    since: str | None
+
+
 class ObjectView(TypedDict):
     kind: str
     namespace: str | None
     name: str
     health: str
     reason: str
+    sync: str
+    """`Synced`, or `OutOfSync` (with `drift`) when it differs from what the hub applied."""
+    drift: DriftView | None
 
 
 class RolloutView(TypedDict):
@@ -184,6 +207,9 @@ class PlanTargetView(TypedDict):
     """By JSON Pointer into `values`: what set or deleted it, chart defaults left out."""
     explain: dict[str, ValueExplanation] | None
     objects: list[str]
+    prune: list[str]
+    """What applying the plan deletes: objects of the release on the cluster that the new
+    render no longer holds."""
     error: str | None
 
 
@@ -196,6 +222,42 @@ class PlanView(TypedDict):
     application: str
     publishVersion: str | None
     steps: list[PlanStepView]
+
+
+class DiffObjectView(TypedDict):
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    """created, changed, pruned, unchanged, or apply-once (an existing object the
+    application's apply-once policy leaves alone)."""
+    diff: str
+    """A unified diff, live object -> after `up`; empty when nothing would change. Secret
+    values are redacted: a changed key shows as changed, never its value."""
+
+
+class DiffReleaseView(TypedDict):
+    component: str
+    release: str
+    namespace: str
+    objects: list[DiffObjectView]
+
+
+class DiffClusterView(TypedDict):
+    name: str
+    error: str | None
+    """Why the cluster could not be diffed (unreachable, refused); its releases are then
+    empty."""
+    releases: list[DiffReleaseView]
+
+
+class DiffView(TypedDict):
+    application: str
+    revision: int | None
+    """The stored revision diffed (`--revision`); null for a file."""
+    changes: int
+    """Objects `up` would create, change or prune, on every cluster diffed."""
+    clusters: list[DiffClusterView]
 
 
 class WatchView(TypedDict):
@@ -252,6 +314,8 @@ SHAPES: dict[str, type[Any]] = {
     "release": ReleaseView,
     "rollout": RolloutView,
     "object": ObjectView,
+    "drift": DriftView,
+    "fieldDrift": FieldDriftView,
     "ls": AppList,
     "application": AppRow,
     "history": HistoryView,
@@ -264,6 +328,10 @@ SHAPES: dict[str, type[Any]] = {
     "origin": ValueOrigin,
     "explanation": ValueExplanation,
     "layer": LayerView,
+    "diff": DiffView,
+    "diffCluster": DiffClusterView,
+    "diffRelease": DiffReleaseView,
+    "diffObject": DiffObjectView,
     "clusters": MemberList,
     "member": MemberView,
     "watch": WatchView,

@@ -22,20 +22,30 @@ from hub.charts import ChartCache, ChartPin, ChartRef
 from hub.errors import ClusterUnavailable, Conflict, FlotillaError, InvalidInput, NotFound
 from hub.fleet.registry import Registry
 from hub.format import Application, DeployStep, SuspendStep, load_application
-from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase, Verdict
+from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, Verdict
 from hub.model.records import EventRecord, StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS, Settings
 from hub.model.timestamps import timestamp
 from hub.model.views import (
     AppList,
     AppRow,
+    DiffView,
     EventList,
     EventView,
     HistoryView,
     PlanView,
     StatusView,
 )
-from hub.service.planner import PlannedTarget, RevisionPins, failures, plan
+from hub.service.diff import Differ
+from hub.service.enrollment import Enrollment, target_record
+from hub.service.planner import (
+    PlannedTarget,
+    RevisionPins,
+    failures,
+    plan,
+    prune_refusal,
+    pruned,
+)
 from hub.service.plans import plan_view
 from hub.service.status import application_status
 from hub.state.apps import AppStore
@@ -44,6 +54,7 @@ from hub.tasks import Supervisor, first_line
 from hub.workflow.analysis import Analyses
 from hub.workflow.deploy import Deployer
 from hub.workflow.engine import Engine, Judged
+from hub.workflow.keeper import Keeper
 from hub.workflow.signals import Signals
 from hub.workflow.verbs import Verbs
 
@@ -84,6 +95,7 @@ class Applications:
             charts,
             signals=signals,
             analysed=self.analyses.passed,
+            apply_once=lambda app, revision: self._application(app, revision).apply_once,
             step_timeout=settings.step_timeout,
             deployed=deployed,
         )
@@ -98,12 +110,26 @@ class Applications:
             supervisor=supervisor,
             signals=signals,
             fanout=settings.fanout,
+            step_timeout=settings.step_timeout,
         )
         self.verbs = Verbs(self.engine)
+        # Placement follows the fleet: told of fleet changes by hub.service.clusters.
+        self.enrollment = Enrollment(
+            self.apps, registry, charts, self.deployer, supervisor=supervisor
+        )
+        self.keeper = Keeper(
+            self.apps,
+            registry,
+            self.deployer,
+            application=self._application,
+            supervisor=supervisor,
+            settings=settings,
+        )
 
     async def stop(self) -> None:
-        """Stop every runner, then close what they measured with."""
+        """Stop every runner and the enrollment, then close what they measured with."""
         await self.engine.stop()
+        await self.enrollment.stop()
         await self.analyses.close()
 
     # metric analysis: the engine's questions, answered by `hub.workflow.analysis`
@@ -172,14 +198,26 @@ class Applications:
 
     async def plan(self, text: str, source: str, base: Path, explain: str | None) -> PlanView:
         app, planned = await self._plan(text, source, base)
-        return plan_view(app, planned, explain)
+        inventory = self.apps.inventory(app.metadata.name)
+        return plan_view(app, planned, explain, pruned(planned, inventory))
 
-    async def up(self, text: str, source: str, base: Path) -> dict[str, Any]:
+    async def up(
+        self, text: str, source: str, base: Path, *, allow_prune: bool = False
+    ) -> dict[str, Any]:
+        """`allow_prune`: deploy even if the revision would empty a release on a cluster, or
+        delete more than half of its objects (refused otherwise, nothing stored)."""
         app, planned = await self._plan(text, source, base)
         problems = failures(planned)
         if problems:
             raise InvalidInput(f"{source}: nothing was deployed:\n{problems}")
         name = app.metadata.name
+        inventory = self.apps.inventory(name)
+        refused = prune_refusal(pruned(planned, inventory), inventory)
+        if refused and not allow_prune:
+            raise InvalidInput(
+                f"{source}: nothing was deployed: the new revision would delete most of a "
+                f"release (pass --allow-prune if it should):\n{refused}"
+            )
         document = app.model_dump(mode="json", by_alias=True, exclude_unset=True)
         digest = spec_digest(document)
         try:
@@ -200,6 +238,26 @@ class Applications:
             }
         return self._create(app, planned, source, base, digest, document, rollback_of=None)
 
+    async def diff(self, text: str, source: str, base: Path, cluster: str | None) -> DiffView:
+        """What `up` of the file would change on each cluster (or on `cluster`)."""
+        app, planned = await self._plan(text, source, base)
+        name = app.metadata.name
+        try:
+            revision = self.apps.app(name).revision + 1
+        except NotFound:
+            revision = 1
+        differ = Differ(self.apps.inventory(name), self.registry, cluster=cluster)
+        return await differ.of_plan(app, planned, source=source, revision=revision)
+
+    async def drift(self, name: str, revision: int | None, cluster: str | None) -> DiffView:
+        """How the clusters drifted from `revision` (the application's current one by
+        default): what re-applying its stored targets would change."""
+        number = self.apps.app(name).revision if revision is None else revision
+        app = self._application(name, number)  # NotFound for a revision never stored
+        differ = Differ(self.apps.inventory(name), self.registry, cluster=cluster)
+        targets = self.apps.targets(name, number)
+        return await differ.of_revision(app, number, targets, self.deployer.render)
+
     def _pins(self, name: str, revision: int) -> RevisionPins:
         return RevisionPins.of(revision, self.apps.targets(name, revision))
 
@@ -217,21 +275,7 @@ class Applications:
         workflow = app.to_placement().workflow
         kinds = _step_types(app)
         steps = [(s.name, kinds.get(s.name, StepType.DEPLOY)) for s in workflow.steps]
-        targets = [
-            TargetRecord(
-                app=name,
-                revision=0,
-                step=p.target.step,
-                cluster=p.target.cluster,
-                component=p.target.component,
-                namespace=p.target.namespace,
-                release=p.target.release_name,
-                chart=p.chart_label,
-                spec=p.spec,
-                phase=TargetPhase.PENDING,
-            )
-            for p in planned
-        ]
+        targets = [target_record(name, 0, p) for p in planned]
         revision = self.apps.create_revision(
             name,
             spec=document,
@@ -265,7 +309,13 @@ class Applications:
     # workflow verbs
 
     def resume(self, name: str) -> dict[str, Any]:
-        resumed = self.verbs.resume(name)
+        """Confirm the removals the blast-radius guard holds, if it holds any (that alone:
+        a second resume is for the workflow); else resume the workflow."""
+        if self.enrollment.confirm(name):
+            resumed = "confirmed the removal the blast-radius guard held"
+        else:
+            resumed = self.verbs.resume(name)
+            self.enrollment.changed(name)  # what waited while it was suspended
         return {"name": name, "resumed": resumed, "revision": self.apps.app(name).revision}
 
     def suspend(self, name: str) -> dict[str, Any]:
@@ -322,26 +372,9 @@ class Applications:
         return {"deleted": name}
 
     async def _collect_garbage(self, name: str, revision: int) -> None:
-        """Delete what the app left on clusters (or components) the revision no longer targets."""
-        wanted = {(t.cluster, t.component) for t in self.apps.targets(name, revision)}
-        for cluster, component in sorted(set(self.apps.inventory(name)) - wanted):
-            try:
-                await self.deployer.remove(name, cluster, component)
-                self.apps.add_event(
-                    name,
-                    f"removed {component} from {cluster} (no longer targeted)",
-                    revision=revision,
-                    cluster=cluster,
-                    component=component,
-                )
-            except Exception as e:
-                self.apps.add_event(
-                    name,
-                    f"could not remove {component} from {cluster}: {e}",
-                    revision=revision,
-                    cluster=cluster,
-                    component=component,
-                )
+        """Delete what the app left on clusters (or components) the revision no longer
+        targets, unless the blast-radius guard holds it (hub.service.enrollment)."""
+        await self.enrollment.collect_garbage(name, revision)
 
     # reads
 
@@ -355,7 +388,7 @@ class Applications:
                 publishVersion=status["publishVersion"],
                 phase=record.phase,
                 health=status["health"],
-                message=record.message,
+                message=status["message"],
                 updated=timestamp(record.updated_at),
             )
             for record, status in zip(records, statuses, strict=True)
@@ -388,7 +421,7 @@ class Applications:
 
     async def status(self, name: str) -> StatusView:
         return await application_status(
-            self.apps, self.registry, self.deployer.rollouts, self.analyses, name
+            self.apps, self.registry, self.deployer.rollouts, self.analyses, self.keeper.drift, name
         )
 
 

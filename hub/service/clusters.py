@@ -42,9 +42,13 @@ class HeldReleases(enum.StrEnum):
 
 class Clusters:
     def __init__(self, registry: Registry, applications: Applications) -> None:
+        """Built once as the hub starts, which is when placement catches up with the fleet
+        changes made while the hub was down (`Enrollment`, in the background)."""
         self.registry = registry
         self.applications = applications
         self._apps = applications.apps
+        self._enrollment = applications.enrollment
+        self._enrollment.changed()
 
     # reads
 
@@ -108,13 +112,16 @@ class Clusters:
         record = await self.registry.join(
             document, source=source, name=name, labels=labels, prometheus=prometheus
         )
+        self._enrollment.changed()
         return self.view(record)
 
     def set_prometheus(self, name: str, prometheus: dict[str, str]) -> MemberView:
         return self.view(self.registry.set_prometheus(name, prometheus))
 
     def label(self, name: str, add: dict[str, str], remove: list[str]) -> MemberView:
-        return self.view(self.registry.label(name, add, remove))
+        record = self.registry.label(name, add, remove)
+        self._enrollment.changed()
+        return self.view(record)
 
     # rename
 
@@ -132,6 +139,7 @@ class Clusters:
             self._start_runners(stopped)
         for holding in holdings:
             self._apps.add_event(holding.app, f"cluster {old} renamed to {new}")
+        self._enrollment.changed()  # a topology that names clusters may no longer match
         return self.view(record)
 
     # detach
@@ -167,6 +175,7 @@ class Clusters:
             what = f"{holding.objects} object(s)"
             self._apps.add_event(holding.app, f"cluster {name} detached; {what} {done}")
         log.info("cluster %s (uid %s) detached, releases %s", name, record.uid, releases)
+        self._enrollment.changed()
         return {
             "detached": name,
             "uid": record.uid,

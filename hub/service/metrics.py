@@ -4,8 +4,8 @@ Most series are read on each scrape from what the hub keeps anyway (`StateCollec
 the clusters' health from the registry's records, their watches from the observer, the
 requests each cluster's client counted, applications and canaries from the store. A
 scrape asks no member cluster, starts nothing and writes nothing. Only what cannot be
-read afterwards is recorded as it happens: the latency of each store transaction and the
-time each target took to become healthy.
+read afterwards is recorded as it happens: the latency of each store transaction, the
+time each target took to become healthy, and how late the event loop wakes (`LoopLag`).
 
 Each hub has its own registry rather than prometheus_client's global one, and no metric
 lives at module level, so that hubs built in one process (tests) never share a series.
@@ -15,12 +15,14 @@ no URL or credential: the series are bounded by what is registered and deployed.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -54,6 +56,31 @@ TASK_KINDS = (kind(PROBE_TASK), kind(TASK_PREFIX), kind(RUNNER))
 # The observer's state of a watch cache whose every kind is listed and every watch connected.
 SYNCED = "synced"
 CLUSTER = ("cluster",)
+# How often the lag probe sleeps and looks how late it woke: often enough to see a stall
+# of a tenth of a second, cheap enough (ten wake-ups a second) to run for weeks.
+LAG_INTERVAL = 0.1
+# The supervised task of the lag probe.
+LAG_TASK = "loop-lag"
+
+
+class LoopLag:
+    """How late the hub's event loop wakes a task that sleeps LAG_INTERVAL seconds.
+
+    Every request, watch and runner of the hub shares one loop, so whatever blocks it (a
+    synchronous call, a long burst of CPU) delays all of them; this sees such a stall
+    whatever caused it, which a timing of any one request cannot."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.worst = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_INTERVAL)
+            self.last = max(loop.time() - before - LAG_INTERVAL, 0.0)
+            self.worst = max(self.worst, self.last)
 
 
 class HubMetrics:
@@ -79,6 +106,17 @@ class HubMetrics:
             buckets=DEPLOY_BUCKETS,
             registry=self.registry,
         )
+        self.lag = LoopLag()
+        Gauge(
+            "flotilla_event_loop_lag_seconds",
+            f"Seconds the event loop woke late from the lag probe's last {LAG_INTERVAL} s sleep.",
+            registry=self.registry,
+        ).set_function(lambda: self.lag.last)
+        Gauge(
+            "flotilla_event_loop_lag_max_seconds",
+            "The worst lateness of the event loop since the hub started, in seconds.",
+            registry=self.registry,
+        ).set_function(lambda: self.lag.worst)
 
     def transaction(self, seconds: float) -> None:
         self._transactions.observe(seconds)

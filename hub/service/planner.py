@@ -18,14 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from clusters.apply import stale
+from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
 from hub.errors import FlotillaError
+from hub.fleet.objects import ref_of
 from hub.format import ROLLOUT_TRAIT, Application, CheckMetricsStep, SpecError, trait_properties
 from hub.model.records import ClusterRecord, TargetRecord
 from hub.model.targets import TargetSpec
 from placement.errors import PlacementError
 from placement.targets import Target, resolve
 from placement.topology import ClusterInfo
+
+Inventory = Mapping[tuple[str, str], tuple[int, Sequence[Mapping[str, Any]]]]
+"""What an application has applied, as `AppStore.inventory` answers: by (cluster,
+component), the revision and the object references."""
 
 
 @dataclass
@@ -194,4 +201,52 @@ def failures(planned: Sequence[PlannedTarget]) -> str | None:
         for p in planned
         if p.error
     ]
+    return "\n".join(lines) or None
+
+
+def pruned(
+    planned: Sequence[PlannedTarget], inventory: Inventory
+) -> dict[tuple[str, str], list[ObjectRef]]:
+    """By (cluster, component): what applying the plan would prune there, the entries of
+    the release's inventory its render no longer holds. A release the plan no longer
+    places on a cluster is not here: that is garbage collection, not a prune."""
+    found: dict[tuple[str, str], list[ObjectRef]] = {}
+    for p in planned:
+        key = (p.target.cluster, p.target.component)
+        if key in inventory and p.error is None:  # a failed render holds nothing
+            previous = [ref_of(e) for e in inventory[key][1]]
+            gone = stale(previous, _rendered_refs(p.objects, p.target.namespace))
+            if gone:
+                found[key] = gone
+    return found
+
+
+def _rendered_refs(objects: Iterable[Mapping[str, Any]], namespace: str) -> list[ObjectRef]:
+    """A render's objects as an inventory names them, without asking a cluster which kinds
+    are cluster-scoped: each is named with its namespace (as written, or the target's) and
+    without one. An inventory entry knows its scope (it is what the server answered), so
+    only the name of the right scope can match it."""
+    refs = []
+    for obj in objects:
+        ref = ObjectRef.of(obj)
+        refs += [ObjectRef(ref.api_version, ref.kind, ref.namespace or namespace, ref.name)]
+        refs += [ObjectRef(ref.api_version, ref.kind, None, ref.name)]
+    return refs
+
+
+def prune_refusal(
+    pruned: Mapping[tuple[str, str], Sequence[ObjectRef]], inventory: Inventory
+) -> str | None:
+    """One line per release that the plan would empty or cut by more than half (counted
+    against its inventory), naming what it would delete; None when there is none. One bad
+    value (a chart condition, a selector in a template) must not delete a release."""
+    lines = []
+    for (cluster, component), refs in sorted(pruned.items()):
+        total = len(inventory[cluster, component][1])
+        if 2 * len(refs) > total:
+            share = "all" if len(refs) == total else f"{len(refs)} of"
+            lines.append(
+                f"cluster {cluster}, component {component}: would delete {share} {total} "
+                f"object(s): {', '.join(str(r) for r in refs)}"
+            )
     return "\n".join(lines) or None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from clusters.resources import ObjectRef
 from hub.format import Application
 from hub.model.views import (
     LayerView,
@@ -30,11 +31,17 @@ VALUES: tuple[str, ...] = ("values",)
 
 
 def plan_view(
-    app: Application, planned: Sequence[PlannedTarget], explain: str | None = None
+    app: Application,
+    planned: Sequence[PlannedTarget],
+    explain: str | None = None,
+    pruned: Mapping[tuple[str, str], Sequence[ObjectRef]] | None = None,
 ) -> PlanView:
+    """`pruned`: by (cluster, component), what the plan would delete there
+    (`hub.service.planner.pruned`)."""
     steps: dict[str, list[PlanTargetView]] = {}
     for p in planned:
-        steps.setdefault(p.target.step, []).append(_target_view(p, explain))
+        prune = (pruned or {}).get((p.target.cluster, p.target.component), ())
+        steps.setdefault(p.target.step, []).append(_target_view(p, explain, prune))
     return PlanView(
         application=app.metadata.name,
         publishVersion=app.publish_version,
@@ -42,7 +49,9 @@ def plan_view(
     )
 
 
-def _target_view(planned: PlannedTarget, explain: str | None) -> PlanTargetView:
+def _target_view(
+    planned: PlannedTarget, explain: str | None, prune: Sequence[ObjectRef]
+) -> PlanTargetView:
     target = planned.target
     return PlanTargetView(
         cluster=target.cluster,
@@ -54,6 +63,7 @@ def _target_view(planned: PlannedTarget, explain: str | None) -> PlanTargetView:
         provenance=provenance(target),
         explain=_explain(target, explain) if explain is not None else None,
         objects=[_object_name(o, target.namespace) for o in planned.objects],
+        prune=[str(ref) for ref in prune],
         error=planned.error,
     )
 

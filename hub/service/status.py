@@ -11,7 +11,7 @@ last answered. The worst health of the children is the health of the parent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from hub.model.records import AppRecord, ClusterRecord, StepRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import (
     ClusterStatusView,
+    DriftView,
     MeasurementView,
     ObjectView,
     ReleaseView,
@@ -34,14 +35,22 @@ from hub.model.views import (
 )
 from hub.state.apps import AppStore
 from hub.workflow.analysis import Analyses
+from hub.workflow.keeper import Drift, ObjectKey, object_key
 from hub.workflow.rollout import Rollouts
 
 Objects = list[dict[str, Any]]
+DriftOf = Callable[[str, str, str], Mapping[ObjectKey, Drift]]
 
 
 async def application_status(
-    apps: AppStore, registry: Registry, rollouts: Rollouts, analyses: Analyses, name: str
+    apps: AppStore,
+    registry: Registry,
+    rollouts: Rollouts,
+    analyses: Analyses,
+    drift: DriftOf,
+    name: str,
 ) -> StatusView:
+    """`drift(app, cluster, component)`: what the drift keeper found out of sync there."""
     record = apps.app(name)
     revision = apps.revision(name, record.revision)
     steps = apps.steps(name, record.revision)
@@ -52,6 +61,7 @@ async def application_status(
     step_views = [
         _step_view(
             rollouts,
+            drift,
             record,
             step,
             [t for t in targets if t.step == step.name],
@@ -63,6 +73,9 @@ async def application_status(
     ]
     healths = [_health(v) for v in step_views if v["type"] == "deploy"]
     overall = worst(healths)
+    # What the blast-radius guard holds (hub.service.enrollment) waits for the operator.
+    hold = apps.hold(name)
+    held = hold.reason if hold is not None and not hold.confirmed else None
     return {
         "name": name,
         "revision": record.revision,
@@ -70,8 +83,8 @@ async def application_status(
         "phase": record.phase,
         "health": overall.status.value,
         "reason": overall.reason,
-        "message": record.message,
-        "next": next_action(record, steps),
+        "message": held or record.message,
+        "next": f"run `flotilla workflow resume {name}`" if held else next_action(record, steps),
         "steps": step_views,
     }
 
@@ -173,6 +186,7 @@ def _judged(seen: Sighting) -> Health:
 
 def _step_view(
     rollouts: Rollouts,
+    drift: DriftOf,
     record: AppRecord,
     step: StepRecord,
     targets: list[TargetRecord],
@@ -187,7 +201,14 @@ def _step_view(
     for name, cluster_targets in sorted(by_cluster.items()):
         cluster = clusters.get(name)
         releases = [
-            _release_view(rollouts, record, step, t, live.get((t.cluster, t.component), []))
+            _release_view(
+                rollouts,
+                drift(t.app, t.cluster, t.component),
+                record,
+                step,
+                t,
+                live.get((t.cluster, t.component), []),
+            )
             for t in cluster_targets
         ]
         health = _on_cluster(worst(_health(r) for r in releases), cluster)
@@ -218,21 +239,28 @@ def _step_view(
 
 def _release_view(
     rollouts: Rollouts,
+    drifts: Mapping[ObjectKey, Drift],
     record: AppRecord,
     step: StepRecord,
     target: TargetRecord,
     objects: list[tuple[dict[str, Any], Health]],
 ) -> ReleaseView:
-    object_views: list[ObjectView] = [
-        {
-            "kind": ref["kind"],
-            "namespace": ref.get("namespace"),
-            "name": ref["name"],
-            "health": health.status.value,
-            "reason": health.reason,
-        }
-        for ref, health in objects
-    ]
+    object_views: list[ObjectView] = []
+    for ref, health in objects:
+        drift = drifts.get(
+            object_key(ref["apiVersion"], ref["kind"], ref.get("namespace"), ref["name"])
+        )
+        object_views.append(
+            {
+                "kind": ref["kind"],
+                "namespace": ref.get("namespace"),
+                "name": ref["name"],
+                "health": health.status.value,
+                "reason": health.reason,
+                "sync": "Synced" if drift is None else "OutOfSync",
+                "drift": None if drift is None else _drift_view(drift),
+            }
+        )
     health = _target_health(record, step, target, (h for _, h in objects))
     return {
         "component": target.component,
@@ -245,6 +273,18 @@ def _release_view(
         "reason": health.reason,
         "rollout": rollouts.view(target),
         "objects": object_views,
+    }
+
+
+def _drift_view(drift: Drift) -> DriftView:
+    return {
+        "gone": drift.gone,
+        "fields": [
+            {"path": f.path, "applied": f.want, "live": f.have, "manager": f.manager}
+            for f in drift.fields
+        ],
+        "action": drift.action,
+        "since": timestamp(drift.since),
     }
 
 

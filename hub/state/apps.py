@@ -52,6 +52,19 @@ class Holding:
     targeted: bool = False
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Removals the blast-radius guard holds until `workflow resume` confirms them: which
+    (cluster, component) releases of the application, at which revision, and why."""
+
+    app: str
+    revision: int
+    removals: frozenset[tuple[str, str]]
+    reason: str
+    confirmed: bool = False
+    created_at: float = 0.0
+
+
 class AppStore:
     """Applications, revisions and workflow state, on the same connection as the registry."""
 
@@ -95,6 +108,9 @@ class AppStore:
                 "UPDATE revisions SET outcome = ?, finished_at = ? WHERE app = ? AND outcome = ?",
                 (Outcome.SUPERSEDED, now, app, Outcome.RUNNING),
             )
+            # What the blast-radius guard held was the old placement's: the new revision's
+            # garbage collection decides again, through the guard.
+            db.execute("DELETE FROM holds WHERE app = ?", (app,))
             db.execute(
                 "INSERT INTO revisions (app, number, publish_version, digest, spec, source, base,"
                 " rollback_of, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -147,6 +163,7 @@ class AppStore:
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:
             for table in (
+                "holds",
                 "events",
                 "measurements",
                 "rollouts",
@@ -213,6 +230,70 @@ class AppStore:
         with self._store.transaction() as db:
             _insert_target(db, target)
         self._changed(target.app)
+
+    def add_targets(self, app: str, revision: int, targets: list[TargetRecord]) -> None:
+        """Add targets to an existing revision, in one transaction: clusters that came to
+        match its placement (enrollment), without a new revision."""
+        with self._store.transaction() as db:
+            for target in targets:
+                target.app, target.revision = app, revision
+                _insert_target(db, target)
+        self._changed(app)
+
+    def drop_target(self, target: TargetRecord) -> None:
+        """Forget a target of a revision and the canary of its release: its cluster no
+        longer matches the placement. Its objects are the inventory's, removed apart."""
+        with self._store.transaction() as db:
+            db.execute(
+                "DELETE FROM targets WHERE app = ? AND revision = ? AND step = ? AND cluster = ?"
+                " AND component = ?",
+                (target.app, target.revision, target.step, target.cluster, target.component),
+            )
+            db.execute(
+                "DELETE FROM rollouts WHERE app = ? AND cluster = ? AND component = ?",
+                (target.app, target.cluster, target.component),
+            )
+        self._changed(target.app)
+
+    def hold(self, app: str) -> Hold | None:
+        row = self._db.execute("SELECT * FROM holds WHERE app = ?", (app,)).fetchone()
+        if row is None:
+            return None
+        return Hold(
+            app=row["app"],
+            revision=row["revision"],
+            removals=frozenset((c, k) for c, k in json.loads(row["removals"])),
+            reason=row["reason"],
+            confirmed=bool(row["confirmed"]),
+            created_at=row["created_at"],
+        )
+
+    def put_hold(self, hold: Hold) -> None:
+        """Hold these removals (unconfirmed), replacing what was held before."""
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO holds (app, revision, removals, reason, confirmed,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    hold.app,
+                    hold.revision,
+                    json.dumps(sorted(hold.removals)),
+                    hold.reason,
+                    hold.confirmed,
+                    time.time(),
+                ),
+            )
+        self._changed(hold.app)
+
+    def confirm_hold(self, app: str) -> None:
+        with self._store.transaction() as db:
+            db.execute("UPDATE holds SET confirmed = 1 WHERE app = ?", (app,))
+        self._changed(app)
+
+    def drop_hold(self, app: str) -> None:
+        with self._store.transaction() as db:
+            db.execute("DELETE FROM holds WHERE app = ?", (app,))
+        self._changed(app)
 
     def targets(self, app: str, revision: int) -> list[TargetRecord]:
         rows = self._db.execute(

@@ -184,6 +184,23 @@ def _event_fields(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS events_app ON events (app, id)")
 
 
+def _holds(db: sqlite3.Connection) -> None:
+    """Version 7: the blast-radius guard's holds. A removal that would take an application
+    off more than half of an environment's clusters, or off its last one, waits for
+    `workflow resume`; what waits, and whether it was confirmed, must outlive a hub
+    restart, or a restarted hub would either forget the confirmation or act unasked."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS holds (
+            app         TEXT PRIMARY KEY REFERENCES applications(name) ON DELETE CASCADE,
+            revision    INTEGER NOT NULL,
+            removals    TEXT NOT NULL,
+            reason      TEXT NOT NULL,
+            confirmed   INTEGER NOT NULL DEFAULT 0,
+            created_at  REAL NOT NULL
+        )"""
+    )
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
@@ -191,5 +208,6 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     4: _rollout_stable_hash,
     5: _analysis,
     6: _event_fields,
+    7: _holds,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

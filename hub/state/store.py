@@ -5,29 +5,56 @@ confirms, so a hub killed at any moment restarts from this file alone. The file 
 kubeconfig credentials, so it is created 0600 inside a 0700 directory, and nothing else
 in the hub reads credentials from anywhere but here.
 
+A file that is not an intact store is refused at start and never written to. A write the
+disk has no room for is refused whole (StoreUnwritable): the transaction is rolled back,
+one line a minute is logged while the disk stays full, and the store takes writes again
+as soon as there is room, without a restart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from http import HTTPStatus
 from pathlib import Path
 
 from hub.errors import Conflict, FlotillaError, NotFound
 from hub.model.records import ClusterRecord
 from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
+log = logging.getLogger(__name__)
+
 # The tables that name a cluster besides `clusters` itself: a rename re-points them and a
 # detach drops their rows, in the same transaction as the change to `clusters`.
 CLUSTER_TABLES = ("targets", "inventory", "rollouts", "measurements")
+# The primary result codes of a write the disk refused: no room (ENOSPC, a quota), or an
+# I/O error writing the journal. Anything else is a bug, and keeps its traceback.
+UNWRITABLE = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+# A full disk refuses every write until someone frees space: say so once a minute, not
+# once a write. (A success in between proves nothing: a small write can fit in a page
+# SQLite already holds.)
+REFUSAL_LOG_EVERY = 60.0
 
 
 class StoreTooNew(FlotillaError):
     """The store was written by a newer Flotilla than this one."""
+
+
+class StoreDamaged(FlotillaError):
+    """The store file is not SQLite, or is truncated or corrupt: the hub will not start on
+    it, and leaves it as it is for whoever restores it."""
+
+
+class StoreUnwritable(FlotillaError):
+    """A change could not be written (the disk is full): nothing of it was kept. 507, since
+    it is the hub's condition and not the request's."""
+
+    http_status = HTTPStatus.INSUFFICIENT_STORAGE
 
 
 class Store:
@@ -40,17 +67,28 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        elif path.stat().st_size:
+            _check_intact(path)
         path.chmod(0o600)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._refusal_logged = -REFUSAL_LOG_EVERY  # monotonic seconds
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError as e:
+            raise StoreUnwritable(f"store {path}: cannot open it ({e})") from e
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL under WAL: a committed transaction is in the WAL file before the commit
-        # returns, so a killed hub loses nothing it reported; only a power cut can drop the
-        # last few. FULL's fsync per commit cost 6-10% of the hub's CPU in a 64-cluster deploy.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL under WAL: a committed transaction is in the WAL file before the commit
+            # returns, so a killed hub loses nothing it reported; only a power cut can drop
+            # the last few. FULL's fsync per commit cost 6-10% of the hub's CPU in a
+            # 64-cluster deploy.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.OperationalError as e:  # no room for the WAL, or another hub holds it
+            self._db.close()
+            raise StoreUnwritable(f"store {path}: cannot prepare it ({e})") from e
 
     @property
     def version(self) -> int:
@@ -83,18 +121,41 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All statements inside commit together or not at all (BEGIN IMMEDIATE)."""
+        """All statements inside commit together or not at all (BEGIN IMMEDIATE). A write
+        the disk refuses, in a statement or at COMMIT, raises StoreUnwritable with the
+        transaction rolled back, so that the next one starts clean once there is room."""
         started = time.perf_counter()
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT may have rolled back already (SQLITE_FULL does); a
+                # transaction left open would refuse every BEGIN after it.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as e:
+            if getattr(e, "sqlite_errorcode", 0) & 0xFF not in UNWRITABLE:
+                raise
+            raise self._refused(e) from e
         self._timed(time.perf_counter() - started)
+
+    def _refused(self, error: sqlite3.OperationalError) -> StoreUnwritable:
+        if time.monotonic() - self._refusal_logged >= REFUSAL_LOG_EVERY:
+            self._refusal_logged = time.monotonic()
+            log.error(
+                "store %s cannot be written (%s): changes are refused until its disk has room",
+                self.path,
+                error,
+            )
+        return StoreUnwritable(
+            f"the hub's store {self.path} cannot be written ({error}); nothing of this change "
+            "was kept. Free space on its disk: the hub goes on by itself"
+        )
 
     # clusters
 
@@ -172,8 +233,10 @@ class Store:
     def record_probe(
         self, name: str, *, health: str, reason: str, version: str | None, seen: bool
     ) -> None:
-        """Keep the prober's verdict; last_seen moves only when the cluster answered."""
-        with self.transaction() as db:
+        """Keep the prober's verdict; last_seen moves only when the cluster answered. A
+        verdict the disk has no room for is dropped: the next probe makes it again, and a
+        prober dying of it would stop the hub (the refusal is logged once, above)."""
+        with contextlib.suppress(StoreUnwritable), self.transaction() as db:
             db.execute(
                 "UPDATE clusters SET health = ?, reason = ?, version = COALESCE(?, version),"
                 " last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE name = ?",
@@ -185,6 +248,26 @@ class Store:
             cursor = db.execute(f"UPDATE clusters SET {assignment} WHERE name = ?", (value, name))
             if cursor.rowcount == 0:
                 raise NotFound(f"cluster {name!r} is not registered")
+
+
+def _check_intact(path: Path) -> None:
+    """Refuse a file that is not an intact SQLite database, read on a read-only connection
+    so that nothing is written to it: SQLite would otherwise answer a truncated file
+    page by page as the hub reads, long after it started. `quick_check` reads every page
+    once (milliseconds for a store of a few megabytes)."""
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = str(db.execute("PRAGMA quick_check(1)").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        found = str(e)
+    if found != "ok":
+        raise StoreDamaged(
+            f"store {path} is not an intact SQLite database ({found}); it was left as it "
+            "is: restore it from a backup, or move it away to start with an empty store"
+        )
 
 
 def _untimed(seconds: float) -> None:

@@ -202,8 +202,12 @@ class WebView:
         return response
 
     async def _checked_form(self, request: web.Request) -> Any:
-        """The form of a POST that passed both CSRF checks; 403 otherwise."""
-        form = await request.post()
+        """The form of a POST that passed both CSRF checks; 403 otherwise, 400 for a body
+        that is no form (a cut multipart, an unknown charset)."""
+        try:
+            form = await request.post()
+        except (ValueError, LookupError):
+            raise web.HTTPBadRequest(text="refused: this is not the hub's form") from None
         expected = request.cookies.get(CSRF_COOKIE, "").encode()
         given = str(form.get("csrf", "")).encode()
         if not (_same_origin(request) and expected and hmac.compare_digest(given, expected)):
@@ -254,6 +258,6 @@ def _same_origin(request: web.Request) -> bool:
 
 def _last_event(request: web.Request) -> int | None:
     """The id of the last event the page has: EventSource's Last-Event-ID when it
-    reconnects; None for a new page."""
+    reconnects; None for a new page, or for a header that is no id SQLite could hold."""
     given = request.headers.get("Last-Event-ID", "")
-    return int(given) if given.isdigit() else None
+    return int(given) if given.isascii() and given.isdigit() and len(given) < 19 else None

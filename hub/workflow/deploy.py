@@ -10,11 +10,12 @@ changes nothing in a workload does not restart its pods.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from clusters.apply import AppliedRef, apply, delete, stale
+from clusters.apply import AppliedRef, apply, delete, get, stale
 from clusters.client import ClusterClient
 from clusters.health import Health, HealthStatus
 from clusters.resources import ObjectRef
@@ -22,6 +23,7 @@ from hub.charts import ChartCache
 from hub.errors import FlotillaError
 from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.fleet.registry import Registry
+from hub.format.applyonce import ApplyOnce, keep_live
 from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.settings import DEFAULTS
@@ -44,11 +46,14 @@ class Deployer:
         *,
         signals: Signals,
         analysed: Callable[[TargetRecord, int], bool],
+        apply_once: Callable[[str, int], ApplyOnce] = lambda app, revision: ApplyOnce(),
         step_timeout: float = DEFAULTS.step_timeout,
         deployed: Callable[[TargetRecord, float], None] | None = None,
     ) -> None:
         """`analysed`: whether the metric analysis of a canary step passed (`Rollouts`);
-        `deployed` is told the seconds from applying to healthy of each target (metrics)."""
+        `deployed` is told the seconds from applying to healthy of each target (metrics);
+        `apply_once(app, revision)` is the revision's apply-once policy."""
+        self._apply_once = apply_once
         self.apps = apps
         self._deployed = deployed
         self.registry = registry
@@ -58,6 +63,13 @@ class Deployer:
         self.rollouts = Rollouts(
             apps, step_timeout=step_timeout, waits=self.waits, signals=signals, analysed=analysed
         )
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    def lock(self, app: str, cluster: str, component: str) -> asyncio.Lock:
+        """Held by whatever changes a release on a cluster (a deploy, a rollback, a removal,
+        a heal), so that the drift keeper's re-apply of the revision a cluster runs never
+        lands in the middle of the engine's deploy of the next one."""
+        return self._locks.setdefault((app, cluster, component), asyncio.Lock())
 
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
         """The manifests of a target, labelled, from the very chart its revision pinned."""
@@ -76,10 +88,14 @@ class Deployer:
 
     async def __call__(self, target: TargetRecord, *, resumed: bool = False) -> bool:
         """Deploy one target; False when its canary step is ready and waits for resume."""
+        async with self.lock(target.app, target.cluster, target.component):
+            return await self._deploy(target, resumed)
+
+    async def _deploy(self, target: TargetRecord, resumed: bool) -> bool:
         started = time.monotonic()
         self._mark(target, TargetPhase.APPLYING)
-        objects = await self.render(target)
         client = await self.registry.client(target.cluster)
+        objects = await self._keeping_live(target, await self.render(target), client)
         await self.rollouts.abort_stale(target, objects, client, self.render)
         first = (target.cluster, target.component) not in self.apps.inventory(target.app)
         outcome = await self.rollouts.run(
@@ -88,15 +104,21 @@ class Deployer:
         if outcome is CanaryOutcome.PAUSED:
             self._mark(target, TargetPhase.PAUSED, self.rollouts.describe(target))
             return False
-        refs = await self.apply(
-            target.app,
-            target.cluster,
-            target.component,
-            target.revision,
-            target.namespace,
-            objects,
-            client,
-        )
+        try:
+            # A member that crawls answers each request within the client's timeout, and a
+            # release is many requests: without this bound its target would apply for ever.
+            async with asyncio.timeout(self.step_timeout):
+                refs = await self.apply(
+                    target.app,
+                    target.cluster,
+                    target.component,
+                    target.revision,
+                    target.namespace,
+                    objects,
+                    client,
+                )
+        except TimeoutError:
+            raise self._timed_out(target, f"applying {len(objects)} object(s)") from None
         self._mark(target, TargetPhase.WAITING, "waiting for the objects to become healthy")
         await self.wait_healthy(client, refs, target)
         self._mark(target, TargetPhase.HEALTHY)
@@ -106,6 +128,25 @@ class Deployer:
             target, f"{target.cluster}/{target.component}: applied, {len(refs)} object(s) healthy"
         )
         return True
+
+    async def _keeping_live(
+        self, target: TargetRecord, objects: list[dict[str, Any]], client: ClusterClient
+    ) -> list[dict[str, Any]]:
+        """The objects with the live values of the fields an apply-once policy keeps through
+        a new revision (its `onUpdate` paths); only those objects are read."""
+        once = self._apply_once(target.app, target.revision)
+
+        async def kept(obj: dict[str, Any]) -> dict[str, Any]:
+            ref = ObjectRef.of(obj)
+            paths = once.on_update(target.component, ref.kind, ref.name)
+            if not paths:
+                return obj
+            where = ObjectRef(
+                ref.api_version, ref.kind, namespace_of(obj, target.namespace), ref.name
+            )
+            return keep_live(obj, await get(client, where), paths)
+
+        return list(await asyncio.gather(*(kept(obj) for obj in objects)))
 
     async def apply(
         self,
@@ -120,7 +161,7 @@ class Deployer:
         """Apply, then prune what the previous inventory had and these objects do not."""
         previous = self.apps.inventory(app).get((cluster, component), (0, []))[1]
         coming = [
-            {**ref_dict(ObjectRef.of(o)), "namespace": _namespace_of(o, namespace)} for o in objects
+            {**ref_dict(ObjectRef.of(o)), "namespace": namespace_of(o, namespace)} for o in objects
         ]
         self.apps.set_inventory(app, cluster, component, revision, previous + coming)
         applied = await apply(client, objects, default_namespace=namespace)
@@ -143,13 +184,25 @@ class Deployer:
 
         verdict = await self.waits.healthy(target.cluster, client, refs, on_change=report)
         if verdict.status is not HealthStatus.HEALTHY:
-            raise TargetFailed(f"not healthy after {self.step_timeout:.0f}s: {verdict.reason}")
+            raise self._timed_out(
+                target, f"waiting for the objects to be healthy: {verdict.reason}"
+            )
+
+    def _timed_out(self, target: TargetRecord, doing: str) -> TargetFailed:
+        """The one line of a target that ran out of its step timeout: what and where."""
+        return TargetFailed(
+            f"timed out after {self.step_timeout:.0f}s on cluster {target.cluster} {doing}"
+        )
 
     async def roll_back(self, target: TargetRecord, why: str) -> None:
         """The metric analysis failed: back out the target's canary as kruise does (traffic
         to stable, stable pods untouched, canary gone), then re-apply the release the
         cluster ran before, so that nothing of the failed revision stays there. The target
         fails with `why`."""
+        async with self.lock(target.app, target.cluster, target.component):
+            await self._roll_back(target, why)
+
+    async def _roll_back(self, target: TargetRecord, why: str) -> None:
         previous = self._previous(target)
         client = await self.registry.client(target.cluster)
         earlier = await self.render(previous)
@@ -182,17 +235,18 @@ class Deployer:
 
     async def remove(self, app: str, cluster: str, component: str) -> None:
         """Delete everything the inventory says the app has on `cluster` for `component`."""
-        entries = self.apps.inventory(app).get((cluster, component), (0, []))[1]
-        client = await self.registry.client(cluster)
-        await delete(client, [ref_of(e) for e in entries])
-        self.apps.drop_inventory(app, cluster, component)
+        async with self.lock(app, cluster, component):
+            entries = self.apps.inventory(app).get((cluster, component), (0, []))[1]
+            client = await self.registry.client(cluster)
+            await delete(client, [ref_of(e) for e in entries])
+            self.apps.drop_inventory(app, cluster, component)
 
     def _mark(self, target: TargetRecord, phase: TargetPhase, message: str = "") -> None:
         target.phase, target.message = phase, message
         self.apps.put_target(target)
 
 
-def _namespace_of(obj: Mapping[str, Any], default: str) -> str | None:
+def namespace_of(obj: Mapping[str, Any], default: str) -> str | None:
     """The namespace an object lands in; None for cluster-scoped kinds we know of."""
     if obj.get("kind") in _CLUSTER_SCOPED:
         return None

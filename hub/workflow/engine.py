@@ -13,7 +13,11 @@ succeeded.
 The steps of one generation of the workflow graph run side by side in a task group, and
 so do the targets of a step. A target that fails the way clusters fail (a FlotillaError,
 a ClusterError) fails itself and its step, never its siblings; any other error is a bug,
-which cancels the whole group and kills the runner, to be restarted from the store.
+which cancels the whole group and kills the runner, to be restarted from the store. A
+cluster that does not answer at all (`Unreachable`) is the exception: its target waits,
+retried with backoff until the cluster answers or the step timeout has passed, so a
+member that comes back completes its step without an operator. Deploys are idempotent and
+the canary's state is stored, so the retry goes on from where the cluster stopped.
 
 Operators reach a runner through the store and one `Signals` (`hub.workflow.verbs`): a
 verb writes its decision, then notifies the application; every waiter reads the store
@@ -30,7 +34,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from clusters.errors import ClusterError
+from clusters.errors import ClusterError, Unreachable
 from hub.errors import FlotillaError, NotFound
 from hub.model.phases import (
     AppPhase,
@@ -54,9 +58,13 @@ RUNNER = "workflow:"
 # How the status message of an application whose runner died begins; its next start
 # clears it, as the retry is then under way.
 INTERNAL_ERROR = "internal error: "
+# The retries of a target whose cluster does not answer: the first soon (a blip of its API
+# server), then doubling to at most the second, so a cluster back after minutes is found
+# within seconds and a dead one costs a connection attempt now and then.
+UNREACHABLE_RETRY = (1.0, 15.0)
 
 # deploy(target, resumed=...) -> False when the target's canary step waits for resume;
-# raises a FlotillaError or ClusterError to fail that target only.
+# raises a FlotillaError or ClusterError to fail that target only (Unreachable: retried).
 DeployTarget = Callable[..., Awaitable[bool]]
 # The steps of a revision grouped in the order they may run (networkx generations).
 StepOrder = Callable[[str, int], list[list[str]]]
@@ -99,10 +107,12 @@ class Engine:
         supervisor: Supervisor,
         signals: Signals,
         fanout: int = DEFAULTS.fanout,
+        step_timeout: float = DEFAULTS.step_timeout,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`clock` gives the epoch seconds stored as a timed suspend step's deadline (the
-        wall clock, so that the deadline survives a hub restart); tests give a virtual one."""
+        wall clock, so that the deadline survives a hub restart); tests give a virtual one.
+        `step_timeout` bounds how long a target waits for its cluster to answer again."""
         self.apps = apps
         self.signals = signals
         self._deploy = deploy
@@ -113,6 +123,7 @@ class Engine:
         self._check_metrics = check_metrics
         self._supervisor = supervisor
         self._fanout = fanout
+        self._step_timeout = step_timeout
         self._clock = clock
 
     def start(self) -> None:
@@ -372,21 +383,66 @@ class Engine:
     async def _target(
         self, bound: asyncio.Semaphore, target: TargetRecord, resumed: bool
     ) -> bool | None:
-        """True deployed, False paused (canary), None failed."""
-        async with bound:
+        """True deployed, False paused (canary), None failed (or superseded while its
+        cluster did not answer). The semaphore is held only while deploying, so a target
+        waiting for its cluster keeps no sibling from its turn."""
+        loop = asyncio.get_running_loop()
+        since: float | None = None  # when the cluster stopped answering, in loop time
+        delay = UNREACHABLE_RETRY[0]
+        while True:
             try:
-                return await self._deploy(target, resumed=resumed)
+                async with bound:
+                    return await self._deploy(target, resumed=resumed)
+            except Unreachable as e:
+                error = first_line(e)
+                if since is not None and loop.time() - since >= self._step_timeout:
+                    self._fail_target(
+                        target,
+                        f"timed out after {self._step_timeout:.0f}s waiting for cluster "
+                        f"{target.cluster} to answer again ({error})",
+                    )
+                    return None
+                self._unreachable(target, error, first=since is None)
+                since = loop.time() if since is None else since
             except (FlotillaError, ClusterError) as e:  # a cluster fails its own target
-                message = str(e) if isinstance(e, FlotillaError) else first_line(e)
-                self.apps.fail_target(target, message)
-                log.info(
-                    "target %s/%s failed: %s",
-                    target.cluster,
-                    target.component,
-                    message,
-                    extra={"app": target.app, "cluster": target.cluster},
-                )
+                self._fail_target(target, str(e) if isinstance(e, FlotillaError) else first_line(e))
                 return None
+            remaining = since + self._step_timeout - loop.time()
+            # Woken early by a verb or a newer revision, which may make the wait moot.
+            await self.signals.wait(target.app, min(delay, max(remaining, 0.0)))
+            if self.apps.app(target.app).revision != target.revision:
+                return None
+            delay = min(delay * 2, UNREACHABLE_RETRY[1])
+
+    def _unreachable(self, target: TargetRecord, error: str, *, first: bool) -> None:
+        """Say in the target's message that its cluster does not answer and that the hub
+        waits for it, again after each retry (the attempt wrote its own); the event and
+        the log say it once. The target keeps its phase."""
+        target.message = (
+            f"cluster {target.cluster} unreachable: waiting for it to answer again, the "
+            f"hub retries ({error})"
+        )
+        self.apps.put_target(target)
+        if not first:
+            return
+        self.apps.add_target_event(target, f"{target.cluster}/{target.component}: {target.message}")
+        log.info(
+            "target %s/%s waits: %s",
+            target.cluster,
+            target.component,
+            target.message,
+            extra={"app": target.app, "cluster": target.cluster},
+        )
+
+    def _fail_target(self, target: TargetRecord, message: str) -> None:
+        self.apps.fail_target(target, message)
+        log.info(
+            "target %s/%s failed: %s",
+            target.cluster,
+            target.component,
+            message,
+            extra={"app": target.app, "cluster": target.cluster},
+        )
 
     def _failure_summary(self, app: str, revision: int) -> str:
         failed = [s for s in self.apps.steps(app, revision) if s.phase == StepPhase.FAILED]
@@ -400,6 +456,8 @@ class Engine:
         message = f"{INTERNAL_ERROR}{what}; retrying"
         try:
             self.apps.set_app(app, phase=self.apps.app(app).phase, message=message)
+        except FlotillaError:
+            pass  # the store refuses writes (its disk is full): it and the supervisor say so
         except Exception:
             log.exception("cannot record the failure of %s", app, extra={"app": app})
 

@@ -86,3 +86,17 @@ def fleet(
 ) -> Fleet:
     """A hub with the clusters joined as dev / prod-eu / prod-us, deploying into `namespace`."""
     return Fleet.join(hub, e2e_clusters, namespace, chart_repo.url, tmp_path)
+
+
+@pytest.fixture
+def fleet_without_healing(
+    tmp_path: Path, e2e_clusters: list[ClusterInfo], namespace: str, chart_repo: ChartRepo
+) -> Iterator[Fleet]:
+    """The fleet, its hub told not to heal drift (`serve --no-heal`): drift stays for status
+    and `diff` to show."""
+    hub = HubProcess(tmp_path / "home", serve_args=("--no-heal",))
+    hub.start()
+    try:
+        yield Fleet.join(hub, e2e_clusters, namespace, chart_repo.url, tmp_path)
+    finally:
+        hub.stop()

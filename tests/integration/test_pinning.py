@@ -75,8 +75,10 @@ def prod_messages(fleet: Fleet) -> dict[str, str]:
 
 
 def events_with(fleet: Fleet, text: str) -> int:
+    """Targets failed with `text`: events of a cluster and component that say it (the
+    enrollment pass, which also cannot plan the revision, says it once for the app)."""
     events = fleet.hub.ok("history", CHART, "-o", "json").json()["events"]
-    return sum(text in event["message"] for event in events)
+    return sum(bool(e["cluster"]) and text in e["message"] for e in events)
 
 
 def resource_versions(fleet: Fleet) -> dict[str, str | None]:

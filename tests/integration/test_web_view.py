@@ -281,7 +281,30 @@ STATUS: dict[str, Any] = {
                                     "name": "web",
                                     "health": "Degraded",
                                     "reason": "<img src=x onerror=alert(1)>",
-                                }
+                                    "sync": "Synced",
+                                    "drift": None,
+                                },
+                                {
+                                    "kind": "Deployment",
+                                    "namespace": "shop",
+                                    "name": "web",
+                                    "health": "Healthy",
+                                    "reason": "",
+                                    "sync": "OutOfSync",
+                                    "drift": {
+                                        "gone": False,
+                                        "fields": [
+                                            {
+                                                "path": "spec.template.spec.containers[0].image",
+                                                "applied": "web:1",
+                                                "live": "web:9",
+                                                "manager": "kubectl-set",
+                                            }
+                                        ],
+                                        "action": "healing",
+                                        "since": "2026-12-01T10:00:00Z",
+                                    },
+                                },
                             ],
                         }
                     ],
@@ -341,5 +364,9 @@ def test_the_page_draws_every_part_of_a_status(hub: HubProcess, context: Browser
     check = page.locator('li.step[data-step="errors"] table.analysis tbody tr')
     for text in ("(global)", "p99", "no value", "error", "failed"):
         expect(check).to_contain_text(text)
-    expect(cluster.locator("li.object")).to_contain_text("<img src=x onerror=alert(1)>")
+    expect(cluster.locator("li.object").first).to_contain_text("<img src=x onerror=alert(1)>")
+    drift = cluster.locator("li.object .drift")
+    expect(drift).to_have_count(1)
+    for text in ("OutOfSync", "containers[0].image", '"web:9"', '(applied "web:1")', "kubectl-set"):
+        expect(drift).to_contain_text(text)
     assert page.locator("li.object img").count() == 0  # shown as text, never parsed

@@ -25,10 +25,10 @@ from hub.charts import (
 )
 from hub.errors import Conflict
 from hub.format import load_application
-from hub.model.phases import TargetPhase
-from hub.model.records import ClusterRecord, TargetRecord
+from hub.model.records import ClusterRecord
 from hub.model.targets import TargetSpec
-from hub.service.planner import PlannedTarget, RevisionPins, plan
+from hub.service.enrollment import target_record
+from hub.service.planner import RevisionPins, plan
 
 CHART = "canary-demo"
 DIGEST_A = "sha256:" + "a" * 64
@@ -241,22 +241,6 @@ CLUSTERS = [
 ]
 
 
-def stored(planned: PlannedTarget, revision: int) -> TargetRecord:
-    t = planned.target
-    return TargetRecord(
-        app=CHART,
-        revision=revision,
-        step=t.step,
-        cluster=t.cluster,
-        component=t.component,
-        namespace=t.namespace,
-        release=t.release_name,
-        chart=planned.chart_label,
-        spec=planned.spec,
-        phase=TargetPhase.PENDING,
-    )
-
-
 async def test_plan_pins_every_target_and_a_replan_from_pins_keeps_them(
     repo: ChartRepo, tmp_path: Path
 ) -> None:
@@ -266,7 +250,7 @@ async def test_plan_pins_every_target_and_a_replan_from_pins_keeps_them(
     repo.publish(CHART, "1.1.0")
 
     fresh = await plan(app, "app.yaml", CLUSTERS, cache, base=tmp_path)
-    pins = RevisionPins.of(1, [stored(p, 1) for p in first])
+    pins = RevisionPins.of(1, [target_record(CHART, 1, p) for p in first])
     again = await plan(app, "revision 1", CLUSTERS, cache, base=tmp_path, pins=pins)
 
     digest = served_digest(repo, "1.0.0")
@@ -287,7 +271,7 @@ async def test_replan_from_pins_refuses_a_replaced_archive(repo: ChartRepo, tmp_
     app = load_application(application(repo.url, "^1.0"), "app.yaml")
     first = await plan(app, "app.yaml", CLUSTERS, ChartCache(tmp_path / "a"), base=tmp_path)
     repo.publish(CHART, "1.0.0", app_version="1.0.0-rebuilt")
-    pins = RevisionPins.of(1, [stored(p, 1) for p in first])
+    pins = RevisionPins.of(1, [target_record(CHART, 1, p) for p in first])
 
     with pytest.raises(ChartPinMismatch, match="but revision 1 pinned"):
         await plan(

@@ -10,6 +10,7 @@ fails its test instead of hanging it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import pytest
 
 from clusters.apply import AppliedRef
 from clusters.client import ClusterClient
-from clusters.errors import Unreachable
+from clusters.errors import Forbidden, Unauthorized, Unreachable
 from hub.canary import CanaryError, CanaryPlan, Phase
 from hub.errors import Conflict
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase, Verdict
@@ -31,7 +32,7 @@ from hub.state.schema import MIGRATIONS, SCHEMA
 from hub.state.store import Store
 from hub.tasks import Supervisor
 from hub.workflow.deploy import TargetFailed
-from hub.workflow.engine import RUNNER, Engine, Judged
+from hub.workflow.engine import RUNNER, UNREACHABLE_RETRY, Engine, Judged
 from hub.workflow.rollout import CanaryOutcome, Rollouts
 from hub.workflow.signals import Signals
 from hub.workflow.verbs import Verbs
@@ -192,6 +193,7 @@ class Hub:
             check_metrics=self._check_metrics,
             supervisor=self.supervisor,
             signals=self.signals,
+            step_timeout=STEP_TIMEOUT,
             clock=asyncio.get_running_loop().time,
         )
         self.verbs = Verbs(self.engine)
@@ -426,7 +428,7 @@ async def test_a_deploy_that_times_out_fails_its_target_and_its_step(hub: Hub) -
     "error",
     [
         TargetFailed("chart values rejected: replicas: must be >= 0"),
-        Unreachable("connection refused"),
+        Forbidden("deployments.apps is forbidden", status=403),
     ],
     ids=["flotilla-error", "cluster-error"],
 )
@@ -458,6 +460,103 @@ async def test_a_failing_target_fails_its_step_and_restart_retries_only_it(
     await hub.settled()
     assert hub.app().phase is AppPhase.SUCCEEDED
     assert hub.clusters.called() == ["dev", "eu", "us", "eu"]
+
+
+class Dead:
+    """A cluster that does not answer until the test revives it: every deploy raises
+    Unreachable, as the cluster client does for a refused connection."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.dead = True
+
+    async def __call__(self, target: TargetRecord, resumed: bool) -> bool:
+        if self.dead:
+            self.hub.clusters.mark(target, TargetPhase.APPLYING)
+            raise Unreachable("https://127.0.0.1:6443: cannot connect (ConnectionRefusedError)")
+        return await self.hub.clusters.healthy(target, resumed)
+
+
+async def test_an_unreachable_cluster_holds_its_step_and_completes_it_once_it_answers(
+    hub: Hub,
+) -> None:
+    us = Dead(hub)
+    hub.clusters.scripts["us"] = us
+    hub.up(THREE_ENVS)
+    await until(lambda: "unreachable" in hub.target("deploy-prod", "us").message, "us waits")
+    waiting = hub.target("deploy-prod", "us")
+    assert waiting.phase is TargetPhase.APPLYING
+    assert waiting.message.startswith("cluster us unreachable: waiting for it to answer again")
+    assert "ConnectionRefusedError" in waiting.message
+    assert hub.target("deploy-prod", "eu").phase is TargetPhase.HEALTHY
+    assert (hub.step("deploy-prod").phase, hub.app().phase) == (StepPhase.RUNNING, AppPhase.RUNNING)
+    # Retried with backoff while it stays dead, and said once.
+    await until(lambda: len(hub.clusters.made("us")) >= 5, "us retried")
+    retried = hub.target("deploy-prod", "us")
+    assert retried.phase is TargetPhase.APPLYING
+    assert retried.message == waiting.message  # said again over what each attempt wrote
+    said = [e for e in hub.apps.events(APP) if "unreachable" in e.message]
+    assert len(said) == 1, said
+
+    us.dead = False
+    await hub.settled()
+    assert hub.app().phase is AppPhase.SUCCEEDED
+    assert hub.target("deploy-prod", "us").phase is TargetPhase.HEALTHY
+    times = [c.at for c in hub.clusters.made("us")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert max(gaps) <= UNREACHABLE_RETRY[1] + 1, gaps
+
+
+async def test_an_unreachable_cluster_fails_its_target_once_the_step_timeout_passed(
+    hub: Hub,
+) -> None:
+    hub.clusters.scripts["us"] = Dead(hub)
+    hub.up(THREE_ENVS)
+    await hub.settled()
+    us = hub.target("deploy-prod", "us")
+    assert us.phase is TargetPhase.FAILED
+    assert us.message.startswith(
+        f"timed out after {STEP_TIMEOUT:.0f}s waiting for cluster us to answer again ("
+    ), us.message
+    first, last = hub.clusters.made("us")[0].at, hub.clusters.made("us")[-1].at
+    assert STEP_TIMEOUT <= last - first < STEP_TIMEOUT + UNREACHABLE_RETRY[1] + 1
+    assert hub.target("deploy-prod", "eu").phase is TargetPhase.HEALTHY
+    assert (hub.app().phase, hub.app().message) == (
+        AppPhase.FAILED,
+        "step deploy-prod: failed on us/web",
+    )
+
+
+async def test_a_refusal_of_the_credentials_fails_its_target_at_once(hub: Hub) -> None:
+    async def refused(target: TargetRecord, resumed: bool) -> bool:
+        raise Unauthorized("https://127.0.0.1:6443: credentials rejected (401 Unauthorized)")
+
+    hub.clusters.scripts["us"] = refused
+    hub.up(THREE_ENVS)
+    await hub.settled()
+    assert asyncio.get_running_loop().time() < UNREACHABLE_RETRY[0]
+    assert len(hub.clusters.made("us")) == 1
+    us = hub.target("deploy-prod", "us")
+    assert (us.phase, us.message) == (
+        TargetPhase.FAILED,
+        "https://127.0.0.1:6443: credentials rejected (401 Unauthorized)",
+    )
+    assert hub.app().phase is AppPhase.FAILED
+
+
+async def test_a_newer_revision_takes_over_from_a_target_waiting_for_its_cluster(
+    hub: Hub,
+) -> None:
+    us = Dead(hub)
+    hub.clusters.scripts["us"] = us
+    hub.up(THREE_ENVS)
+    await until(lambda: "unreachable" in hub.target("deploy-prod", "us").message, "us waits")
+    us.dead = False
+    assert hub.up(THREE_ENVS) == 2
+    await hub.settled()
+    assert (hub.app().revision, hub.app().phase) == (2, AppPhase.SUCCEEDED)
+    assert [r.outcome for r in hub.apps.revisions(APP)] == [Outcome.SUPERSEDED, Outcome.SUCCEEDED]
+    assert hub.clusters.most_in_flight == 1
 
 
 async def test_a_runner_that_dies_of_a_bug_says_so_and_comes_back(hub: Hub) -> None:

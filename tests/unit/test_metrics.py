@@ -231,7 +231,12 @@ async def test_health_is_what_status_rolls_up_when_the_caches_hold_every_object(
         apps = h.applications
         for app in ("shop", "gone", "blog", "web"):
             status = await application_status(
-                apps.apps, apps.registry, apps.deployer.rollouts, apps.analyses, app
+                apps.apps,
+                apps.registry,
+                apps.deployer.rollouts,
+                apps.analyses,
+                apps.keeper.drift,
+                app,
             )
             healths = by(samples, "flotilla_application_health", "health", application=app)
             assert healths[status["health"]] == 1, app

@@ -538,7 +538,7 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         at("spec.policies.0.type", "garbage-collect"),
         [
             'spec.policies[0].type: "garbage-collect" is not supported (supported: topology, '
-            "override)"
+            "override, apply-once)"
         ],
     ),
     (

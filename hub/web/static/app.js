@@ -198,6 +198,7 @@ function renderRelease(step, cluster, release) {
       el("span", { text: o.namespace ? `${o.namespace}/${o.name}` : o.name }),
       health(o.health, o.reason),
       dim(o.reason),
+      o.drift ? renderDrift(o.drift) : null,
     ),
   );
   return el(
@@ -207,6 +208,25 @@ function renderRelease(step, cluster, release) {
     release.rollout ? renderRollout(release.rollout) : null,
     measured.length ? measurements(measured, false) : null,
     objects.length ? el("ul", { class: "objects" }, objects) : null,
+  );
+}
+
+// An object that differs from what the hub applied: each field with its two values and who
+// changed it, and what the hub does about it (healing, or why it leaves it).
+function renderDrift(drift) {
+  const what = drift.gone
+    ? "deleted"
+    : drift.fields
+        .map((f) => {
+          const by = f.manager ? ` by ${f.manager}` : "";
+          return `${f.path}: ${JSON.stringify(f.live)} (applied ${JSON.stringify(f.applied)})${by}`;
+        })
+        .join("; ");
+  return el(
+    "span",
+    { class: "drift", title: drift.action },
+    el("span", { class: "out-of-sync", text: "OutOfSync" }),
+    dim(` ${what}; ${drift.action}`),
   );
 }
 
