@@ -143,10 +143,9 @@ def _traffic_released(fleet: Fleet, cluster: str) -> bool:
     return "pod-template-hash" not in selector
 
 
-def test_member_dies_mid_canary_step_and_during_finalising(
-    proxied: Fleet, proxy: FaultProxy
-) -> None:
-    fleet = proxied
+def _upgrade_and_kill_the_victim(fleet: Fleet, proxy: FaultProxy) -> dict[str, set[str]]:
+    """v1 everywhere, then v2 with prod-us slowed so that it dies once its canary has begun;
+    the stable pod UIDs of v1, by cluster."""
     uids = _deploy_v1(fleet, traits=ONE_STEP)
     proxy.delay = SLOWED
     accepted = fleet.up(fleet.app(version="2.0.0", traits=ONE_STEP))
@@ -154,6 +153,14 @@ def test_member_dies_mid_canary_step_and_during_finalising(
     until(lambda: bool(_canary_objects(fleet, VICTIM)), what="the canary begun on prod-us")
     proxy.die()
     proxy.delay = 0.0
+    return uids
+
+
+def test_member_dies_mid_canary_step_and_during_finalising(
+    proxied: Fleet, proxy: FaultProxy
+) -> None:
+    fleet = proxied
+    uids = _upgrade_and_kill_the_victim(fleet, proxy)
 
     _waiting_for_victim(fleet)
     until(lambda: _health(fleet, VICTIM) == "Unreachable", what="prod-us unreachable")
@@ -197,13 +204,7 @@ def test_rollback_asked_while_a_member_is_dead_completes_once_it_returns(
     proxied: Fleet, proxy: FaultProxy
 ) -> None:
     fleet = proxied
-    uids = _deploy_v1(fleet, traits=ONE_STEP)
-    proxy.delay = SLOWED
-    accepted = fleet.up(fleet.app(version="2.0.0", traits=ONE_STEP))
-    assert accepted.code == 0, accepted.stderr
-    until(lambda: bool(_canary_objects(fleet, VICTIM)), what="the canary begun on prod-us")
-    proxy.die()
-    proxy.delay = 0.0
+    uids = _upgrade_and_kill_the_victim(fleet, proxy)
     _waiting_for_victim(fleet)
     upgrade = fleet.status()["revision"]
 
