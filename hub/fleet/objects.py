@@ -15,6 +15,10 @@ APP_LABEL = "app.oam.dev/name"
 COMPONENT_LABEL = "app.oam.dev/component"
 REVISION_LABEL = "flotilla.dev/revision"
 MANAGED_BY = "flotilla.dev/managed-by"
+# A Secret's values never leave the hub: wherever it shows a Secret (drift, diff), the
+# values of these fields are replaced by REDACTED.
+SECRET_FIELDS = ("data", "stringData")
+REDACTED = "(redacted)"
 
 
 def ref_dict(ref: ObjectRef) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from clusters.client import ClusterClient
 from clusters.errors import ClusterError
 from clusters.resources import ObjectRef
 from hub.errors import InvalidInput, NotFound
-from hub.fleet.objects import REVISION_LABEL, labelled, ref_of
+from hub.fleet.objects import REDACTED, REVISION_LABEL, SECRET_FIELDS, labelled, ref_of
 from hub.fleet.registry import Registry
 from hub.format import Application
 from hub.format.applyonce import WHOLE, Part, path_parts
@@ -39,10 +39,8 @@ from hub.tasks import first_line
 
 # Metadata the server rewrites on every write, or sets once: never a change `up` makes.
 _VOLATILE = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp")
-# A Secret's values, and the annotation client-side `kubectl apply` copies them into.
-_SECRET_FIELDS = ("data", "stringData")
+# The annotation client-side `kubectl apply` copies a Secret's values into.
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-REDACTED = "(redacted)"
 REDACTED_OLD, REDACTED_NEW = "(redacted: old value)", "(redacted: new value)"
 
 
@@ -249,11 +247,11 @@ def _without(node: Any, at: tuple[Part, ...], kept: set[tuple[Part, ...]]) -> An
 def _redact(old: dict[str, Any], new: dict[str, Any]) -> None:
     """Replace a Secret's values on both sides, in place, so that a changed key still
     differs and an unchanged one does not, and no value is left to show."""
-    sides = [(old, new, field) for field in _SECRET_FIELDS]
+    sides = [(old, new, field) for field in SECRET_FIELDS]
     sides += [((old.get("metadata") or {}), (new.get("metadata") or {}), "annotations")]
     for left, right, field in sides:
         a, b = left.get(field) or {}, right.get(field) or {}
-        keys = set(a) | set(b) if field in _SECRET_FIELDS else {_LAST_APPLIED}
+        keys = set(a) | set(b) if field in SECRET_FIELDS else {_LAST_APPLIED}
         for key in keys:
             same = a.get(key) == b.get(key)
             if key in a:

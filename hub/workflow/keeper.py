@@ -43,7 +43,7 @@ from clusters.errors import ClusterError
 from clusters.fields import covers
 from clusters.resources import Backoff, ObjectRef
 from hub.errors import FlotillaError
-from hub.fleet.objects import ref_of
+from hub.fleet.objects import REDACTED, SECRET_FIELDS, ref_of
 from hub.fleet.registry import Registry
 from hub.format import Application
 from hub.format.applyonce import WHOLE, ApplyOnce, keep_live
@@ -70,8 +70,6 @@ _AT_REST = (Stage.COMPLETED, Stage.ROLLED_BACK)
 # Seconds before a look that failed (the cluster did not answer, a heal was refused) is
 # tried again.
 RETRY = 5.0
-# What a Secret's values are replaced with wherever drift is shown.
-REDACTED = "(redacted)"
 
 ObjectKey = tuple[str, str, str | None, str]  # (API group, kind, namespace, name)
 ReleaseKey = tuple[str, str, str]  # (app, cluster, component)
@@ -439,7 +437,7 @@ def _manager(fields: Sequence[FieldDrift]) -> str | None:
 
 def _redacted(kind: str, drift: FieldDrift) -> FieldDrift:
     """A Secret's values never leave the hub: that a key changed is all anyone sees."""
-    if kind != "Secret" or not drift.path.startswith(("data", "stringData")):
+    if kind != "Secret" or not drift.path.startswith(SECRET_FIELDS):
         return drift
     hidden = [None if v is None else REDACTED for v in (drift.want, drift.have)]
     return FieldDrift(drift.path, hidden[0], hidden[1], drift.manager)
