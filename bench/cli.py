@@ -20,12 +20,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.fleet import STATE_DIR, BenchError, Fleet
-from bench.report import Figure, goal, percentile, print_figures, write_json
+from bench.report import Figure, goal, percentile, print_figures, stamp, write_json
 from e2e.binaries import CONTROL_PLANE, ensure_built
 
 CLUSTERS = 64
@@ -139,6 +138,5 @@ async def alone(args: argparse.Namespace) -> None:
     finally:
         fleet.close(keep_clusters=args.keep)
     print_figures(results)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
     raw: dict[str, Any] = {"servers": args.servers, "clusters": CLUSTERS, "cli": runs}
-    print(f"\nbench: wrote {write_json(f'{stamp}-cli', results, raw)}")
+    print(f"\nbench: wrote {write_json(f'{stamp()}-cli', results, raw)}")

@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from e2e import clusters
+from e2e import clusters, kubeconfigs
 from e2e.chartrepo import ChartRepo, start_chart_repo
 from e2e.clusters import ClusterInfo
+from e2e.faultproxy import FaultProxy
 from e2e.hubproc import HubProcess
 from hub.cli.client import HubClient
 from hub.home import Home
@@ -99,36 +104,63 @@ class Timing:
 
 
 class Fleet:
-    def __init__(self, infos: list[ClusterInfo], repo: ChartRepo, hub: HubProcess, size: int):
+    def __init__(
+        self,
+        infos: list[ClusterInfo],
+        repo: ChartRepo,
+        hub: HubProcess,
+        size: int,
+        proxies: Sequence[FaultProxy] = (),
+    ):
+        """`infos` are the real API servers (the bench reads their metrics directly);
+        with `proxies` (one per server, in order) every slot reaches its server, and
+        the hub and Helm reach every slot, through its proxy."""
         self.infos = infos
         self.repo = repo
         self.hub = hub
-        self.slots = [Slot(i, infos[i % len(infos)]) for i in range(size)]
-        url, token = Home(hub.home).locate()
-        self.api = HubClient(url, token)
+        self.proxies = list(proxies)
+        reached = (
+            [_through(info, p) for info, p in zip(infos, proxies, strict=True)]
+            if proxies
+            else infos
+        )
+        self.slots = [Slot(i, reached[i % len(reached)]) for i in range(size)]
+        self.url, self._token = Home(hub.home).locate()
+        self.api = HubClient(self.url, self._token)
         self.pid = int(json.loads((hub.home / "hub.json").read_text())["pid"])
 
     @classmethod
-    def start(cls, servers: int, size: int) -> Fleet:
+    def start(cls, servers: int, size: int, *, rtt: float = 0.0) -> Fleet:
         """Bring up `servers` API servers (or reuse the bench's running ones), a chart
-        repository and a fresh hub; nothing joined yet."""
+        repository and a fresh hub; nothing joined yet. With `rtt` (seconds), the
+        members are that far away: a delaying proxy (e2e.faultproxy) in front of each
+        API server holds every chunk rtt/2 each way, so every request, TLS handshake and
+        watch event pays the round trip."""
         os.environ["FLOTILLA_E2E_DIR"] = str(STATE_DIR)
         infos = clusters.up(servers)
+        proxies = [FaultProxy(int(info.server.rpartition(":")[2])) for info in infos] if rtt else []
+        for proxy in proxies:
+            proxy.delay = rtt / 2
+            proxy.start()
         repo = start_chart_repo()
-        home = STATE_DIR / f"hub-{time.strftime('%Y%m%d-%H%M%S')}"
+        home = STATE_DIR / f"hub-{time.strftime('%Y%m%d-%H%M%S')}{'-far' if rtt else ''}"
         # The production defaults: a probe every 5 s, and no debug log in the hot path.
         hub = HubProcess(home, probe_interval=5.0, log_level="info")
         try:
             hub.start()
         except BaseException:
             repo.stop()
+            for proxy in proxies:
+                proxy.stop()
             raise
-        return cls(infos, repo, hub, size)
+        return cls(infos, repo, hub, size, proxies)
 
     def close(self, *, keep_clusters: bool) -> None:
         if self.hub.running:
             self.hub.stop()
         self.repo.stop()
+        for proxy in self.proxies:
+            proxy.stop()
         if not keep_clusters:
             if clusters.state_dir() != STATE_DIR.resolve():
                 raise BenchError(f"refusing to stop clusters of {clusters.state_dir()}")
@@ -154,29 +186,30 @@ class Fleet:
         name: str,
         size: int,
         *,
+        chart: str = CHART,
         version: str = "1.0.0",
         values: dict[str, Any] | None = None,
         traits: list[dict[str, Any]] | None = None,
         config_maps: int = 0,
     ) -> str:
-        """The chart on the first `size` logical clusters, each in its own namespace, all
+        """`chart` on the first `size` logical clusters, each in its own namespace, all
         in one deploy step that works on every cluster at once; `config_maps` adds a
         component of that many ConfigMaps (objects without pods, for status)."""
         slots = self.slots[:size]
-        chart: dict[str, Any] = {
-            "name": CHART,
+        component: dict[str, Any] = {
+            "name": chart,
             "type": "helm",
             "properties": {
                 "repoType": "helm",
                 "url": self.repo.url,
-                "chart": CHART,
+                "chart": chart,
                 "version": version,
-                "values": values or VALUES,
+                "values": VALUES if values is None else values,
             },
         }
         if traits:
-            chart["traits"] = traits
-        components = [chart]
+            component["traits"] = traits
+        components = [component]
         if config_maps:
             objects = [
                 {
@@ -272,6 +305,16 @@ class Fleet:
                 raise BenchError("namespaces still terminating after the deploy timeout")
             await asyncio.sleep(1.0)
 
+    def hub_requests(self) -> Counter[str]:
+        """Requests the hub has sent to member clusters so far, by verb (WATCH for a
+        stream) and in `all`: its own count (`flotilla_cluster_requests_total` on its
+        /metrics), without the API servers' other clients (controllers, the nodes)."""
+        request = urllib.request.Request(
+            f"{self.url}/metrics", headers={"Authorization": f"Bearer {self._token}"}
+        )
+        with urllib.request.urlopen(request, timeout=DEPLOY_TIMEOUT) as answer:
+            return _hub_requests_of(answer.read().decode())
+
     def cpu(self) -> float:
         """CPU seconds the hub has used so far."""
         times = psutil.Process(self.pid).cpu_times()
@@ -301,6 +344,24 @@ class Fleet:
                         value
                     )
         return counts
+
+
+def _hub_requests_of(text: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        if family.name == "flotilla_cluster_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[sample.labels["verb"]] += int(sample.value)
+                    counts["all"] += int(sample.value)
+    return counts
+
+
+def _through(info: ClusterInfo, proxy: FaultProxy) -> ClusterInfo:
+    """`info` as reached through `proxy`: its admin kubeconfig pointed at the proxy."""
+    path = STATE_DIR / f"far-{info.name}.kubeconfig"
+    far = kubeconfigs.derive(info.kubeconfig, path, server=proxy.url)
+    return dataclasses.replace(info, server=proxy.url, kubeconfig=far)
 
 
 def clusters_cpu() -> float:

@@ -6,18 +6,31 @@ clusters and one namespace per cluster, with the `helm` built from its Go module
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from bench.fleet import CHART, VALUES, BenchError, Slot
+from bench.fleet import CHART, VALUES, BenchError, Slot, clusters_cpu
 from e2e.binaries import binary
 
 # `--wait` gives up after this: far beyond what the chart needs on a healthy cluster.
 WAIT_TIMEOUT = "5m"
+
+
+@dataclass(frozen=True)
+class HelmRun:
+    """One loop: its wall seconds, and the CPU seconds it cost in all: the helm
+    processes' own, and the clusters' (API servers, controllers, simulated nodes)
+    meanwhile."""
+
+    seconds: float
+    cpu: float
 
 
 def helm_loop(
@@ -28,12 +41,14 @@ def helm_loop(
     wait: bool,
     prefix: str,
     workdir: Path,
-) -> float:
-    """Seconds for `xargs -P parallel` to run one `helm upgrade --install` per slot, into
-    namespace `<prefix>-s<slot>`; with `wait`, each waits for its release to be ready."""
+    chart: str = CHART,
+    values: dict[str, Any] | None = None,
+) -> HelmRun:
+    """`xargs -P parallel` running one `helm upgrade --install` per slot, into namespace
+    `<prefix>-s<slot>`; with `wait`, each waits for its release to be ready."""
     workdir.mkdir(parents=True, exist_ok=True)
-    values = workdir / "values.yaml"
-    values.write_text(yaml.safe_dump(VALUES))
+    values_file = workdir / f"{chart}-values.yaml"
+    values_file.write_text(yaml.safe_dump(VALUES if values is None else values))
     lines = "".join(
         f"--kubeconfig {s.info.kubeconfig} --kube-context {s.info.context} "
         f"--namespace {prefix}-s{s.index}\n"
@@ -48,14 +63,14 @@ def helm_loop(
         str(binary("helm")),
         "upgrade",
         "--install",
-        CHART,
-        CHART,
+        chart,
+        chart,
         "--repo",
         repo_url,
         "--version",
         "1.0.0",
         "--values",
-        str(values),
+        str(values_file),
         "--create-namespace",
         *(["--wait", "--timeout", WAIT_TIMEOUT] if wait else []),
     ]
@@ -67,9 +82,16 @@ def helm_loop(
             f"HELM_{kind}_HOME": str(workdir / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")
         },
     }
+    theirs, children = clusters_cpu(), _children_cpu()
     started = time.monotonic()
     result = subprocess.run(command, input=lines, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started
     if result.returncode != 0:
         raise BenchError(f"helm loop ({prefix}) failed: {result.stderr[-2000:]}")
-    return elapsed
+    return HelmRun(elapsed, _children_cpu() - children + clusters_cpu() - theirs)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (xargs and every helm it ran)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

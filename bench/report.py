@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def stamp() -> str:
+    """The name a run's results are written under: its UTC start, to the minute."""
+    return datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
+
+
 def print_figures(figures: Sequence[Figure]) -> None:
     section = None
     for figure in figures:
@@ -76,11 +82,13 @@ def write(
     raw: Mapping[str, Any],
     curve: Mapping[int, tuple[float, float]],
     helm: Mapping[str, float],
+    far: tuple[float, Mapping[int, float]] | None = None,
 ) -> tuple[Path, Path]:
-    """bench/results/<stamp>.json and .png (the fan-out curve, Helm's loops beside it)."""
+    """bench/results/<stamp>.json and .png (the fan-out curve, Helm's loops beside it, and
+    `far`: the round trip and the config-demo curve of members that far away)."""
     json_path = write_json(stamp, figures, raw)
     png_path = RESULTS / f"{stamp}.png"
-    _chart(curve, helm, png_path)
+    _chart(curve, helm, far, png_path)
     return json_path, png_path
 
 
@@ -93,12 +101,25 @@ def write_json(stamp: str, figures: Sequence[Figure], raw: Mapping[str, Any]) ->
     return path
 
 
-def _chart(curve: Mapping[int, tuple[float, float]], helm: Mapping[str, float], path: Path) -> None:
+def _chart(
+    curve: Mapping[int, tuple[float, float]],
+    helm: Mapping[str, float],
+    far: tuple[float, Mapping[int, float]] | None,
+    path: Path,
+) -> None:
     matplotlib.use("Agg")  # files only: the benchmark runs where there is no display
     sizes = sorted(curve)
     figure, axes = pyplot.subplots(figsize=(7, 4.5))
     axes.plot(sizes, [curve[n][0] for n in sizes], "o-", label="Flotilla: all applied")
     axes.plot(sizes, [curve[n][1] for n in sizes], "s-", label="Flotilla: all healthy")
+    if far is not None:
+        rtt, healthy = far
+        axes.plot(
+            sorted(healthy),
+            [healthy[n] for n in sorted(healthy)],
+            "d--",
+            label=f"Flotilla, config-demo, members {rtt * 1000:.0f} ms away: all healthy",
+        )
     markers = iter("^v<>")
     for label, seconds in helm.items():
         axes.plot([16], [seconds], next(markers, "x"), markersize=9, label=f"Helm loop: {label}")
@@ -106,7 +127,7 @@ def _chart(curve: Mapping[int, tuple[float, float]], helm: Mapping[str, float], 
     axes.set_xticks(sizes, [str(n) for n in sizes])
     axes.set_xlabel("member clusters (logical)")
     axes.set_ylabel("seconds from `up`")
-    axes.set_title("Fan-out deploy of the canary-demo chart")
+    axes.set_title("Fan-out deploy (canary-demo unless named)")
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()

@@ -10,7 +10,10 @@
 5. the hub's memory, idle with 64 clusters and during the 64-cluster deploy;
 6. the command line: `flotilla --help`, `ls`, `status -o json`, `cluster list` and
    `history` on the status application, beside `kubectl get nodes` (bench.cli; alone:
-   `--only cli`).
+   `--only cli`);
+7. members far away: sections 1 and 2 again through a delaying proxy per API server,
+   with a ConfigMap-only chart as well, and the requests per target (bench.latency;
+   alone: `--only latency`; `--rtt 0` skips it).
 
 Runs take minutes and load both cores: everything is bounded, and everything started is
 stopped at the end (`--keep` leaves the bench's clusters up for the next run).
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -30,10 +34,10 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cli
+from bench import cli, latency
 from bench.fleet import STATE_DIR, BenchError, Fleet, Timing, phases
-from bench.helm import helm_loop
-from bench.report import Figure, goal, percentile, print_figures, write
+from bench.helm import HelmRun, helm_loop
+from bench.report import Figure, goal, percentile, print_figures, stamp, write
 from e2e import clusters
 from e2e.binaries import CONTROL_PLANE, ensure_built
 
@@ -55,6 +59,8 @@ CANARY_STEPS = [{"weight": 20}, {"weight": 50}, {"weight": 100}]
 # kruise's default gracePeriodSeconds, waited twice per step (pin, then move traffic).
 CANARY_GRACE = 3.0
 MIB = 1024 * 1024
+# What the CPU floor divides by: every core of this machine.
+CORES = os.cpu_count() or 1
 
 
 async def fan_out(fleet: Fleet, sizes: list[int]) -> tuple[dict[int, Timing], list[Timing]]:
@@ -82,7 +88,7 @@ async def fan_out(fleet: Fleet, sizes: list[int]) -> tuple[dict[int, Timing], li
     return medians, runs
 
 
-def helm_loops(fleet: Fleet) -> dict[str, float]:
+def helm_loops(fleet: Fleet) -> dict[str, HelmRun]:
     slots = fleet.slots[:HELM_SIZE]
     workdir = STATE_DIR / "helm"
     loops = {}
@@ -96,7 +102,7 @@ def helm_loops(fleet: Fleet) -> dict[str, float]:
         loops[label] = helm_loop(
             slots, fleet.repo.url, parallel=parallel, wait=wait, prefix=prefix, workdir=workdir
         )
-        print(f"bench: helm {label} x{HELM_SIZE}: {loops[label]:.1f}s", flush=True)
+        print(f"bench: helm {label} x{HELM_SIZE}: {loops[label].seconds:.1f}s", flush=True)
         for slot in slots:
             clusters.delete_namespace(f"{prefix}-s{slot.index}", [slot.info])
     return loops
@@ -214,14 +220,14 @@ def _pod_readiness(fleet: Fleet, slot: int, app: str, since: float) -> float:
     return max(spans, default=0.0)
 
 
-def _epoch(stamp: str) -> float:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+def _epoch(timestamp: str) -> float:
+    return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def figures(
     servers: int,
     timings: dict[int, Timing],
-    helm: dict[str, float],
+    helm: dict[str, HelmRun],
     canary: dict[str, Any],
     status: dict[str, Any],
     memory: dict[str, int],
@@ -265,7 +271,7 @@ def figures(
             goal(
                 versus,
                 "8-way `helm --wait` / Flotilla to healthy",
-                helm["8-way --wait"] / ours.healthy,
+                helm["8-way --wait"].seconds / ours.healthy,
                 "x",
                 at_least=5,
             )
@@ -274,21 +280,27 @@ def figures(
             Figure(
                 versus,
                 "sequential `helm --wait` / Flotilla to healthy",
-                helm["sequential --wait"] / ours.healthy,
+                helm["sequential --wait"].seconds / ours.healthy,
                 "x",
             )
         )
         out.append(
-            Figure(versus, "8-way `helm` / Flotilla to applied", helm["8-way"] / ours.applied, "x")
+            Figure(
+                versus,
+                "8-way `helm` / Flotilla to applied",
+                helm["8-way"].seconds / ours.applied,
+                "x",
+            )
         )
         out.append(
             Figure(
                 versus,
                 "sequential `helm` / Flotilla to applied",
-                helm["sequential"] / ours.applied,
+                helm["sequential"].seconds / ours.applied,
                 "x",
             )
         )
+    out += cost(timings, helm)
     step = f"3. canary step resume on {CANARY_SIZE} clusters"
     if "skipped" in canary:
         out.append(
@@ -386,12 +398,61 @@ def figures(
     return out
 
 
+def cost(timings: dict[int, Timing], helm: dict[str, HelmRun]) -> list[Figure]:
+    """What a delivered release costs: the hub's CPU, all CPU (hub and clusters) beside
+    Helm's (its processes and the clusters during its loop), and the wall time against the
+    machine's floor (all CPU used over the cores there are)."""
+    section = "2b. CPU per delivered release"
+    out: list[Figure] = []
+    largest = max(timings)
+    top = timings[largest]
+    out.append(
+        goal(
+            section,
+            f"hub CPU per release, N={largest}",
+            top.hub_cpu / largest * 1000,
+            "ms",
+            at_most=10,
+        )
+    )
+    floor = (top.hub_cpu + top.clusters_cpu) / CORES
+    out.append(
+        goal(
+            section,
+            f"wall / CPU floor, N={largest} to healthy",
+            top.healthy / floor,
+            "x",
+            at_most=1.1,
+            note=f"floor {floor:.1f} s = {top.hub_cpu + top.clusters_cpu:.1f} CPU s / {CORES}",
+        )
+    )
+    ours = timings.get(HELM_SIZE)
+    if ours is None or "8-way --wait" not in helm:
+        return out
+    flotilla = (ours.hub_cpu + ours.clusters_cpu) / HELM_SIZE
+    theirs = helm["8-way --wait"].cpu / HELM_SIZE
+    out.append(
+        Figure(section, f"Flotilla total CPU per release, N={HELM_SIZE}", flotilla * 1000, "ms")
+    )
+    out.append(
+        Figure(
+            section,
+            f"8-way `helm --wait` total CPU per release, N={HELM_SIZE}",
+            theirs * 1000,
+            "ms",
+        )
+    )
+    out.append(goal(section, "Flotilla's total / Helm's", flotilla / theirs, "x", at_most=0.5))
+    return out
+
+
 async def run(args: argparse.Namespace) -> None:
     sizes = sorted(set(args.sizes))
     largest = max(sizes)
     ensure_built((*CONTROL_PLANE, "helm"))
     print(f"bench: {args.servers} API servers, {largest} logical clusters", flush=True)
     fleet = Fleet.start(args.servers, largest)
+    far_away: dict[str, Any] | None = None
     try:
         memory = {"empty": fleet.rss()}
         await fleet.join()
@@ -407,25 +468,36 @@ async def run(args: argparse.Namespace) -> None:
         canary = (
             await canary_step(fleet) if largest >= CANARY_SIZE else {"skipped": "too few clusters"}
         )
+        fleet.close(keep_clusters=True)
+        if args.rtt:
+            # The same API servers, a fresh hub that reaches them through the proxies.
+            fleet = Fleet.start(args.servers, largest, rtt=args.rtt)
+            await fleet.join()
+            far_away = await latency.measure(fleet, sizes)
     finally:
         fleet.close(keep_clusters=args.keep)
     results = figures(args.servers, timings, helm, canary, status, memory)
     results += cli.figures(fleet, f"fan{largest}-{REPEATS - 1}", cli_runs)
+    if far_away is not None:
+        results += latency.figures(args.rtt, far_away)
     print_figures(results)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
     raw = {
         "servers": args.servers,
         "clusters": largest,
         "timings": {n: asdict(t) for n, t in timings.items()},
         "runs": [asdict(t) for t in runs],
-        "helm": helm,
+        "helm": {label: asdict(loop) for label, loop in helm.items()},
         "canary": canary,
         "status": status,
         "memory": memory,
         "cli": cli_runs,
+        "rtt": args.rtt,
+        "far": far_away,
     }
     curve = {n: (t.applied, t.healthy) for n, t in timings.items()}
-    json_path, png_path = write(stamp, results, raw, curve, helm)
+    far_curve = None if far_away is None else (args.rtt, latency.curve(far_away))
+    seconds = {label: loop.seconds for label, loop in helm.items()}
+    json_path, png_path = write(stamp(), results, raw, curve, seconds, far_curve)
     print(f"\nbench: wrote {json_path} and {png_path}")
 
 
@@ -435,11 +507,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="fan-out sizes")
     parser.add_argument("--keep", action="store_true", help="leave the bench's clusters running")
     parser.add_argument(
-        "--only", choices=["cli"], help="one section alone, on a fleet of its own (bench.cli)"
+        "--rtt",
+        type=float,
+        default=latency.RTT,
+        help="round trip (seconds) of the far-away members' section; 0 skips it (bench.latency)",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["cli", "latency"],
+        help="one section alone, on a fleet of its own (bench.cli, bench.latency)",
     )
     args = parser.parse_args(argv)
+    alone = {"cli": cli.alone, "latency": latency.alone}
     try:
-        asyncio.run(cli.alone(args) if args.only == "cli" else run(args))
+        asyncio.run(alone[args.only](args) if args.only else run(args))
     except BenchError as e:
         sys.exit(f"bench: {e}")
     except subprocess.CalledProcessError as e:
