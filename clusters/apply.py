@@ -24,7 +24,16 @@ from itertools import groupby
 from typing import Any, TypeVar
 
 from clusters.client import APPLY_PATCH
-from clusters.errors import ClusterError, Forbidden, NotFound, reworded
+from clusters.errors import (
+    ApiError,
+    Cause,
+    ClusterError,
+    Conflict,
+    Forbidden,
+    NotFound,
+    refusal,
+    reworded,
+)
 from clusters.fields import FIELD_MANAGER as FIELD_MANAGER
 from clusters.resources import Connection, ObjectRef, ResourceClient
 
@@ -156,6 +165,29 @@ class DryRun:
     result: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class Owned:
+    """An object whose fields other field managers own with other values than an apply
+    sets: what only a forced apply takes over. Fields by manager, each cut to its first two
+    parts (`spec.template`): the leaves of a pod template would fill a screen."""
+
+    ref: ObjectRef
+    fields: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, ref: ObjectRef, causes: Iterable[Cause]) -> Owned:
+        fields: dict[str, dict[str, None]] = {}
+        for cause in causes:
+            if cause.manager is not None:
+                fields.setdefault(cause.manager, {})[_field_head(cause.path)] = None
+        return cls(ref, {manager: tuple(paths) for manager, paths in fields.items()})
+
+    def __str__(self) -> str:
+        """`Deployment demo/web: spec.replicas, spec.template owned by helm`"""
+        owners = (f"{', '.join(paths)} owned by {who}" for who, paths in self.fields.items())
+        return f"{self.ref}: {'; '.join(owners)}"
+
+
 async def apply(
     connection: Connection,
     objects: Sequence[Mapping[str, Any]],
@@ -191,6 +223,30 @@ async def dry_run(
     return [DryRun(refs[index], answers.get(index)) for index in range(len(objects))]
 
 
+async def owned_elsewhere(
+    connection: Connection,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    default_namespace: str,
+    field_manager: str = FIELD_MANAGER,
+) -> list[Owned]:
+    """The objects an apply without `force` would conflict on, in the input order: fields
+    another manager owns with another value (a 409's causes name them). Changes nothing
+    (`dryRun=All`). Fields another manager set to the same value are no conflict: the apply
+    shares them."""
+    conflicts: dict[int, tuple[Cause, ...]] = {}
+    _, refs = await _apply(
+        connection,
+        objects,
+        default_namespace,
+        field_manager,
+        False,
+        dry_run=True,
+        conflicts=conflicts,
+    )
+    return [Owned.of(refs[index], conflicts[index]) for index in sorted(conflicts)]
+
+
 async def _apply(
     connection: Connection,
     objects: Sequence[Mapping[str, Any]],
@@ -199,10 +255,13 @@ async def _apply(
     force: bool,
     *,
     dry_run: bool = False,
+    conflicts: dict[int, tuple[Cause, ...]] | None = None,
 ) -> tuple[dict[int, dict[str, Any]], dict[int, ObjectRef]]:
     """The server's answer for each object by input index, and where each one goes.
 
     A dry run leaves out of the answers what the server cannot answer for (`DryRun`).
+    With `conflicts`, an object's field manager conflicts are put there by its index
+    instead of failing the call.
     """
     for index, obj in enumerate(objects):
         _check_manifest(index, obj)
@@ -224,14 +283,25 @@ async def _apply(
         query["dryRun"] = "All"
 
     async def apply_one(index: int, body: dict[str, Any], path: str) -> None:
-        answers[index] = await rc.call(
-            "PATCH",
-            path,
-            what=f"{'dry-run ' if dry_run else ''}apply {ObjectRef.of(body)}",
-            query=query,
-            body=body,
-            content_type=APPLY_PATCH,
-        )
+        ref = ObjectRef.of(body)
+        try:
+            answers[index] = await rc.call(
+                "PATCH",
+                path,
+                what=f"{'dry-run ' if dry_run else ''}apply {ref}",
+                query=query,
+                body=body,
+                content_type=APPLY_PATCH,
+            )
+        except ApiError as e:
+            if conflicts is not None and isinstance(e, Conflict) and e.causes:
+                conflicts[index] = e.causes
+                return
+            if not e.causes:
+                raise
+            # The message embeds the rejected values (a whole pod template): the log's.
+            logger.debug("%s", e)
+            raise reworded(e, refusal(str(ref), e.causes)) from e
         if body["kind"] == "CustomResourceDefinition" and not dry_run:
             await _until_served(rc, body)
 
@@ -386,6 +456,21 @@ async def _namespace_exists(rc: ResourceClient, name: str) -> bool:
     except Forbidden:
         logger.debug("namespace %s: may not read it; assuming it exists", name)
     return True
+
+
+def _field_head(path: str) -> str:
+    """The first two parts of a field path: `spec.template` of
+    `spec.template.spec.containers[name="web"].image`, `spec.ports` of `spec.ports[port=80]`."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(path + "."):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "." and depth == 0:
+            parts.append(path[start:index].partition("[")[0])
+            start = index + 1
+    return ".".join(parts[:2])
 
 
 def _group(obj: Mapping[str, Any]) -> str:

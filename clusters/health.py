@@ -90,6 +90,42 @@ def assess(obj: Mapping[str, Any] | None) -> Health:
         return Health(HealthStatus.UNKNOWN, f"cannot read status ({type(e).__name__}: {e})")
 
 
+def hook_outcome(obj: Mapping[str, Any] | None) -> Health:
+    """How a run-to-completion object that something waits for (a Helm hook) ended:
+    Healthy once a Job is Complete or a Pod Succeeded, Degraded once either failed (with
+    `Reason (message)`, what an operator needs to look further), Progressing until then.
+    Any other kind is done once it exists, as Helm waits for nothing else."""
+    if obj is None:
+        return MISSING
+    kind = obj.get("kind")
+    if kind == "Job" and obj.get("apiVersion") == "batch/v1":
+        conditions = _status(obj).get("conditions")
+        for name in ("Failed", "FailureTarget"):
+            if _is_true(failed := _condition(conditions, name)):
+                reason, message = failed.get("reason"), failed.get("message")
+                if reason and message:
+                    return _degraded(_one_line(f"{reason} ({message})"))
+                return _degraded(_explain(failed, "job failed"))
+        if _is_true(_condition(conditions, "Complete")):
+            return _healthy("completed")
+        return _progressing("running to completion")
+    if kind == "Pod" and obj.get("apiVersion") == "v1":
+        phase = _status(obj).get("phase")
+        if phase in ("Succeeded", "Failed"):
+            return _pod(obj)
+        return _progressing(f"pod {phase or 'Pending'}")
+    return _healthy("created")
+
+
+def hook_settled(obj: Mapping[str, Any] | None) -> Health:
+    """Healthy once `hook_outcome` knows how the object ended, either way: what a wait
+    for a hook waits for, so a failed Job ends the wait at once, not at its timeout."""
+    outcome = hook_outcome(obj)
+    if outcome.status in (HealthStatus.HEALTHY, HealthStatus.DEGRADED):
+        return _healthy(outcome.reason)
+    return outcome
+
+
 # ---------------------------------------------------------------------------- helpers
 
 

@@ -10,6 +10,10 @@ an index Helm generated, and the OCI registry is the CNCF distribution registry 
     python -m e2e.chartrepo registry [--port 5000]                    # OCI registry, detached
     python -m e2e.chartrepo stop                                      # both
 
+Either can demand credentials, as private ones do: the HTTP repository checks each request's
+`Authorization` (basic auth or a bearer token, changeable while it runs), and the registry
+runs with the distribution registry's own htpasswd auth (bcrypt entries).
+
 Detached servers record themselves under `${FLOTILLA_E2E_DIR:-.e2e}/` (e2e.servers) so `stop`
 finds them from another process. Tests use `start_chart_repo` and `start_oci_registry`
 (fixtures in tests/integration/conftest.py) and stop what they start.
@@ -18,6 +22,7 @@ finds them from another process. Tests use `start_chart_repo` and `start_oci_reg
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import json
 import os
@@ -31,8 +36,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import bcrypt
 import helm_python
 
 from e2e import debian, processes
@@ -56,6 +62,9 @@ REGISTRY_BINARY = REGISTRY_PACKAGE = "docker-registry"
 OCI_NAMESPACE = "charts"
 _REPO_PREFIX = "chartrepo-"
 _REGISTRY_PREFIX = "oci-registry-"
+# The lowest cost bcrypt allows: throw-away test credentials, checked on every request.
+BCRYPT_ROUNDS = 4
+REGISTRY_REALM = "flotilla-e2e"
 
 
 def state_dir() -> Path:
@@ -87,11 +96,50 @@ def package_charts(destination: Path, versions: Sequence[str] = CHART_VERSIONS) 
     return archives
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """The `Authorization` header value of basic auth."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class _RepoServer(ThreadingHTTPServer):
+    """The HTTP server of a ChartRepo: who it lets in, and who asked."""
+
+    daemon_threads = True
+    # `Authorization` values let in; empty, anyone is.
+    accepted: frozenset[str] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The `Authorization` of every request, in order (None: it had none).
+        self.authorizations: list[str | None] = []
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
-    """Static files without a log line per request on stderr."""
+    """Static files without a log line per request on stderr, behind the server's
+    credentials when it has any (401, as a private repository answers)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def do_GET(self) -> None:
+        if self._let_in():
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self._let_in():
+            super().do_HEAD()
+
+    def _let_in(self) -> bool:
+        server = cast(_RepoServer, self.server)
+        given = self.headers.get("Authorization")
+        server.authorizations.append(given)
+        if not server.accepted or given in server.accepted:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="charts"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
 
 
 class ChartRepo(Stoppable):
@@ -100,12 +148,15 @@ class ChartRepo(Stoppable):
     Stop it with `stop()` or a `with` block; a temporary directory it created goes with it.
     """
 
-    def __init__(self, directory: Path, server: ThreadingHTTPServer, owns_directory: bool) -> None:
+    def __init__(self, directory: Path, server: _RepoServer, owns_directory: bool) -> None:
         self.directory = directory
         self._server = server
         self._owns_directory = owns_directory
         self.port: int = server.server_address[1]
         self.url = f"http://{LOCALHOST}:{self.port}"
+        # The credentials it demands (`require`): a user and password, a bearer token.
+        self.basic: tuple[str, str] | None = None
+        self.token: str | None = None
         self._thread = threading.Thread(
             target=server.serve_forever, name=f"chart-repo-{self.port}", daemon=True
         )
@@ -133,9 +184,25 @@ class ChartRepo(Stoppable):
         self.reindex()
         return archive
 
-    def reindex(self) -> None:
-        """Regenerate index.yaml from the archives in the directory, as `helm repo index`."""
-        helm_python.repo_index_generate(self.directory, base_url=self.url)
+    def reindex(self, base_url: str | None = None) -> None:
+        """Regenerate index.yaml from the archives in the directory, as `helm repo index`;
+        `base_url`: where the index says the archives are (default: here)."""
+        helm_python.repo_index_generate(self.directory, base_url=base_url or self.url)
+
+    def require(self, *, basic: tuple[str, str] | None = None, token: str | None = None) -> None:
+        """Let in only requests with these credentials from now on (neither: anyone)."""
+        self.basic, self.token = basic, token
+        accepted = set()
+        if basic is not None:
+            accepted.add(basic_authorization(*basic))
+        if token is not None:
+            accepted.add(f"Bearer {token}")
+        self._server.accepted = frozenset(accepted)
+
+    @property
+    def authorizations(self) -> list[str | None]:
+        """The `Authorization` header of every request so far (None where there was none)."""
+        return list(self._server.authorizations)
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -156,8 +223,7 @@ def start_chart_repo(port: int = 0, directory: Path | None = None) -> ChartRepo:
         Path(tempfile.mkdtemp(prefix="flotilla-chartrepo-")) if directory is None else directory
     )
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer((LOCALHOST, port), handler)
-    server.daemon_threads = True
+    server = _RepoServer((LOCALHOST, port), handler)
     try:
         package_charts(directory)
         helm_python.repo_index_generate(
@@ -171,15 +237,32 @@ def start_chart_repo(port: int = 0, directory: Path | None = None) -> ChartRepo:
 
 @dataclass
 class OciRegistry(Stoppable):
-    """A distribution registry on 127.0.0.1 holding the test charts under `url`."""
+    """A distribution registry on 127.0.0.1 holding the test charts under `url`; with
+    `users` (name -> password), only they get in (the registry's htpasswd auth)."""
 
     port: int
     workdir: Path
     record: processes.ProcessRecord
+    users: dict[str, str] = field(default_factory=dict)
     url: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.url = f"oci://{LOCALHOST}:{self.port}/{OCI_NAMESPACE}"
+
+    @property
+    def host(self) -> str:
+        return f"{LOCALHOST}:{self.port}"
+
+    def set_users(self, users: dict[str, str]) -> None:
+        """Let in `users` (name -> password) from now on, and no one else. The registry
+        reads its htpasswd file only as it starts, so it is restarted on the same port and
+        storage, as an operator who rotates a password does."""
+        if not self.users:
+            raise RuntimeError("set_users needs a registry started with users (htpasswd auth)")
+        _write_htpasswd(self.workdir, users)
+        self.users = dict(users)
+        processes.stop([self.record])
+        self.record = _spawn_registry(self.workdir, self.host, self.users)
 
     def stop(self) -> None:
         """Stop the registry and drop its storage (it is re-filled on every start)."""
@@ -187,42 +270,83 @@ class OciRegistry(Stoppable):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_oci_registry(port: int = 0) -> OciRegistry:
-    """Start a registry on `port` (0: a free one) and push every chart at every version.
+def _spawn_registry(workdir: Path, host: str, users: dict[str, str]) -> processes.ProcessRecord:
+    """Start the registry configured in `workdir` and wait until it answers (as a user of
+    `users`, if it has any)."""
+    binary = debian.ensure_installed(REGISTRY_BINARY, REGISTRY_PACKAGE)
+    log = workdir / "registry.log"
+    record = spawn_recorded([str(binary), "serve", str(workdir / "config.yml")], workdir, log)
+    headers = {}
+    if users:
+        headers["Authorization"] = basic_authorization(*next(iter(users.items())))
+    try:
+        wait_ready(f"http://{host}/v2/", record, log, headers)
+    except BaseException:
+        processes.stop([record])
+        raise
+    return record
+
+
+def _write_htpasswd(workdir: Path, users: dict[str, str]) -> Path:
+    """The registry's htpasswd file: a bcrypt entry per user, as `htpasswd -B` writes."""
+    path = workdir / "htpasswd"
+    lines = [
+        f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()}"
+        for user, password in users.items()
+    ]
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def start_oci_registry(port: int = 0, *, users: dict[str, str] | None = None) -> OciRegistry:
+    """Start a registry on `port` (0: a free one) and push every chart at every version;
+    with `users` (name -> password), behind htpasswd auth that lets in only them.
 
     The registry runs detached and recorded in the state dir, so `python -m e2e.chartrepo stop`
     can end it even if the process that started it died; `OciRegistry.stop` ends it normally.
     A registry this state dir already runs on `port` is returned as it is.
     """
-    binary = debian.ensure_installed(REGISTRY_BINARY, REGISTRY_PACKAGE)
     port = port or free_port()
     workdir = state_dir().resolve() / f"{_REGISTRY_PREFIX}{port}"
     if (running := recorded(workdir)) is not None:
-        return OciRegistry(port, workdir, running)
+        return OciRegistry(port, workdir, running, dict(users or {}))
     workdir.mkdir(parents=True, exist_ok=True)
-    config = workdir / "config.yml"
-    config.write_text(
-        json.dumps(  # JSON is YAML, and needs no quoting rules
-            {
-                "version": 0.1,
-                "log": {"level": "warn", "accesslog": {"disabled": True}},
-                "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
-                "http": {"addr": f"{LOCALHOST}:{port}", "secret": secrets.token_hex(16)},
-            }
-        )
-    )
-    log = workdir / "registry.log"
-    record = spawn_recorded([str(binary), "serve", str(config)], workdir, log)
-    registry = OciRegistry(port, workdir, record)
+    settings: dict[str, Any] = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
+        "http": {"addr": f"{LOCALHOST}:{port}", "secret": secrets.token_hex(16)},
+    }
+    if users:
+        htpasswd = _write_htpasswd(workdir, users)
+        settings["auth"] = {"htpasswd": {"realm": REGISTRY_REALM, "path": str(htpasswd)}}
+    # JSON is YAML, and needs no quoting rules.
+    (workdir / "config.yml").write_text(json.dumps(settings))
     try:
-        wait_ready(f"http://{LOCALHOST}:{port}/v2/", record, log)
-        with tempfile.TemporaryDirectory(prefix="flotilla-oci-") as scratch:
-            for archive in package_charts(Path(scratch)):
-                helm_python.push(archive, registry.url, plain_http=True)
+        record = _spawn_registry(workdir, f"{LOCALHOST}:{port}", dict(users or {}))
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    registry = OciRegistry(port, workdir, record, dict(users or {}))
+    try:
+        _push_charts(registry)
     except BaseException:
         registry.stop()
         raise
     return registry
+
+
+def _push_charts(registry: OciRegistry) -> None:
+    """Every chart at every version into the registry, logged in as its first user if it
+    has any (with a logins file of its own, never the user's Helm's)."""
+    with tempfile.TemporaryDirectory(prefix="flotilla-oci-") as scratch:
+        logins = Path(scratch) / "logins.json"
+        with helm_python.RegistryClient(plain_http=True, credentials_file=logins) as client:
+            if registry.users:
+                user, password = next(iter(registry.users.items()))
+                client.login(registry.host, user, password, plain_http=True)
+            for archive in package_charts(Path(scratch) / "charts"):
+                client.push(archive, registry.url, plain_http=True)
 
 
 def stop_all() -> list[str]:

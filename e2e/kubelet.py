@@ -452,9 +452,9 @@ class Kubelet:
                 status = podstatus.running_status(pod, NODE_IP, restarts)
                 report = functools.partial(self.patch_status, _pod_path(pod), status, uid)
                 await self._guarded("restart", pod, report)
-        elif crashing or podstatus.is_job_pod(pod):
+        elif crashing or podstatus.runs_to_completion(pod):
             await asyncio.sleep(JOB_RUNTIME)
-            status = podstatus.finished_status(pod, NODE_IP, succeeded=not crashing)
+            status = podstatus.finished_status(pod, NODE_IP, succeeded=podstatus.succeeds(pod))
             await self.patch_status(_pod_path(pod), status, uid)
 
     async def run(self) -> None:

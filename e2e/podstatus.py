@@ -10,6 +10,11 @@ Unhealthy on request: a container whose image tag contains `unhealthy`, or every
 container of a pod annotated `e2e.flotilla.dev/unhealthy: "true"`, crash-loops
 forever instead of becoming ready.
 
+Failing on request: a run-to-completion pod (a Job's, or one whose restartPolicy is
+Never or OnFailure, such as a Helm hook Pod) ends Succeeded, unless a container's
+image tag contains `fails`: then it ends Failed, exit code 1, as if its retries were
+spent, and a Job with `backoffLimit: 0` fails with BackoffLimitExceeded at once.
+
 Misbehaving on request, while healthy (e2e.appmetrics, what the kubelet serves on
 /metrics): a tag containing `errors-N` or the annotation
 `e2e.flotilla.dev/error-percent: "N"` answers N% of requests with 500; a tag
@@ -29,6 +34,7 @@ UNHEALTHY_ANNOTATION = "e2e.flotilla.dev/unhealthy"
 # Their siblings for app metrics, ERROR_PERCENT_ANNOTATION and LATENCY_ANNOTATION, live in
 # e2e.appmetrics with the `errors-N` and `slow-MS` tag marks.
 UNHEALTHY_MARK = "unhealthy"
+FAILS_MARK = "fails"
 DEFAULT_SCHEDULER = "default-scheduler"
 # Pod addresses come from this range; real CNI plugins hand out 10.244/16 too, and
 # Endpoints refuse loopback addresses, so 127.0.0.1 would not do.
@@ -119,6 +125,20 @@ def is_job_pod(pod: Pod) -> bool:
     return any(o.get("kind") == "Job" and o.get("controller") for o in owners)
 
 
+def runs_to_completion(pod: Pod) -> bool:
+    """A pod whose containers exit when done: a Job's, or one that is not restarted
+    for ever (a Helm hook Pod)."""
+    return is_job_pod(pod) or _spec(pod).get("restartPolicy", "Always") != "Always"
+
+
+def succeeds(pod: Pod) -> bool:
+    """How a run-to-completion pod ends: Failed when a container crashes or is asked to
+    fail (`fails` in its image tag), else Succeeded."""
+    containers = _spec(pod).get("containers") or []
+    failing = any(FAILS_MARK in image_tag(c.get("image", "")) for c in containers)
+    return not failing and not crashing_containers(pod)
+
+
 def _restarts(pod: Pod) -> int:
     return max(
         (c.get("restartCount", 0) for c in _status(pod).get("containerStatuses") or []), default=0
@@ -189,7 +209,7 @@ def decide(pod: Pod, node: str, labels: Mapping[str, str]) -> Action:
         return Action.NOTHING
     if not status.get("startTime"):
         return Action.START
-    if is_job_pod(pod) or crashing_containers(pod):
+    if runs_to_completion(pod) or crashing_containers(pod):
         return Action.SUPERVISE
     return Action.NOTHING
 

@@ -24,6 +24,7 @@ from hub.redaction import Scrubber
 from hub.service.applications import Applications, event_view
 from hub.service.clusters import Clusters, HeldReleases
 from hub.service.metrics import CONTENT_TYPE, HubMetrics
+from hub.service.repositories import Repositories
 from hub.web import WebView, is_page
 from hub.web.lasting import Lasting
 
@@ -45,6 +46,7 @@ APPS: web.AppKey[Applications] = web.AppKey("apps", Applications)
 SCRUBBER: web.AppKey[Scrubber] = web.AppKey("scrubber", Scrubber)
 METRICS: web.AppKey[HubMetrics] = web.AppKey("metrics", HubMetrics)
 LASTING: web.AppKey[Lasting] = web.AppKey("lasting", Lasting)
+REPOSITORIES: web.AppKey[Repositories] = web.AppKey("repositories", Repositories)
 
 
 def create_app(
@@ -64,6 +66,7 @@ def create_app(
     app[CLUSTERS] = clusters
     app[APPS] = apps
     app[SCRUBBER] = scrubber
+    app[REPOSITORIES] = Repositories(registry.store, scrubber, apps.charts)
     app.router.add_get("/api/v1/clusters", list_clusters)
     app.router.add_post("/api/v1/clusters", join_cluster)
     app.router.add_get("/api/v1/clusters/{name}", show_cluster)
@@ -71,6 +74,9 @@ def create_app(
     app.router.add_post("/api/v1/clusters/{name}/rename", rename_cluster)
     app.router.add_put("/api/v1/clusters/{name}/prometheus", set_prometheus)
     app.router.add_delete("/api/v1/clusters/{name}", detach_cluster)
+    app.router.add_get("/api/v1/repositories", list_repositories)
+    app.router.add_post("/api/v1/repositories", add_repository)
+    app.router.add_delete("/api/v1/repositories/{name}", remove_repository)
     app.router.add_post("/api/v1/plan", plan_app)
     app.router.add_post("/api/v1/diff", diff_app)
     app.router.add_get("/api/v1/apps", list_apps)
@@ -224,6 +230,31 @@ async def detach_cluster(request: web.Request) -> web.Response:
     return web.json_response(await request.app[CLUSTERS].detach(name, releases))
 
 
+async def list_repositories(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REPOSITORIES].ls())
+
+
+async def add_repository(request: web.Request) -> web.Response:
+    """{name, url, username and password | token}: registered once the repository took
+    them (one request to it); the answer never holds the password or token."""
+    body = await _body(request)
+    fields = {}
+    for field in ("name", "url", "username", "password", "token"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{field}: expected a string")
+        fields[field] = value
+    name, url = fields.pop("name"), fields.pop("url")
+    if not name or not url:
+        raise InvalidInput("name and url: expected the repository's name and URL")
+    view = await request.app[REPOSITORIES].add(name, url, **fields)
+    return web.json_response(view, status=201)
+
+
+async def remove_repository(request: web.Request) -> web.Response:
+    return web.json_response(request.app[REPOSITORIES].remove(request.match_info["name"]))
+
+
 def _file(body: dict[str, Any]) -> tuple[str, str, Path]:
     text, source = body.get("text"), body.get("source") or "application"
     if not isinstance(text, str):
@@ -263,12 +294,17 @@ async def app_drift(request: web.Request) -> web.Response:
 
 async def up_app(request: web.Request) -> web.Response:
     """`allowPrune: true` deploys a revision that would empty a release on a cluster or
-    delete more than half of it; without it such a revision is refused."""
+    delete more than half of it; `takeOwnership: true` one whose first deploy takes fields
+    over from another field manager. Without them such a revision is refused."""
     body = await _body(request)
-    allow_prune = body.get("allowPrune", False)
-    if not isinstance(allow_prune, bool):
-        raise InvalidInput("allowPrune: expected true or false")
-    result = await request.app[APPS].up(*_file(body), allow_prune=allow_prune)
+    flags = {}
+    for field in ("allowPrune", "takeOwnership"):
+        flags[field] = body.get(field, False)
+        if not isinstance(flags[field], bool):
+            raise InvalidInput(f"{field}: expected true or false")
+    result = await request.app[APPS].up(
+        *_file(body), allow_prune=flags["allowPrune"], take_ownership=flags["takeOwnership"]
+    )
     return web.json_response(result, status=201 if result["created"] else 200)
 
 

@@ -71,7 +71,9 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         apps = Applications(
             store,
             registry,
-            ChartCache(home.charts, timeout=settings.chart_timeout),
+            ChartCache(
+                home.charts, timeout=settings.chart_timeout, repositories=store.repositories
+            ),
             settings=settings,
             supervisor=supervisor,
             deployed=metrics.deployed,

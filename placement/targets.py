@@ -16,10 +16,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from placement.errors import PlacementError, Problem
+from placement.errors import PathPart, PlacementError, Problem
 from placement.names import validate_dns_label, validate_release_name
 from placement.overrides import Override
-from placement.topology import ClusterInfo, Topology, check_registered
+from placement.topology import (
+    LOCAL_CLUSTER,
+    ClusterInfo,
+    Topology,
+    check_registered,
+    local_cluster,
+)
 from placement.values import Layer, Merged, Provenance, merge_layers, substitute_cluster
 from placement.workflow import Step, Workflow
 
@@ -53,7 +59,8 @@ class AppSpec:
 class Target:
     step: str
     topology: str
-    """The topology policy that placed this cluster (the first, if several did)."""
+    """The topology policy that placed this cluster (the first, if several did); empty
+    for KubeVela's `local` cluster, where a step naming no topology deploys."""
     cluster: str
     namespace: str
     component: str
@@ -130,9 +137,15 @@ class _StepResolver:
                     placements.setdefault((cluster.name, policy.namespace), name)
             except PlacementError as e:
                 problems += self._in_step(e.problems)
-        for name, override in self.overrides:
+        if not self.topologies:
             try:
-                check_registered(f"override {name!r}", override.clusters or (), self.registered)
+                placements[self._local().name, None] = ""
+            except PlacementError as e:
+                problems += e.problems
+        for name, override in self.overrides:
+            at = ("policies", name, "properties", "clusters")
+            try:
+                check_registered(f"override {name!r}", override.clusters or (), self.registered, at)
             except PlacementError as e:
                 problems += self._in_step(e.problems)
         targets: list[Target] = []
@@ -200,6 +213,20 @@ class _StepResolver:
             traits=traits.values,
             provenance=merged.provenance | traits.provenance,
         )
+
+    def _local(self) -> ClusterInfo:
+        """Where a step naming no topology deploys: KubeVela's `local` cluster. A refusal
+        points at the step's policies or, for the workflow KubeVela makes up when a file
+        has none, at the file's policies (if it has any)."""
+        step, workflow = self.step, self.app.workflow
+        if workflow.generated:
+            why = "the application has no topology policy"
+            at: tuple[PathPart, ...] = ("policies",) if self.app.policies else ()
+        else:
+            why = f"step {step.name!r} names no topology policy"
+            at = ("workflow", "steps", workflow.steps.index(step), "properties", "policies")
+        why += f", so it deploys to {LOCAL_CLUSTER!r}"
+        return local_cluster(why, self.registered, at, "or add a topology policy")
 
     def _in_step(self, problems: Iterable[Problem], where: str = "") -> list[Problem]:
         context = f"step {self.step.name!r}" + (f", {where}" if where else "")

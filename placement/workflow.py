@@ -18,7 +18,7 @@ import networkx as nx
 
 from placement.errors import PlacementError, Problem
 from placement.overrides import Override
-from placement.topology import NO_LOCAL_CLUSTER, Topology
+from placement.topology import Topology
 
 Mode = Literal["StepByStep", "DAG"]
 Policy = Topology | Override
@@ -36,10 +36,17 @@ class Workflow:
     """A checked workflow. Problem paths are relative to the Application's `spec`."""
 
     def __init__(
-        self, steps: Sequence[Step], policies: Mapping[str, Policy], mode: Mode = "StepByStep"
+        self,
+        steps: Sequence[Step],
+        policies: Mapping[str, Policy],
+        mode: Mode = "StepByStep",
+        *,
+        generated: bool = False,
     ) -> None:
+        """`generated`: KubeVela's default workflow (`default`), not written in the file."""
         self.steps = tuple(steps)
         self.mode = mode
+        self.generated = generated
         self.graph = nx.DiGraph()
         self.graph.add_nodes_from(step.name for step in self.steps)
         duplicates = list(self._check_names())
@@ -52,20 +59,13 @@ class Workflow:
     @classmethod
     def default(cls, policies: Mapping[str, Policy]) -> Workflow:
         """What KubeVela runs when an Application has no workflow: one step per topology,
-        `deploy-<topology>`, applying every override policy and then that topology."""
+        `deploy-<topology>`, applying every override policy and then that topology. With no
+        topology, one step `deploy` with the overrides, which deploys to the `local`
+        cluster (KubeVela's own name for that step when it has overrides to apply)."""
         overrides = tuple(name for name, policy in policies.items() if isinstance(policy, Override))
         topologies = [name for name, policy in policies.items() if isinstance(policy, Topology)]
-        if not topologies:
-            raise PlacementError(
-                [
-                    Problem(
-                        f"no topology policy says which clusters to deploy to ({NO_LOCAL_CLUSTER})",
-                        ("policies",),
-                    )
-                ]
-            )
         steps = [Step(f"deploy-{name}", policies=(*overrides, name)) for name in topologies]
-        return cls(steps, policies)
+        return cls(steps or [Step("deploy", policies=overrides)], policies, generated=True)
 
     def generations(self) -> list[list[str]]:
         """Waves of steps: each may run once every earlier wave has finished."""
@@ -110,12 +110,6 @@ class Workflow:
                     yield Problem(
                         f"step {step.name!r} names policy {name!r} twice", (*where, position)
                     )
-            if not any(isinstance(policies.get(name), Topology) for name in step.policies):
-                yield Problem(
-                    f"step {step.name!r} names no topology policy, so it would deploy nowhere "
-                    f"({NO_LOCAL_CLUSTER})",
-                    where,
-                )
 
     def _add_edges(self) -> list[Problem]:
         problems = []

@@ -5,6 +5,11 @@ its sha256 and a small index maps (repository, chart, version) to that digest: t
 fetch of a pinned version touches no network. Local directories change while a user
 develops, so they are read afresh on every fetch and identified by a hash of their files.
 A revision's pinned chart is fetched by its digest, and bytes that hash otherwise are refused.
+Dependencies a chart declares but does not package are fetched the same way and built into
+it, as `helm dependency build` would, each pinned inside the chart's pin.
+A repository registered with credentials is fetched with them (looked up by URL on every
+fetch), but they are no part of any key: the same bytes are the same chart, however they
+were fetched, and rotating a password keeps the cache.
 """
 
 from __future__ import annotations
@@ -16,18 +21,24 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import aiohttp
 import helm_python
 
-from hub.charts.errors import ChartNotFound, InvalidChart, InvalidChartRef, one_line
+from hub.charts.errors import ChartError, ChartNotFound, InvalidChart, InvalidChartRef, one_line
 from hub.charts.pins import ChartPin
-from hub.charts.refs import ChartRef, resolve_version, semver
+from hub.charts.refs import ChartRef, dependency_ref, resolve_version, semver
 from hub.charts.render import LoadedChart, RenderCache
-from hub.charts.repositories import HelmRepository, OciRepository, Repository
+from hub.charts.repositories import (
+    HelmRepository,
+    OciRepository,
+    Repository,
+    check_credentials,
+)
 from hub.home import Home
+from hub.model.records import RepositoryRecord, covering
 from hub.model.settings import DEFAULTS
 from hub.model.targets import TargetSpec
 
@@ -52,16 +63,38 @@ class ChartCache:
         *,
         timeout: float = DEFAULTS.chart_timeout,
         render_cache_size: int = DEFAULT_RENDER_CACHE_SIZE,
+        repositories: Callable[[], Sequence[RepositoryRecord]] | None = None,
     ) -> None:
+        """`repositories`: the repositories registered with credentials (the store's); a
+        fetch from a URL one of them covers uses its credentials."""
         self.cache_dir = cache_dir if cache_dir is not None else Home.default().charts
         self.timeout = timeout
+        self._registered = repositories or _none_registered
+        # Registry logins, one directory per fetch, private to the hub like its store.
+        self._logins_dir = self.cache_dir / "logins"
         self._archives = _ArchiveStore(self.cache_dir)
         self._renders = RenderCache(render_cache_size)
         # Loaded remote charts by digest: loading parses the archive, so do it once.
         self._loaded: dict[str, LoadedChart] = {}
 
     async def fetch(self, ref: ChartRef) -> LoadedChart:
-        """Fetch, cache and load the chart `ref` names."""
+        """Fetch, cache and load the chart `ref` names, with the dependencies its Chart.yaml
+        declares and its `charts/` lacks fetched too (`_with_dependencies`)."""
+        return await self._with_dependencies(ref, await self._fetch_chart(ref), None)
+
+    async def fetch_pinned(self, pin: ChartPin, *, revision: int) -> LoadedChart:
+        """The very chart `pin` names, for `revision`, or `ChartPinMismatch`; built with
+        the very dependencies the pin holds, each fetched as its own pin.
+
+        An archive already held (in memory or on disk) under the pinned digest is used with
+        no network. Otherwise the exact version is downloaded, and bytes that hash to
+        anything else are refused and not kept: nothing renders from them, so the caller
+        deploys nothing. A local directory is read afresh and must hash as it did.
+        """
+        chart = await self._fetch_pinned_chart(pin, revision=revision)
+        return await self._with_dependencies(pin.ref, chart, (pin, revision))
+
+    async def _fetch_chart(self, ref: ChartRef) -> LoadedChart:
         if ref.repo_type == "local":
             return await asyncio.to_thread(self._load_local, ref)
         _check_remote(ref)
@@ -77,14 +110,7 @@ class ChartCache:
             data = await repository.download(version)
         return await self._keep(ref, version, _sha256(data), data)
 
-    async def fetch_pinned(self, pin: ChartPin, *, revision: int) -> LoadedChart:
-        """The very chart `pin` names, for `revision`, or `ChartPinMismatch`.
-
-        An archive already held (in memory or on disk) under the pinned digest is used with
-        no network. Otherwise the exact version is downloaded, and bytes that hash to
-        anything else are refused and not kept: nothing renders from them, so the caller
-        deploys nothing. A local directory is read afresh and must hash as it did.
-        """
+    async def _fetch_pinned_chart(self, pin: ChartPin, *, revision: int) -> LoadedChart:
         ref = pin.ref
         if ref.repo_type == "local":
             loaded = await asyncio.to_thread(self._load_directory, ref)
@@ -103,6 +129,60 @@ class ChartCache:
             raise pin.mismatch(digest, revision=revision)
         return await self._keep(ref, version, digest, data)
 
+    async def _with_dependencies(
+        self, ref: ChartRef, chart: LoadedChart, pinned: tuple[ChartPin, int] | None
+    ) -> LoadedChart:
+        """`chart` with the dependencies its Chart.yaml declares and its `charts/` lacks,
+        as `helm dependency build` would put them there: each fetched from the repository
+        (or directory) it names, through this cache, then the chart loaded again with them.
+        Helm itself renders a chart without them (and `helm template` refuses it); neither
+        would deploy what the chart means. `pinned`: the parent's pin and revision, whose
+        dependency pins are fetched exactly."""
+        if not chart.missing_dependencies:
+            return chart
+        subject = f"chart {chart.name} {chart.version}"
+        pins = {d.requested: d for d in pinned[0].dependencies} if pinned else {}
+        fetched: list[tuple[ChartPin, LoadedChart]] = []
+        for declared in chart.missing_dependencies:
+            wanted = dependency_ref(ref, subject, declared)
+            try:
+                if pinned is not None and (pin := pins.get(wanted)) is not None:
+                    dependency = await self.fetch_pinned(pin, revision=pinned[1])
+                else:
+                    dependency = await self.fetch(wanted)
+            except ChartError as e:
+                raise type(e)(f"{subject}: dependency {wanted.chart}: {e}") from e
+            if dependency.name != declared.get("name"):
+                raise InvalidChart(
+                    f"{subject}: dependency {declared.get('name')}: {wanted.url} holds "
+                    f"chart {dependency.name} instead"
+                )
+            fetched.append((ChartPin.of(wanted, dependency), dependency))
+        return await asyncio.to_thread(self._built, chart, fetched)
+
+    def _built(
+        self, chart: LoadedChart, fetched: Sequence[tuple[ChartPin, LoadedChart]]
+    ) -> LoadedChart:
+        """`chart` loaded again with `fetched` as archives in its `charts/`."""
+        with tempfile.TemporaryDirectory(prefix="flotilla-dependencies-") as scratch:
+            archive = Path(scratch) / "chart.tgz"
+            archive.write_bytes(chart.archive())
+            try:
+                helm_python.expand(Path(scratch) / "expanded", archive)
+                root = Path(scratch) / "expanded" / chart.name
+                (root / "charts").mkdir(exist_ok=True)
+                for _, dependency in fetched:
+                    name = f"{dependency.name}-{dependency.version}.tgz"
+                    (root / "charts" / name).write_bytes(dependency.archive())
+                handle = helm_python.Chart.load(root)
+            except (OSError, helm_python.HelmError) as e:
+                detail = e.detail if isinstance(e, helm_python.HelmError) else str(e)
+                raise InvalidChart(
+                    f"chart {chart.name} {chart.version}: with its dependencies: {one_line(detail)}"
+                ) from e
+        pins = [pin for pin, _ in fetched]
+        return LoadedChart(handle, chart.digest, self._renders, dependencies=pins)
+
     async def fetch_stored(self, spec: TargetSpec, *, revision: int) -> LoadedChart:
         """The chart of a stored target spec of `revision`: exactly its pin. A spec stored
         before revisions pinned their charts has none, and resolves its reference again as
@@ -116,17 +196,42 @@ class ChartCache:
             )
         return await self.fetch_pinned(pin, revision=revision)
 
+    def repositories(self) -> list[RepositoryRecord]:
+        """The repositories registered with credentials, as they are now."""
+        return list(self._registered())
+
+    def credentials(self, url: str) -> RepositoryRecord | None:
+        """The registered repository whose credentials a fetch from `url` uses, if any.
+        Asked on every fetch, so that a `repo add` or `repo remove` holds from the next."""
+        return covering(self._registered(), url)
+
+    async def check_credentials(self, record: RepositoryRecord) -> None:
+        """One request to the repository with `record`'s credentials (its index.yaml, or a
+        registry login): CredentialsRefused, in one line naming it, if it will not take them."""
+        await check_credentials(record, timeout=self.timeout, logins_dir=self._logins_dir)
+
     @contextlib.asynccontextmanager
     async def _repository(self, ref: ChartRef) -> AsyncIterator[Repository]:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         # A session per fetch: fetches are rare (the cache answers most) and this way nothing
         # outlives the event loop that made it.
+        credentials = self.credentials(ref.url)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            yield (
-                HelmRepository(ref, session, self.timeout)
+            repository: Repository = (
+                HelmRepository(ref, session, self.timeout, credentials=credentials)
                 if ref.repo_type == "helm"
-                else OciRepository(ref, session, self.timeout)
+                else OciRepository(
+                    ref,
+                    session,
+                    self.timeout,
+                    credentials=credentials,
+                    logins_dir=self._logins_dir,
+                )
             )
+            try:
+                yield repository
+            finally:
+                await asyncio.to_thread(repository.close)
 
     async def _keep(self, ref: ChartRef, version: str, digest: str, data: bytes) -> LoadedChart:
         # Loaded before it is stored, so an archive Helm rejects never enters the cache.
@@ -225,6 +330,11 @@ class _ArchiveStore:
     def _ref_path(self, key: tuple[str, str, str]) -> Path:
         name = hashlib.sha256(json.dumps(key).encode()).hexdigest()
         return self._refs / f"{name}.json"
+
+
+def _none_registered() -> list[RepositoryRecord]:
+    """A cache that knows no credentials (tests, tools): every repository is public."""
+    return []
 
 
 def _check_remote(ref: ChartRef) -> None:

@@ -5,6 +5,10 @@ whenever the repository publishes. A revision must deploy the same chart on ever
 (resume, restart, rollback, a restarted hub), so the planner records in each target's spec
 what the reference resolved to at `up`, and every later deploy fetches exactly that version
 and checks its bytes against the digest (`ChartCache.fetch_pinned`).
+
+A chart whose Chart.yaml declares dependencies its `charts/` lacks (a chart directory before
+`helm dependency build`) is built with them fetched from their repositories; each of them is
+pinned the same way, inside its parent's pin, so that a later deploy builds the same chart.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ class ChartPin:
     requested: ChartRef
     version: str
     digest: str
+    dependencies: tuple[ChartPin, ...] = ()
+    """The dependencies fetched into the chart's `charts/`, by the reference its Chart.yaml
+    writes."""
 
     @classmethod
     def of(cls, requested: ChartRef, chart: LoadedChart) -> ChartPin:
-        return cls(requested, chart.version, chart.digest)
+        return cls(requested, chart.version, chart.digest, chart.dependencies)
 
     @property
     def ref(self) -> ChartRef:
@@ -47,6 +54,7 @@ class ChartPin:
             version=ref.version,
             constraint=self.requested.version,
             digest=self.digest,
+            dependencies=tuple(d.to_spec() for d in self.dependencies),
         )
 
     @classmethod
@@ -56,8 +64,13 @@ class ChartPin:
         chart = spec.chart
         if chart is None or not chart.pinned or chart.version is None:
             return None
+        return cls._of_chart(chart, chart.version)
+
+    @classmethod
+    def _of_chart(cls, chart: ChartSpec, version: str) -> ChartPin:
         requested = ChartRef(chart.repo_type, chart.url, chart.chart, chart.constraint)
-        return cls(requested, chart.version, chart.digest)
+        dependencies = tuple(cls._of_chart(d, d.version or "") for d in chart.dependencies)
+        return cls(requested, version, chart.digest, dependencies)
 
     def mismatch(self, found: str, *, revision: int) -> ChartPinMismatch:
         """The refusal to deploy `found` (a digest) in place of this pin, in one line."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import semantic_version
 
@@ -63,6 +66,36 @@ def resolve_version(ref: ChartRef, available: Iterable[str]) -> str:
         shown += f" and {len(newest_first) - VERSIONS_SHOWN} more"
     where = display_url(ref.url)
     raise ChartNotFound(f"{ref}: no such version in {where}; it has {shown or 'no versions'}")
+
+
+def dependency_ref(parent: ChartRef, subject: str, declared: Mapping[str, Any]) -> ChartRef:
+    """Where a dependency its parent's `charts/` lacks comes from, as `helm dependency
+    build` reads Chart.yaml: a repository URL, an `oci://` registry path, or a `file://`
+    directory relative to the parent's own directory. `subject` names the parent in the
+    refusals: a dependency with no repository, or one named as `helm repo add` named it
+    (`@stable`), which the hub has no list of."""
+    name = str(declared.get("name"))
+    version = str(declared["version"]) if declared.get("version") else None
+    repository = str(declared.get("repository") or "")
+    what = f"{subject}: dependency {name}"
+    if repository.startswith(("https://", "http://")):
+        return ChartRef("helm", repository, name, version)
+    if repository.startswith("oci://"):
+        return ChartRef("oci", repository, name, version)
+    if repository.startswith("file://"):
+        if parent.repo_type != "local":
+            raise InvalidChartRef(
+                f"{what}: {repository} is a directory, and the chart comes from a repository"
+            )
+        path = Path(
+            os.path.normpath(Path(parent.url) / parent.chart / repository.removeprefix("file://"))
+        )
+        return ChartRef("local", str(path.parent), path.name, version)
+    if not repository:
+        raise ChartNotFound(f"{what} is not in its charts/ directory and names no repository")
+    raise InvalidChartRef(
+        f"{what}: repository {repository} is a name `helm repo add` gave; write its URL"
+    )
 
 
 def semver(text: str) -> semantic_version.Version | None:

@@ -7,19 +7,31 @@ Helm renders. Helm's calls block (ctypes into Go), so the async API runs them in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import functools
+import io
 import json
 import re
+import tarfile
+import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import helm_python
 import yaml
+from helm_python import _native
 
+from clusters.discovery import Capabilities
 from hub.charts.errors import ChartRenderError, InvalidValues, one_line
+from hub.charts.kubeversion import IncompatibleCluster, satisfies
 from hub.format.documents import ManifestLoader
+
+if TYPE_CHECKING:  # pins name a chart by what it loads as: a cycle for the type checker only
+    from hub.charts.pins import ChartPin
 
 _HELM_TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
 
@@ -27,22 +39,47 @@ _HELM_TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
 class LoadedChart:
     """A chart Helm has loaded: its identity, defaults and schema, and rendering.
 
-    Safe to share between threads (the Helm handle is immutable). Rendered output is cached
-    per (digest, values, release, namespace, revision) and every caller gets its own copy, so
+    Safe to share between threads. Rendered output is cached per (digest, values, release,
+    namespace, revision, the cluster's capabilities) and every caller gets its own copy, so
     callers may edit the objects they receive.
+
+    A chart with subcharts is rendered from a fresh handle each time: Helm's render removes
+    the subcharts a condition or tag disables from the chart it renders (an install loads
+    its chart anew, so Helm never notices), and on a shared handle one target's disabled
+    subchart would be missing from every later render. Loading from memory takes about a
+    millisecond.
     """
 
-    def __init__(self, handle: helm_python.Chart, digest: str, renders: RenderCache) -> None:
+    def __init__(
+        self,
+        handle: helm_python.Chart,
+        digest: str,
+        renders: RenderCache,
+        dependencies: Sequence[ChartPin] = (),
+    ) -> None:
+        """`dependencies`: the pins of the charts fetched into its `charts/` (`ChartCache`),
+        part of what identifies its renders; `digest` is the chart's own."""
         self._handle = handle
         self._renders = renders
         metadata = handle.metadata
         self.digest = digest
+        self.dependencies = tuple(dependencies)
+        self._identity = "+".join([digest, *(d.digest for d in self.dependencies)])
         self.name = str(metadata.get("name", ""))
         self.version = str(metadata.get("version", ""))
         self.app_version = str(metadata.get("appVersion", ""))
+        self.kube_version = str(metadata.get("kubeVersion") or "")
+        """Chart.yaml's `kubeVersion`: the semver range of clusters it installs on."""
         self._default_values = handle.values
         self._schema = handle.schema
         self._crds = handle.crds
+        # The archive every render of a chart with subcharts loads afresh, saved before any.
+        self._pristine = _archive_of(handle) if handle.dependencies else None
+        present = {str(d.get("name")) for d in handle.dependencies}
+        declared = {str(d.get("name")): d for d in metadata.get("dependencies") or []}
+        self.missing_dependencies = [d for name, d in declared.items() if name not in present]
+        """Dependencies Chart.yaml declares that `charts/` does not hold (one per name, as
+        Helm looks them up), for `ChartCache` to fetch."""
 
     def __repr__(self) -> str:
         return f"<LoadedChart {self.name} {self.version} {self.digest}>"
@@ -58,12 +95,23 @@ class LoadedChart:
         return copy.deepcopy(self._schema)
 
     def validate(self, values: dict[str, Any]) -> None:
-        """Check values (merged over the defaults, as Helm does) against the schema."""
+        """Check values (merged over the defaults, as Helm does) against the schemas.
+
+        A subchart's schema counts only where its condition and tags enable it: Helm checks
+        the schemas while it renders, after dropping the disabled subcharts, so a chart with
+        subcharts is checked by a render of its own (whose other failures the render proper
+        reports)."""
         _canonical_json(values, self._subject)
         try:
-            self._handle.validate_schema(self._handle.merge_values(values))
+            if self._pristine is None:
+                self._handle.validate_schema(self._handle.merge_values(values))
+                return
+            with self._opened() as handle:
+                handle.render(values)
         except helm_python.HelmValuesError as e:
             raise InvalidValues(f"{self._subject}: {_schema_cause(e.detail, self.name)}") from e
+        except helm_python.HelmError:
+            pass
 
     def render(
         self,
@@ -72,19 +120,29 @@ class LoadedChart:
         release_name: str,
         namespace: str,
         revision: int = 1,
+        fresh: bool = False,
+        capabilities: Capabilities | None = None,
     ) -> list[dict[str, Any]]:
-        """The objects Helm renders for one release, CRDs first, then templates by path.
+        """The objects Helm renders for one release's templates, by path; the chart's
+        `crds/` are not among them (`crds`), since Helm installs those apart. `fresh`
+        renders anew and caches nothing: only a second render shows what changes on every
+        render (`hub.charts.offline`).
 
         `revision` is part of the cache key because templates can read `.Release.Revision`
         and `.Release.IsUpgrade`; revision 1 renders as an install, later ones as upgrades.
         Objects annotated as Helm test hooks are dropped: they belong to `helm test`, not to
-        a release.
+        a release. `capabilities` are the target cluster's (`.Capabilities.KubeVersion` and
+        `.APIVersions` as `helm upgrade` sees them live); None renders with Helm's built-in
+        defaults, as `helm template` does. The cache keys them by their digest.
         """
         values_json = _canonical_json(values, self._subject)
-        key = (self.digest, values_json, release_name, namespace, revision)
+        if fresh:
+            return self._render(values, release_name, namespace, revision, capabilities)
+        seen = capabilities.digest if capabilities else None
+        key = (self._identity, values_json, release_name, namespace, revision, seen)
         objects = self._renders.get(key)
         if objects is None:
-            objects = self._render(values, release_name, namespace, revision)
+            objects = self._render(values, release_name, namespace, revision, capabilities)
             self._renders.put(key, objects)
         return copy.deepcopy(objects)
 
@@ -95,6 +153,8 @@ class LoadedChart:
         release_name: str,
         namespace: str,
         revision: int = 1,
+        fresh: bool = False,
+        capabilities: Capabilities | None = None,
     ) -> list[dict[str, Any]]:
         """`render` in a worker thread, for the event loop."""
         return await asyncio.to_thread(
@@ -103,30 +163,79 @@ class LoadedChart:
             release_name=release_name,
             namespace=namespace,
             revision=revision,
+            fresh=fresh,
+            capabilities=capabilities,
         )
+
+    def check_cluster(self, capabilities: Capabilities, cluster: str) -> None:
+        """Refuse a cluster whose version is outside the chart's `kubeVersion`, as Helm
+        refuses to install there (`IncompatibleCluster`, naming both)."""
+        constraint = self.kube_version
+        if constraint and not satisfies(constraint, capabilities.kube_version):
+            raise IncompatibleCluster(
+                f"{self._subject} requires Kubernetes {constraint}; cluster {cluster} runs "
+                f"{capabilities.kube_version}"
+            )
+
+    @functools.cached_property
+    def templates(self) -> dict[str, str]:
+        """Every template's source by its path in the chart, the subcharts' included
+        (`charts/worker/templates/configmap.yaml`)."""
+        if self._pristine is None:
+            return {t["name"]: t["data"] for t in self._handle.templates}
+        return _archived_templates(self._pristine)
+
+    @property
+    def crds(self) -> list[dict[str, Any]]:
+        """The objects of the chart's `crds/` directory, as written: Helm never templates
+        them, creates them before the templates on install only, and never upgrades or
+        deletes them."""
+        return [obj for crd in self._crds for obj in self._parse(crd["filename"], crd["data"])]
 
     @property
     def _subject(self) -> str:
         return f"chart {self.name} {self.version}"
 
+    def archive(self) -> bytes:
+        """The chart as an archive Helm saved: what a parent that depends on it holds."""
+        return self._pristine if self._pristine is not None else _archive_of(self._handle)
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[helm_python.Chart]:
+        """The handle to hand Helm: the shared one, or a fresh one for a chart with
+        subcharts (see the class)."""
+        if self._pristine is None:
+            yield self._handle
+            return
+        with helm_python.Chart.load_archive(self._pristine) as handle:
+            yield handle
+
     def _render(
-        self, values: dict[str, Any], release_name: str, namespace: str, revision: int
+        self,
+        values: dict[str, Any],
+        release_name: str,
+        namespace: str,
+        revision: int,
+        capabilities: Capabilities | None,
     ) -> list[dict[str, Any]]:
+        options: dict[str, Any] = {
+            "name": release_name,
+            "namespace": namespace,
+            "revision": revision,
+            "is_install": revision == 1,
+            "is_upgrade": revision > 1,
+        }
+        if capabilities is not None:
+            options["kube_version"] = capabilities.kube_version
+            options["api_versions"] = list(capabilities.api_versions)
         try:
-            files = self._handle.render(
-                values,
-                name=release_name,
-                namespace=namespace,
-                revision=revision,
-                is_install=revision == 1,
-                is_upgrade=revision > 1,
-            )
+            with self._opened() as handle:
+                files = _helm_render(handle, values, options)
         except helm_python.HelmValuesError as e:
             raise InvalidValues(f"{self._subject}: {_schema_cause(e.detail, self.name)}") from e
         except helm_python.HelmError as e:
             raise ChartRenderError(f"{self._subject}: {one_line(e.detail)}") from e
-        sources = [(crd["filename"], crd["data"]) for crd in self._crds]
-        sources += [(path, files[path]) for path in sorted(files) if _is_manifest(path)]
+        sources = [(path, files[path]) for path in sorted(files) if _is_manifest(path)]
         return [
             obj
             for path, text in sources
@@ -172,6 +281,44 @@ class RenderCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
+
+
+def _archive_of(handle: helm_python.Chart) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="flotilla-chart-") as scratch:
+        return Path(handle.save(scratch)).read_bytes()
+
+
+def _archived_templates(archive: bytes) -> dict[str, str]:
+    """The templates in a chart archive Helm saved (its subcharts as directories), by their
+    path below the chart's own directory."""
+    found = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar.getmembers():
+            path = member.name.split("/", 1)[-1]
+            if member.isfile() and "templates" in path.split("/")[:-1]:
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    found[path] = extracted.read().decode(errors="replace")
+    return found
+
+
+def _helm_render(
+    handle: helm_python.Chart, values: dict[str, Any], options: dict[str, Any]
+) -> dict[str, str]:
+    """Helm's render with every option its native `helm_render` takes.
+
+    helm-python-sdk 0.2.2's `Chart.render` exposes neither `kube_version` nor
+    `api_versions`, though its native library (helm-c-sdk's RenderOptions) reads both, so
+    this calls the native function as `Chart.render` does, with them. The library decodes
+    options strictly: an upgrade that dropped a key would fail every render loudly, not
+    render with defaults (tests/unit/test_charts_capabilities.py holds both). The API
+    versions add to Helm's default set, as `helm template --api-versions` does.
+    """
+    rendered = _native.call_string(
+        "helm_render", handle._raw(), json.dumps(values), json.dumps(options)
+    )
+    manifests: dict[str, str] = json.loads(rendered)
+    return manifests
 
 
 def _canonical_json(values: dict[str, Any], subject: str) -> str:

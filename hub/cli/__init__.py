@@ -6,12 +6,23 @@ code of its FlotillaError (2 invalid input, 3 not found, 4 conflict, 5 cluster
 unavailable, 6 no hub).
 """
 
-from hub.cli import apps, cluster, diff, events, local, ui, workflow
+from hub.cli import apps, cluster, diff, events, local, repo, ui, workflow
 from hub.cli.base import app
 from hub.cli.completion import PROG_NAME
 
 # The command modules register themselves on `app` when imported.
-__all__ = ["app", "apps", "cluster", "diff", "events", "local", "main", "ui", "workflow"]
+__all__ = [
+    "app",
+    "apps",
+    "cluster",
+    "diff",
+    "events",
+    "local",
+    "main",
+    "repo",
+    "ui",
+    "workflow",
+]
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from hub.cli.client import HubClient
 from hub.cli.output import Format, emit
 from hub.errors import InvalidInput
 from hub.model.phases import AppPhase
+from hub.model.views import TAKE_OVER
 
 
 @app.command()
@@ -39,7 +40,9 @@ def plan(
 ) -> None:
     """Show what `up` would do, changing nothing: per step and cluster, the namespace, the
     values that differ from the chart's defaults and which policy set them, the objects
-    Helm renders, and the objects of a release that `up` would delete (`prune`)."""
+    Helm renders, the objects of a release that `up` would delete (`prune`), and, for a
+    first deploy, the fields of objects on the cluster that another field manager (helm,
+    kubectl) owns, which only `up --take-ownership` takes over (the clusters are asked)."""
     body = read_app(file) | {"explain": explain}
     view = run(call("POST", "/api/v1/plan", body))
     emit(view, output_format, lambda v: _plan_printed(v, explain))
@@ -62,6 +65,8 @@ def _plan_printed(view: dict[str, Any], explain: str | None) -> Any:
                     f"{', '.join(target['prune'])}\n",
                     style="red",
                 )
+            for owned in target["takeOver"]:
+                lines.append(f"{target['cluster']}: {owned}; {TAKE_OVER}\n", style="yellow")
     return Group(views.plan_tree(view, explain), lines)
 
 
@@ -76,6 +81,13 @@ def up(
             "cluster, or more than half of them (`plan` lists what it deletes)."
         ),
     ] = False,
+    take_ownership: Annotated[
+        bool,
+        typer.Option(
+            help="Deploy even if objects of a first deploy on a cluster have fields that "
+            "another field manager owns (helm, kubectl): Flotilla becomes their owner."
+        ),
+    ] = False,
     output_format: OutputOption = Format.table,
 ) -> None:
     """Deploy an application: a new revision when the file changed, run by the hub.
@@ -83,10 +95,13 @@ def up(
     The file is checked completely first (spec, placement, charts, values schema, render);
     if anything is wrong nothing is stored or deployed. A revision that would delete every
     object of a release on a cluster, or more than half of them, is refused with the
-    objects named (exit 2, nothing stored) unless `--allow-prune` is given. Exit codes
-    with --wait: 0 finished or suspended, 1 failed.
+    objects named (exit 2, nothing stored) unless `--allow-prune` is given. So is a first
+    deploy onto objects whose fields another field manager owns (what `helm install` or
+    `kubectl apply` put there), one line per object, unless `--take-ownership` is given.
+    Exit codes with --wait: 0 finished or suspended, 1 failed.
     """
-    result = run(call("POST", "/api/v1/apps", read_app(file) | {"allowPrune": allow_prune}))
+    body = read_app(file) | {"allowPrune": allow_prune, "takeOwnership": take_ownership}
+    result = run(call("POST", "/api/v1/apps", body))
     if output_format is not Format.table:
         emit(result, output_format)
     else:

@@ -70,6 +70,11 @@ def status_tree(status: dict[str, Any], *, every_object: bool = False) -> Tree:
                     ):
                         rel.add(_measurement_line(measured))
                 _objects(rel, release["objects"], every_object)
+                for run in release.get("hooks", []):
+                    rel.add(_hook_line(run))
+                if release.get("crds"):
+                    names = ", ".join(c["name"] for c in release["crds"])
+                    rel.add(f"[dim]crds/ {names}: {release['crds'][0]['message']}[/dim]")
     if status.get("next"):
         root.add(f"[yellow]next:[/yellow] {status['next']}")
     return root
@@ -81,6 +86,20 @@ def _rollout_line(rollout: dict[str, Any]) -> str:
     return (
         f"[cyan]canary[/cyan] {rollout['workload']}  step {rollout['step']}  "
         f"{rollout['stage']}  {weight}{canary}"
+    )
+
+
+_HOOK_STYLE = {"Succeeded": "green", "Failed": "red", "Running": "cyan"}
+
+
+def _hook_line(run: dict[str, Any]) -> str:
+    """`hook pre-upgrade Job demo/demo-migrate  Succeeded  revision 2`, and why it failed."""
+    style = _HOOK_STYLE.get(run["phase"], "white")
+    where = f"{run['namespace']}/{run['name']}" if run["namespace"] else run["name"]
+    why = f"  [dim]{run['message']}[/dim]" if run["message"] else ""
+    return (
+        f"hook {run['event']} {run['kind']} {where}  [{style}]{run['phase']}[/{style}]  "
+        f"revision {run['revision']}{why}"
     )
 
 
@@ -114,7 +133,8 @@ def _objects(node: Tree, objects: list[dict[str, Any]], every_object: bool) -> N
             continue
         where = f"{obj['namespace']}/{obj['name']}" if obj.get("namespace") else obj["name"]
         reason = f"  [dim]{obj['reason']}[/dim]" if obj.get("reason") else ""
-        line = node.add(f"{obj['kind']} {where}  {health(obj['health'])}{reason}")
+        kept = "  [dim]resource-policy keep: prune and delete leave it[/dim]" if obj["keep"] else ""
+        line = node.add(f"{obj['kind']} {where}  {health(obj['health'])}{reason}{kept}")
         if drift:
             _drift(line, drift)
         shown += 1
@@ -264,6 +284,7 @@ class ProgressLog:
 
 
 def plan_tree(view: dict[str, Any], explain: str | None) -> Tree:
+    from rich.markup import escape
     from rich.tree import Tree
 
     root = Tree(f"plan for [bold]{view['application']}[/bold]")
@@ -294,6 +315,13 @@ def plan_tree(view: dict[str, Any], explain: str | None) -> Tree:
                     for layer in entry["layers"]:
                         shown = "deleted" if layer.get("deleted") else _short(layer.get("value"))
                         lines.add(f"{layer['layer']}: {shown}")
+            if target["dependencies"]:
+                node.add(f"fetched dependencies: {escape(', '.join(target['dependencies']))}")
+            if target["usesLookup"]:
+                templates = escape(", ".join(target["usesLookup"]))
+                node.add(f"[yellow]uses lookup[/yellow] (finds nothing here): {templates}")
+            for warning in target["warnings"]:
+                node.add(f"[yellow]warning:[/yellow] {escape(warning)}")
             node.add(f"[dim]objects: {', '.join(target['objects'])}[/dim]")
     return root
 

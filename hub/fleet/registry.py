@@ -5,6 +5,12 @@ answers from the store at once even when a member cluster is dead. One ClusterCl
 cluster is created on first use and reused by everything in the hub that talks to it,
 its watch cache (`observer`) included; detach and rename take the cache along.
 
+What each cluster serves (its version and API versions, `clusters.discovery`) is kept here
+too, in memory only: it is a cache of the cluster's own truth, discovered at join and at
+start, refreshed by the prober every `DISCOVERY_INTERVAL` (two 304s while nothing changed),
+and what every render for the cluster is given. A render that finds it unknown discovers
+it there and then, within a bound.
+
 The prober is the supervised task `probe` and is critical: without it every health in
 `cluster list` silently goes stale, so if it keeps dying the hub stops (hub.tasks). One
 cluster whose probe fails in an unforeseen way is that cluster's problem, not the
@@ -14,6 +20,7 @@ prober's: it shows as that cluster's health and reason, and the others are probe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -23,7 +30,8 @@ from urllib.parse import urlsplit
 
 from clusters import kubeconfig as kc
 from clusters.client import ClusterClient, RequestStats
-from clusters.errors import ClusterError, Unauthorized, Unreachable
+from clusters.discovery import Capabilities, Discovery, discover
+from clusters.errors import ClusterError, Unauthorized, Unreachable, reworded
 from clusters.probe import probe, readiness
 from hub.errors import ClusterUnavailable, Conflict, InvalidInput, NotFound
 from hub.fleet.observer import Observer, WatchHealth
@@ -38,6 +46,10 @@ from placement.selectors import validate_label_key, validate_label_value
 
 log = logging.getLogger(__name__)
 PROBE_TASK = "probe"
+# Seconds between discoveries of a healthy cluster: a CRD installed there reaches renders
+# within this. Discovery rarely changes and each refresh is two conditional GETs, but it
+# is no health signal, so it runs at a fraction of the probes' pace.
+DISCOVERY_INTERVAL = 30.0
 
 
 class Registry:
@@ -61,6 +73,9 @@ class Registry:
         self._next_probe: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._probe_seconds: dict[str, float] = {}
+        self._discoveries: dict[str, Discovery] = {}
+        self._discovering: dict[str, asyncio.Task[Discovery]] = {}
+        self._next_discovery: dict[str, float] = {}
         # Every change to a cluster goes through this class, so it keeps the records: a
         # store read parses every kubeconfig (certificates and keys), which with 64
         # clusters was most of a status call and a tenth of the hub's CPU in a deploy.
@@ -94,6 +109,59 @@ class Registry:
         """How long the last probe of `name` took (None before its first one)."""
         return self._probe_seconds.get(name)
 
+    def known_capabilities(self, name: str) -> Capabilities | None:
+        """What the cluster was last discovered to serve (None before its first discovery)."""
+        known = self._discoveries.get(name)
+        return known.capabilities if known else None
+
+    async def capabilities(self, name: str) -> Capabilities:
+        """What to render for `name` with: as last discovered, or discovered now if never
+        (the first renders after a start or join), within the join timeout. Raises the
+        ClusterError of why it cannot be asked, naming the cluster: `Unreachable` (no answer
+        in time included) is what the engine waits out, as for any other request."""
+        known = self.known_capabilities(name)
+        if known is not None:
+            return known
+        try:
+            async with asyncio.timeout(self.settings.join_timeout):
+                return (await self._discover(name)).capabilities
+        except TimeoutError:
+            raise Unreachable(
+                f"cluster {name}: no answer to discovery within "
+                f"{self.settings.join_timeout:.0f}s, so nothing renders for it"
+            ) from None
+        except ClusterError as e:
+            raise reworded(e, f"cluster {name}: cannot discover what it serves: {e}") from e
+
+    def _discover(self, name: str) -> asyncio.Future[Discovery]:
+        """Discover `name` again, once at a time however many ask: the callers share the
+        one discovery in flight, and one caller's timeout does not cancel the others'."""
+        task = self._discovering.get(name)
+        if task is None:
+            task = asyncio.create_task(self._rediscover(name), name=f"discover {name}")
+            self._discovering[name] = task
+            task.add_done_callback(lambda done: self._discovered(name, done))
+        return asyncio.shield(task)
+
+    async def _rediscover(self, name: str) -> Discovery:
+        client = await self.client(name)
+        found = await discover(client, self._discoveries.get(name))
+        if name in self._records:  # not detached meanwhile
+            self._discoveries[name] = found
+        return found
+
+    def _discovered(self, name: str, task: asyncio.Task[Discovery]) -> None:
+        if self._discovering.get(name) is task:
+            del self._discovering[name]
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        if isinstance(error, ClusterError):
+            log.warning("discovery of cluster %s failed: %s", name, error, extra={"cluster": name})
+        else:
+            log.error(
+                "discovery of cluster %s failed", name, exc_info=error, extra={"cluster": name}
+            )
+
     def request_stats(self) -> dict[str, RequestStats]:
         """What each cluster's client has sent, by cluster; none before its first use."""
         return {name: client.stats for name, client in self._clients.items()}
@@ -105,6 +173,8 @@ class Registry:
     async def close(self) -> None:
         """Stop the prober and every watch, and close every client."""
         await self.supervisor.cancel(PROBE_TASK)
+        for task in list(self._discovering.values()):
+            task.cancel()
         await self.observer.close()
         clients, self._clients = list(self._clients.values()), {}
         await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
@@ -189,6 +259,11 @@ class Registry:
         record = self._reload(name)
         self._clients[name] = client
         self.observer.watch(name)
+        # Now rather than at the first render; a failure is logged, and that render asks.
+        with contextlib.suppress(TimeoutError, ClusterError):
+            async with asyncio.timeout(self.settings.probe_timeout):
+                await self._discover(name)
+        self._next_discovery[name] = asyncio.get_running_loop().time() + DISCOVERY_INTERVAL
         log.info(
             "joined cluster %s (%s, %s)",
             name,
@@ -232,6 +307,8 @@ class Registry:
             self._next_probe,
             self._failures,
             self._probe_seconds,
+            self._discoveries,
+            self._next_discovery,
         ):
             _move(table, old, new)
         record = self._reload(new)
@@ -247,6 +324,8 @@ class Registry:
         self._next_probe.pop(name, None)
         self._failures.pop(name, None)
         self._probe_seconds.pop(name, None)
+        self._discoveries.pop(name, None)
+        self._next_discovery.pop(name, None)
         await self.observer.forget(name)
         self._connecting.pop(name, None)
         client = self._clients.pop(name, None)
@@ -280,9 +359,10 @@ class Registry:
             log.error("probe of cluster %s failed", name, exc_info=e, extra={"cluster": name})
             health, seen = "Unknown", False
             reason = f"probe failed unexpectedly ({type(e).__name__}); the hub's log has why"
+        version = await self._refresh_discovery(name) if health == "Healthy" else None
         took = time.monotonic() - started
         try:
-            self.store.record_probe(name, health=health, reason=reason, version=None, seen=seen)
+            self.store.record_probe(name, health=health, reason=reason, version=version, seen=seen)
             self._reload(name)
         except NotFound:
             return  # detached or renamed while we were probing
@@ -298,6 +378,20 @@ class Registry:
         self._next_probe[name] = asyncio.get_running_loop().time() + (
             self.settings.probe_interval if failures <= 1 else delay
         )
+
+    async def _refresh_discovery(self, name: str) -> str | None:
+        """Discover a healthy cluster again when due; its server version, for the store
+        (an upgraded cluster shows its new version), or None when not asked or failed
+        (logged: renders keep the capabilities last discovered)."""
+        now = asyncio.get_running_loop().time()
+        if self._next_discovery.get(name, 0) > now:
+            return None
+        self._next_discovery[name] = now + DISCOVERY_INTERVAL
+        try:
+            async with asyncio.timeout(self.settings.probe_timeout):
+                return (await self._discover(name)).capabilities.kube_version
+        except Exception:  # logged by `_discovered`; the cluster's alone, as in `probe_one`
+            return None
 
 
 def _move(table: dict[str, Any], old: str, new: str) -> None:

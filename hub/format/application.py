@@ -18,6 +18,7 @@ from hub.format.workflow import (
     WorkflowSpec,
     deploy_step_before,
 )
+from placement.errors import Problem
 from placement.names import (
     DnsLabel,
 )
@@ -84,6 +85,17 @@ class Application(StrictModel):
             if workflow is None
             else deploy_step_before(workflow.steps, workflow.mode.steps, name)
         )
+
+    def located(self, problem: Problem) -> Problem:
+        """A placement problem with its path in the file: relative to `spec`, a policy
+        named (`("policies", name, ...)`, as placement knows policies) turned into its index."""
+        path = problem.path
+        if not path:
+            return problem
+        if path[0] == "policies" and len(path) > 1 and isinstance(path[1], str):
+            names = [p.name for p in self.spec.policies]
+            path = ("policies", names.index(path[1]), *path[2:])
+        return Problem(problem.message, ("spec", *path))
 
     def to_placement(self) -> AppSpec:
         """The application as placement's plain data. Raises `PlacementError` (paths relative

@@ -46,6 +46,10 @@ class HelmProperties(StrictModel):
     release_name: PerClusterReleaseName | None = None
     target_namespace: PerClusterDnsLabel | None = None
     values: dict[str, Any] = Field(default_factory=dict)
+    secret_ref: NonEmpty | None = None
+    """KubeVela's name for the repository's credentials: here a repository registered
+    with `flotilla repo add`, which must cover `url`. Without it, a registered repository
+    covering `url` is used all the same, as Helm matches credentials by URL."""
 
     @field_validator("url")
     @classmethod

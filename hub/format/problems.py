@@ -19,7 +19,7 @@ from pydantic import (
 
 from hub.format.analysis import per_cluster
 from hub.format.application import Application
-from hub.format.components import COMPONENT_PROPERTIES, TRAIT_PROPERTIES
+from hub.format.components import COMPONENT_PROPERTIES, TRAIT_PROPERTIES, HelmComponent
 from hub.format.workflow import (
     ApplyOncePolicy,
     CheckMetricsStep,
@@ -27,6 +27,7 @@ from hub.format.workflow import (
     OverridePolicy,
     deploy_steps_before,
 )
+from hub.model.records import RepositoryRecord, covering
 from placement.errors import PathPart, PlacementError, Problem
 from placement.overrides import Override
 from placement.values import Layer, merge_layers
@@ -167,7 +168,7 @@ def semantic_problems(app: Application) -> Iterator[Problem]:
     try:
         app.to_placement()
     except PlacementError as e:
-        yield from (Problem(p.message, ("spec", *p.path)) for p in e.problems)
+        yield from (app.located(p) for p in e.problems)
 
 
 def _check_metrics_problems(app: Application) -> Iterator[Problem]:
@@ -333,6 +334,82 @@ def _patched_problems(
     except ValidationError as e:
         return validation_problems(e, model, at)
     return []
+
+
+def repository_problems(
+    app: Application, registered: Sequence[RepositoryRecord]
+) -> Iterator[Problem]:
+    """Every `secretRef` (of a helm component, or set by an override) names a repository
+    registered with `flotilla repo add` whose URL covers the chart's `url`, and the one
+    that covers it most closely: that one's credentials are what a fetch from the URL uses,
+    so naming another would promise credentials that are never sent. Asked at plan, with
+    the repositories registered then (the store's; this module reads none)."""
+    components = app.spec.components
+    for index, component in enumerate(components):
+        if isinstance(component, HelmComponent) and (name := component.properties.secret_ref):
+            props = component.properties
+            yield from _secret_ref_problems(
+                name,
+                props.repo_type,
+                props.url,
+                registered,
+                ("spec", "components", index, "properties", "secretRef"),
+            )
+    for index, policy in enumerate(app.spec.policies):
+        if not isinstance(policy, OverridePolicy):
+            continue
+        for position, patch in enumerate(policy.properties.components):
+            name = (patch.properties or {}).get("secretRef")
+            if not isinstance(name, str) or not name:
+                continue  # a wrong type is the patched component's own problem
+            patched = ("spec", "policies", index, "properties", "components", position)
+            for component in components:
+                if not isinstance(component, HelmComponent) or not patch.matches(
+                    component.name, component.type
+                ):
+                    continue
+                merged = {**component.properties.model_dump(), **(patch.properties or {})}
+                yield from _secret_ref_problems(
+                    name,
+                    str(merged.get("repoType") or "helm"),
+                    str(merged.get("url") or ""),
+                    registered,
+                    (*patched, "properties", "secretRef"),
+                )
+
+
+def _secret_ref_problems(
+    name: str,
+    repo_type: str,
+    url: str,
+    registered: Sequence[RepositoryRecord],
+    at: tuple[PathPart, ...],
+) -> Iterator[Problem]:
+    by_name = {record.name: record for record in registered}
+    if repo_type == "local":
+        yield Problem("a local chart directory needs no credentials: remove secretRef", at)
+        return
+    record = by_name.get(name)
+    if record is None:
+        known = ", ".join(sorted(by_name)) or "none"
+        yield Problem(
+            f"{json.dumps(name)} names no registered repository (registered: {known}); "
+            f"register it: `flotilla repo add {name} --url {url} --username USER "
+            "--password-stdin`",
+            at,
+        )
+    elif not record.covers(url):
+        yield Problem(
+            f"repository {json.dumps(name)} is registered for {record.url}, which does not "
+            f"cover url {url}",
+            at,
+        )
+    elif (closest := covering(registered, url)) is not None and closest.name != name:
+        yield Problem(
+            f"url {url} is covered more closely by repository {json.dumps(closest.name)} "
+            f"({closest.url}), whose credentials a fetch uses: name that one",
+            at,
+        )
 
 
 def format_location(path: Sequence[PathPart]) -> str:

@@ -123,3 +123,14 @@ class Verdict(enum.StrEnum):
     @property
     def finished(self) -> bool:
         return self is not Verdict.RUNNING
+
+
+class HookPhase(enum.StrEnum):
+    """The last run of a Helm hook, as Helm records it; and what became of a `crds/`
+    object, which the hub creates when absent and then leaves alone."""
+
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CREATED = "Created"
+    EXISTED = "Existed"

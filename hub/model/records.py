@@ -1,16 +1,20 @@
 """What the hub stores, as typed records: clusters, applications, revisions, steps,
-targets and canaries. Plain data, shared by the store, the engine and the views.
+targets, canaries, chart repositories' credentials. Plain data, shared by the store, the
+engine and the views.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from hub.model.phases import (
     AppPhase,
+    HookPhase,
     Measured,
     Outcome,
     Stage,
@@ -158,3 +162,68 @@ class EventRecord:
     step: str | None = None
     cluster: str | None = None
     component: str | None = None
+
+
+@dataclass
+class HookRunRecord:
+    """The last run of one Helm hook object of a target for one hook event (`pre-upgrade`):
+    which revision ran it, how it went. `crds/` objects are kept here too, under the event
+    `crds`, since they too live outside the release's inventory."""
+
+    app: str
+    cluster: str
+    component: str
+    revision: int
+    event: str
+    kind: str
+    namespace: str
+    """"" for a cluster-scoped object."""
+    name: str
+    phase: HookPhase
+    message: str = ""
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+
+RepositoryKind = Literal["http", "oci"]
+RepositoryAuth = Literal["basic", "token"]
+
+
+@dataclass(frozen=True)
+class RepositoryRecord:
+    """A chart repository (`http`) or OCI registry (`oci`) registered with credentials
+    (`flotilla repo add`). `secret` is the password or bearer token, as secret as a
+    kubeconfig: it is never serialised as is, and its repr leaves it out."""
+
+    name: str
+    url: str
+    kind: RepositoryKind
+    auth: RepositoryAuth
+    username: str
+    secret: str = field(repr=False)
+    created_at: float = field(default_factory=time.time)
+
+    def covers(self, url: str) -> bool:
+        """Whether a chart at `url` is this repository's: the same scheme and host, and a
+        path at or under its own, segment by segment (`/charts` covers `/charts/team`, not
+        `/charts-old`). Credentials go to what the repository covers and nowhere else."""
+        if not same_origin(url, self.url):
+            return False
+        mine, theirs = urlsplit(self.url.rstrip("/")).path, urlsplit(url.rstrip("/")).path
+        return theirs == mine or theirs.startswith(mine + "/")
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Whether `url` is on `base`'s scheme, host and port: where its credentials may go."""
+    mine, theirs = urlsplit(base), urlsplit(url)
+    return (mine.scheme.lower(), mine.netloc.lower()) == (
+        theirs.scheme.lower(),
+        theirs.netloc.lower(),
+    )
+
+
+def covering(records: Iterable[RepositoryRecord], url: str) -> RepositoryRecord | None:
+    """The registered repository whose credentials a chart at `url` is fetched with: the one
+    that covers it most closely (the longest URL), as Helm picks a repository by its URL."""
+    found = [record for record in records if record.covers(url)]
+    return max(found, key=lambda record: len(record.url.rstrip("/")), default=None)

@@ -31,6 +31,9 @@ class ChartSpec:
     """sha256 of the pinned archive (or of a local chart directory's files)."""
     pinned: bool = True
     """False for a spec stored before revisions pinned their charts."""
+    dependencies: tuple[ChartSpec, ...] = ()
+    """The dependencies fetched into the chart's `charts/` (declared in its Chart.yaml,
+    not packaged), each pinned as the chart is."""
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,7 @@ class TargetSpec:
         chart = self.chart
         return {
             "type": self.type,
-            "chart": {
-                "repo_type": chart.repo_type,
-                "url": chart.url,
-                "chart": chart.chart,
-                "version": chart.version,
-                "constraint": chart.constraint,
-            },
+            "chart": _chart_json(chart),
             "digest": chart.digest,
             "values": dict(self.values),
             "traits": {kind: dict(props) for kind, props in self.traits.items()},
@@ -81,7 +78,33 @@ class TargetSpec:
                 constraint=chart.get("constraint") if pinned else chart.get("version"),
                 digest=str(data.get("digest") or ""),
                 pinned=pinned,
+                dependencies=tuple(_dependency(d) for d in chart.get("dependencies") or ()),
             ),
             values=dict(data.get("values") or {}),
             traits={kind: dict(props) for kind, props in (data.get("traits") or {}).items()},
         )
+
+
+def _chart_json(chart: ChartSpec) -> dict[str, Any]:
+    """A stored chart (its digest beside it, where specs have always kept it)."""
+    fetched = [{**_chart_json(d), "digest": d.digest} for d in chart.dependencies]
+    return {
+        "repo_type": chart.repo_type,
+        "url": chart.url,
+        "chart": chart.chart,
+        "version": chart.version,
+        "constraint": chart.constraint,
+        **({"dependencies": fetched} if fetched else {}),
+    }
+
+
+def _dependency(data: Mapping[str, Any]) -> ChartSpec:
+    return ChartSpec(
+        repo_type=data["repo_type"],
+        url=data["url"],
+        chart=data["chart"],
+        version=data.get("version"),
+        constraint=data.get("constraint"),
+        digest=str(data.get("digest") or ""),
+        dependencies=tuple(_dependency(d) for d in data.get("dependencies") or ()),
+    )

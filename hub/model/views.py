@@ -40,6 +40,9 @@ class ObjectView(TypedDict):
     sync: str
     """`Synced`, or `OutOfSync` (with `drift`) when it differs from what the hub applied."""
     drift: DriftView | None
+    keep: bool
+    """Annotated `helm.sh/resource-policy: keep`: a prune or the release's deletion leaves
+    it on the cluster."""
 
 
 class RolloutView(TypedDict):
@@ -50,6 +53,35 @@ class RolloutView(TypedDict):
     weight: int | None
     canary: str
     resumeAt: str | None
+
+
+class HookRunView(TypedDict):
+    """The last run of one Helm hook of the release, for one hook event."""
+
+    event: str
+    """The hook event it ran for: `pre-install`, `post-upgrade`, ..."""
+    kind: str
+    namespace: str | None
+    name: str
+    revision: int
+    """The revision whose deploy (or rollback, or delete) ran it."""
+    phase: str
+    """Running, Succeeded or Failed."""
+    message: str
+    """Why it failed; empty otherwise."""
+    started: str | None
+    finished: str | None
+
+
+class CrdView(TypedDict):
+    """One object of the chart's `crds/`, created on the release's first deploy if absent."""
+
+    name: str
+    phase: str
+    """Created (by this release's first deploy), or Existed (left as it was)."""
+    message: str
+    """That it is left as installed: `crds/` objects are never upgraded or deleted."""
+    at: str | None
 
 
 class ReleaseView(TypedDict):
@@ -63,6 +95,9 @@ class ReleaseView(TypedDict):
     reason: str
     rollout: RolloutView | None
     objects: list[ObjectView]
+    hooks: list[HookRunView]
+    """Not objects of the release: no health of theirs counts toward it."""
+    crds: list[CrdView]
 
 
 class ClusterStatusView(TypedDict):
@@ -195,6 +230,10 @@ class ValueExplanation(TypedDict):
     """The layer whose setting stands; null when the last one deleted the key."""
 
 
+TAKE_OVER = "run up --take-ownership to take them over"
+"""What a line naming a `takeOver` entry tells the user to do (the CLI and `up` say it)."""
+
+
 class PlanTargetView(TypedDict):
     cluster: str
     namespace: str
@@ -210,6 +249,17 @@ class PlanTargetView(TypedDict):
     prune: list[str]
     """What applying the plan deletes: objects of the release on the cluster that the new
     render no longer holds."""
+    takeOver: list[str]
+    """A first deploy's objects whose fields another field manager owns, which only
+    `up --take-ownership` takes over: `Deployment demo/web: spec.replicas owned by helm`."""
+    dependencies: list[str]
+    """The dependencies fetched into the chart's `charts/` (declared in Chart.yaml, not
+    packaged), as the revision pins them: `canary-demo 1.0.0 sha256:...`."""
+    usesLookup: list[str]
+    """The chart's templates that call `lookup`, which finds nothing when Flotilla renders
+    (`templates/secret.yaml`, `charts/db/templates/secret.yaml`)."""
+    warnings: list[str]
+    """What will not deploy as rendered here: each field two renders disagree on."""
     error: str | None
 
 
@@ -277,6 +327,9 @@ class MemberView(TypedDict):
     labels: dict[str, str]
     server: str
     version: str
+    apiVersions: int | None
+    """How many entries the cluster's version set has (`group/version` and
+    `group/version/Kind`, as Helm's `.Capabilities.APIVersions`); None until discovered."""
     health: str
     reason: str
     lastSeen: str | None
@@ -306,6 +359,23 @@ class MemberList(TypedDict):
     prober: ProberView
 
 
+class RepositoryView(TypedDict):
+    """A chart repository registered with credentials: never the password or token."""
+
+    name: str
+    url: str
+    kind: str
+    """`http` (a Helm repository's index.yaml) or `oci` (a registry)."""
+    username: str | None
+    auth: str
+    """`basic` (username and password) or `token` (a bearer token)."""
+    added: str | None
+
+
+class RepositoryList(TypedDict):
+    repositories: list[RepositoryView]
+
+
 SHAPES: dict[str, type[Any]] = {
     "status": StatusView,
     "step": StepView,
@@ -313,6 +383,8 @@ SHAPES: dict[str, type[Any]] = {
     "cluster": ClusterStatusView,
     "release": ReleaseView,
     "rollout": RolloutView,
+    "hookRun": HookRunView,
+    "crd": CrdView,
     "object": ObjectView,
     "drift": DriftView,
     "fieldDrift": FieldDriftView,
@@ -336,5 +408,7 @@ SHAPES: dict[str, type[Any]] = {
     "member": MemberView,
     "watch": WatchView,
     "prober": ProberView,
+    "repositories": RepositoryList,
+    "repository": RepositoryView,
 }
 """Every documented shape by the name the README's shape blocks give it."""

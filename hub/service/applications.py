@@ -38,7 +38,9 @@ from hub.model.views import (
 )
 from hub.service.diff import Differ
 from hub.service.enrollment import Enrollment, target_record
+from hub.service.ownership import Takeover, takeovers
 from hub.service.planner import (
+    Inventory,
     PlannedTarget,
     RevisionPins,
     failures,
@@ -193,19 +195,35 @@ class Applications:
         self, text: str, source: str, base: Path
     ) -> tuple[Application, list[PlannedTarget]]:
         app = load_application(text, source)
-        planned = await plan(app, source, self.registry.clusters(), self.charts, base=base)
+        planned = await plan(
+            app,
+            source,
+            self.registry.clusters(),
+            self.charts,
+            base=base,
+            capabilities=self.registry.capabilities,
+        )
         return app, planned
 
     async def plan(self, text: str, source: str, base: Path, explain: str | None) -> PlanView:
         app, planned = await self._plan(text, source, base)
         inventory = self.apps.inventory(app.metadata.name)
-        return plan_view(app, planned, explain, pruned(planned, inventory))
+        takeovers = await self._takeovers(app, planned, inventory)
+        return plan_view(app, planned, explain, pruned(planned, inventory), takeovers)
 
     async def up(
-        self, text: str, source: str, base: Path, *, allow_prune: bool = False
+        self,
+        text: str,
+        source: str,
+        base: Path,
+        *,
+        allow_prune: bool = False,
+        take_ownership: bool = False,
     ) -> dict[str, Any]:
         """`allow_prune`: deploy even if the revision would empty a release on a cluster, or
-        delete more than half of its objects (refused otherwise, nothing stored)."""
+        delete more than half of its objects (refused otherwise, nothing stored).
+        `take_ownership`: deploy even if a first deploy would take fields over from another
+        field manager (`hub.service.ownership`; refused otherwise, nothing stored)."""
         app, planned = await self._plan(text, source, base)
         problems = failures(planned)
         if problems:
@@ -236,16 +254,36 @@ class Applications:
                 "phase": current.phase,
                 "message": f"revision {current.revision} already has this spec; nothing to do",
             }
+        if not take_ownership:
+            takeovers = await self._takeovers(app, planned, inventory)
+            if takeovers:
+                lines = "\n".join(t.line for t in takeovers)
+                raise InvalidInput(
+                    f"{source}: nothing was deployed: objects on the clusters belong to other "
+                    f"field managers:\n{lines}"
+                )
         return self._create(app, planned, source, base, digest, document, rollback_of=None)
+
+    async def _takeovers(
+        self, app: Application, planned: list[PlannedTarget], inventory: Inventory
+    ) -> list[Takeover]:
+        """What the first deploys of the plan would take over from other field managers."""
+        name = app.metadata.name
+        revision = self._next_revision(name)
+        return await takeovers(name, planned, inventory, self.registry, revision=revision)
+
+    def _next_revision(self, name: str) -> int:
+        """The number `up` would give the application's next revision."""
+        try:
+            return self.apps.app(name).revision + 1
+        except NotFound:
+            return 1
 
     async def diff(self, text: str, source: str, base: Path, cluster: str | None) -> DiffView:
         """What `up` of the file would change on each cluster (or on `cluster`)."""
         app, planned = await self._plan(text, source, base)
         name = app.metadata.name
-        try:
-            revision = self.apps.app(name).revision + 1
-        except NotFound:
-            revision = 1
+        revision = self._next_revision(name)
         differ = Differ(self.apps.inventory(name), self.registry, cluster=cluster)
         return await differ.of_plan(app, planned, source=source, revision=revision)
 
@@ -343,7 +381,15 @@ class Applications:
         # Revision N's charts as N pinned them, not what their constraints match today.
         pins = self._pins(name, revision)
         clusters = self.registry.clusters()
-        planned = await plan(app, source, clusters, self.charts, base=base, pins=pins)
+        planned = await plan(
+            app,
+            source,
+            clusters,
+            self.charts,
+            base=base,
+            pins=pins,
+            capabilities=self.registry.capabilities,
+        )
         problems = failures(planned)
         if problems:
             raise InvalidInput(f"cannot roll back to revision {revision}:\n{problems}")

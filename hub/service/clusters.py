@@ -76,6 +76,9 @@ class Clusters:
             labels=record.labels,
             server=record.server,
             version=record.version,
+            apiVersions=len(known.api_versions)
+            if (known := self.registry.known_capabilities(record.name))
+            else None,
             health=record.health,
             reason=record.reason,
             lastSeen=timestamp(record.last_seen),

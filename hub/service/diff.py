@@ -28,6 +28,7 @@ from clusters.client import ClusterClient
 from clusters.errors import ClusterError
 from clusters.resources import ObjectRef
 from hub.errors import InvalidInput, NotFound
+from hub.fleet.keep import deletable
 from hub.fleet.objects import REDACTED, REVISION_LABEL, SECRET_FIELDS, labelled, ref_of
 from hub.fleet.registry import Registry
 from hub.format import Application
@@ -98,6 +99,7 @@ class Differ:
                 labelled(copy.deepcopy(p.objects), name, p.target.component, revision),
             )
             for p in planned
+            if p.refused is None  # it renders nothing: `up` would change nothing there
         ]
         return await self._view(name, None, app.apply_once.on_update, releases)
 
@@ -162,7 +164,7 @@ class Differ:
             for run, live, manifest in zip(runs, lives, release.objects, strict=True)
         ]
         entries = self.inventory.get((release.cluster, component), (0, []))[1]
-        gone = stale([ref_of(e) for e in entries], [run.ref for run in runs])
+        gone = stale([ref_of(e) for e in deletable(entries)], [run.ref for run in runs])
         pruned = await asyncio.gather(*(get(client, ref) for ref in gone))
         for ref, live in zip(gone, pruned, strict=True):
             if live is not None:  # already gone: nothing for `up` to delete

@@ -274,6 +274,7 @@ class Enrollment:
                 base=Path(stored.base),
                 revision=revision,
                 pins=pins,
+                capabilities=self.registry.capabilities,
             )
         except FlotillaError as e:
             self._say_once(

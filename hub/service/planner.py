@@ -13,19 +13,28 @@ again would deploy whatever the repository publishes by then.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 from clusters.apply import stale
+from clusters.discovery import Capabilities
+from clusters.errors import ClusterError
 from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
+from hub.charts.hooks import classify
+from hub.charts.kubeversion import IncompatibleCluster
+from hub.charts.offline import lookup_templates, unstable_fields
 from hub.errors import FlotillaError
+from hub.fleet.keep import deletable
 from hub.fleet.objects import ref_of
 from hub.format import ROLLOUT_TRAIT, Application, CheckMetricsStep, SpecError, trait_properties
+from hub.format.problems import repository_problems
 from hub.model.records import ClusterRecord, TargetRecord
 from hub.model.targets import TargetSpec
+from hub.tasks import first_line
 from placement.errors import PlacementError
 from placement.targets import Target, resolve
 from placement.topology import ClusterInfo
@@ -43,6 +52,14 @@ class PlannedTarget:
     pin: ChartPin | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    lookup: list[str] = field(default_factory=list)
+    """The chart's templates that call `lookup`, which finds nothing offline."""
+    warnings: list[str] = field(default_factory=list)
+    refused: str | None = None
+    """Why the target's cluster cannot take it (outside the chart's `kubeVersion`, or it
+    could not be asked what it serves): the target fails when it deploys, and only it, so
+    unlike `error` this refuses no `up`."""
+    """What would not deploy as planned: fields that change on every render."""
 
     @property
     def spec(self) -> TargetSpec:
@@ -121,12 +138,19 @@ async def plan(
     base: Path,
     revision: int = 1,
     pins: RevisionPins | None = None,
+    capabilities: Callable[[str], Awaitable[Capabilities]] | None = None,
 ) -> list[PlannedTarget]:
     """Resolve and render every target; placement problems refuse the whole file.
 
+    Each target renders with its cluster's `capabilities(name)` (`Registry.capabilities`),
+    as `helm upgrade` renders live; None renders with Helm's defaults.
+
     A chart reference that `pins` holds gets exactly that chart (or the target fails with
-    `ChartPinMismatch`); any other resolves as its constraint matches now.
+    `ChartPinMismatch`); any other resolves as its constraint matches now. A `secretRef`
+    that names no registered repository covering its URL refuses the file by field.
     """
+    if problems := list(repository_problems(app, charts.repositories())):
+        raise SpecError(source, problems)
     spec = app.to_placement()
     fetched = _PlanCharts(charts, pins)
     defaults: dict[str, dict[str, Any]] = {}
@@ -138,9 +162,9 @@ async def plan(
     try:
         targets = resolve(spec, infos, defaults)
     except PlacementError as e:
-        raise SpecError(source, e.problems) from None
+        raise SpecError(source, [app.located(p) for p in e.problems]) from None
     planned = [PlannedTarget(t, base) for t in targets]
-    await asyncio.gather(*(_render(p, fetched, revision) for p in planned))
+    await asyncio.gather(*(_render(p, fetched, revision, capabilities) for p in planned))
     by_name = {c.name: c for c in clusters}
     for p in planned:
         p.error = p.error or _unmeasurable(app, p.target, by_name[p.target.cluster])
@@ -176,7 +200,12 @@ def _unmeasurable(app: Application, target: Target, cluster: ClusterRecord) -> s
     )
 
 
-async def _render(planned: PlannedTarget, charts: _PlanCharts, revision: int) -> None:
+async def _render(
+    planned: PlannedTarget,
+    charts: _PlanCharts,
+    revision: int,
+    capabilities: Callable[[str], Awaitable[Capabilities]] | None,
+) -> None:
     target = planned.target
     if target.component_type != "helm":
         planned.objects = [dict(o) for o in target.properties.get("objects") or []]
@@ -186,11 +215,30 @@ async def _render(planned: PlannedTarget, charts: _PlanCharts, revision: int) ->
         planned.chart = chart
         values = dict(target.values)
         await asyncio.to_thread(chart.validate, values)
-        planned.objects = await chart.render_async(
-            values, release_name=target.release_name, namespace=target.namespace, revision=revision
+        try:
+            seen = await capabilities(target.cluster) if capabilities else None
+            if seen is not None:
+                chart.check_cluster(seen, target.cluster)
+        except (ClusterError, IncompatibleCluster) as e:
+            planned.refused = first_line(e)
+            return
+        render = functools.partial(
+            chart.render_async,
+            values,
+            release_name=target.release_name,
+            namespace=target.namespace,
+            revision=revision,
+            capabilities=seen,
         )
+        planned.objects = classify(await render()).release  # hooks are no object of it
+        # Rendered again, uncached: what differs changes on every render.
+        again = classify(await render(fresh=True)).release
     except FlotillaError as e:
         planned.error = str(e)
+        return
+    planned.lookup = lookup_templates(chart.templates)
+    unstable = unstable_fields(planned.objects, again, target.namespace)
+    planned.warnings = [str(u) for u in unstable]
 
 
 def failures(planned: Sequence[PlannedTarget]) -> str | None:
@@ -213,8 +261,10 @@ def pruned(
     found: dict[tuple[str, str], list[ObjectRef]] = {}
     for p in planned:
         key = (p.target.cluster, p.target.component)
-        if key in inventory and p.error is None:  # a failed render holds nothing
-            previous = [ref_of(e) for e in inventory[key][1]]
+        # A failed render holds nothing, and a refused target renders nothing.
+        if key in inventory and p.error is None and p.refused is None:
+            # What a resource policy keeps, `up` leaves on the cluster: no deletion.
+            previous = [ref_of(e) for e in deletable(inventory[key][1])]
             gone = stale(previous, _rendered_refs(p.objects, p.target.namespace))
             if gone:
                 found[key] = gone

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clusters.resources import ObjectRef
+from hub.charts import ChartPin
 from hub.format import Application
 from hub.model.views import (
     LayerView,
@@ -23,6 +24,7 @@ from hub.model.views import (
     ValueExplanation,
     ValueOrigin,
 )
+from hub.service.ownership import Takeover
 from hub.service.planner import PlannedTarget
 from placement.targets import CHART_DEFAULTS, Target
 from placement.values import Setting, json_pointer, parse_path
@@ -35,13 +37,19 @@ def plan_view(
     planned: Sequence[PlannedTarget],
     explain: str | None = None,
     pruned: Mapping[tuple[str, str], Sequence[ObjectRef]] | None = None,
+    takeovers: Sequence[Takeover] = (),
 ) -> PlanView:
     """`pruned`: by (cluster, component), what the plan would delete there
-    (`hub.service.planner.pruned`)."""
+    (`hub.service.planner.pruned`); `takeovers`: what its first deploys would take over
+    from other field managers (`hub.service.ownership`)."""
     steps: dict[str, list[PlanTargetView]] = {}
+    taken: dict[tuple[str, str], list[str]] = {}
+    for takeover in takeovers:
+        taken.setdefault((takeover.cluster, takeover.component), []).append(str(takeover.owned))
     for p in planned:
-        prune = (pruned or {}).get((p.target.cluster, p.target.component), ())
-        steps.setdefault(p.target.step, []).append(_target_view(p, explain, prune))
+        key = (p.target.cluster, p.target.component)
+        view = _target_view(p, explain, (pruned or {}).get(key, ()), taken.get(key, []))
+        steps.setdefault(p.target.step, []).append(view)
     return PlanView(
         application=app.metadata.name,
         publishVersion=app.publish_version,
@@ -50,7 +58,7 @@ def plan_view(
 
 
 def _target_view(
-    planned: PlannedTarget, explain: str | None, prune: Sequence[ObjectRef]
+    planned: PlannedTarget, explain: str | None, prune: Sequence[ObjectRef], taken: list[str]
 ) -> PlanTargetView:
     target = planned.target
     return PlanTargetView(
@@ -64,7 +72,12 @@ def _target_view(
         explain=_explain(target, explain) if explain is not None else None,
         objects=[_object_name(o, target.namespace) for o in planned.objects],
         prune=[str(ref) for ref in prune],
-        error=planned.error,
+        takeOver=taken,
+        dependencies=[_pinned(d) for d in planned.pin.dependencies] if planned.pin else [],
+        usesLookup=planned.lookup,
+        warnings=planned.warnings,
+        # A refusal refuses no `up`: it is said here, and the target fails when it deploys.
+        error=planned.error or planned.refused,
     )
 
 
@@ -112,6 +125,10 @@ def _layer(setting: Setting) -> LayerView:
         value=None if setting.deleted else setting.value,
         deleted=setting.deleted,
     )
+
+
+def _pinned(pin: ChartPin) -> str:
+    return f"{pin.requested.chart} {pin.version} {pin.digest}"
 
 
 def _object_name(obj: Mapping[str, Any], namespace: str) -> str:

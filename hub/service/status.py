@@ -18,15 +18,17 @@ from typing import Any
 from clusters.apply import get
 from clusters.errors import ClusterError
 from clusters.health import Health, HealthStatus, assess, worst
+from hub.fleet.keep import is_kept
 from hub.fleet.objects import ref_of
 from hub.fleet.observer import Sighting
 from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, StepPhase, TargetPhase
-from hub.model.records import AppRecord, ClusterRecord, StepRecord, TargetRecord
+from hub.model.records import AppRecord, ClusterRecord, HookRunRecord, StepRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import (
     ClusterStatusView,
     DriftView,
+    HookRunView,
     MeasurementView,
     ObjectView,
     ReleaseView,
@@ -35,11 +37,13 @@ from hub.model.views import (
 )
 from hub.state.apps import AppStore
 from hub.workflow.analysis import Analyses
+from hub.workflow.hooks import CRDS
 from hub.workflow.keeper import Drift, ObjectKey, object_key
 from hub.workflow.rollout import Rollouts
 
 Objects = list[dict[str, Any]]
 DriftOf = Callable[[str, str, str], Mapping[ObjectKey, Drift]]
+HookRunsOf = Callable[[str, str, str], list[HookRunRecord]]
 
 
 async def application_status(
@@ -62,6 +66,7 @@ async def application_status(
         _step_view(
             rollouts,
             drift,
+            apps.hook_runs,
             record,
             step,
             [t for t in targets if t.step == step.name],
@@ -187,6 +192,7 @@ def _judged(seen: Sighting) -> Health:
 def _step_view(
     rollouts: Rollouts,
     drift: DriftOf,
+    hook_runs: HookRunsOf,
     record: AppRecord,
     step: StepRecord,
     targets: list[TargetRecord],
@@ -204,6 +210,7 @@ def _step_view(
             _release_view(
                 rollouts,
                 drift(t.app, t.cluster, t.component),
+                hook_runs(t.app, t.cluster, t.component),
                 record,
                 step,
                 t,
@@ -240,6 +247,7 @@ def _step_view(
 def _release_view(
     rollouts: Rollouts,
     drifts: Mapping[ObjectKey, Drift],
+    runs: list[HookRunRecord],
     record: AppRecord,
     step: StepRecord,
     target: TargetRecord,
@@ -259,6 +267,7 @@ def _release_view(
                 "reason": health.reason,
                 "sync": "Synced" if drift is None else "OutOfSync",
                 "drift": None if drift is None else _drift_view(drift),
+                "keep": is_kept(ref),
             }
         )
     health = _target_health(record, step, target, (h for _, h in objects))
@@ -273,6 +282,26 @@ def _release_view(
         "reason": health.reason,
         "rollout": rollouts.view(target),
         "objects": object_views,
+        "hooks": [_hook_view(r) for r in runs if r.event != CRDS],
+        "crds": [
+            {"name": r.name, "phase": r.phase, "message": r.message, "at": timestamp(r.started_at)}
+            for r in runs
+            if r.event == CRDS
+        ],
+    }
+
+
+def _hook_view(run: HookRunRecord) -> HookRunView:
+    return {
+        "event": run.event,
+        "kind": run.kind,
+        "namespace": run.namespace or None,
+        "name": run.name,
+        "revision": run.revision,
+        "phase": run.phase,
+        "message": run.message,
+        "started": timestamp(run.started_at),
+        "finished": timestamp(run.finished_at),
     }
 
 

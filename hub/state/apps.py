@@ -15,6 +15,7 @@ from typing import Any
 from hub.errors import NotFound
 from hub.model.phases import (
     AppPhase,
+    HookPhase,
     Measured,
     Outcome,
     Stage,
@@ -25,6 +26,7 @@ from hub.model.phases import (
 from hub.model.records import (
     AppRecord,
     EventRecord,
+    HookRunRecord,
     MeasurementRecord,
     RevisionRecord,
     RolloutRecord,
@@ -163,6 +165,7 @@ class AppStore:
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:
             for table in (
+                "hook_runs",
                 "holds",
                 "events",
                 "measurements",
@@ -388,6 +391,40 @@ class AppStore:
             )
         self._changed(app)
 
+    def put_hook_run(self, run: HookRunRecord) -> None:
+        """Write the last run of a hook object for its event, over the run before it."""
+        with self._store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO hook_runs (app, cluster, component, revision, event,"
+                " kind, namespace, name, phase, message, started_at, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.app,
+                    run.cluster,
+                    run.component,
+                    run.revision,
+                    run.event,
+                    run.kind,
+                    run.namespace,
+                    run.name,
+                    run.phase,
+                    run.message,
+                    run.started_at,
+                    run.finished_at,
+                ),
+            )
+        self._changed(run.app)
+
+    def hook_runs(self, app: str, cluster: str, component: str) -> list[HookRunRecord]:
+        """The last run of every hook (and `crds/` object) of a release, in the order
+        they started."""
+        rows = self._db.execute(
+            "SELECT * FROM hook_runs WHERE app = ? AND cluster = ? AND component = ?"
+            " ORDER BY started_at, rowid",
+            (app, cluster, component),
+        ).fetchall()
+        return [_hook_run(r) for r in rows]
+
     def holdings(self, cluster: str) -> list[Holding]:
         """Every application that holds something on `cluster`, by name: objects in its
         inventory there, a canary there, or a target there in its current revision (not
@@ -581,6 +618,12 @@ def _step(row: sqlite3.Row) -> StepRecord:
     data = dict(row)
     data["type"], data["phase"] = StepType(data["type"]), StepPhase(data["phase"])
     return StepRecord(**data)
+
+
+def _hook_run(row: sqlite3.Row) -> HookRunRecord:
+    data = dict(row)
+    data["phase"] = HookPhase(data["phase"])
+    return HookRunRecord(**data)
 
 
 def _rollout(row: sqlite3.Row) -> RolloutRecord:

@@ -201,6 +201,48 @@ def _holds(db: sqlite3.Connection) -> None:
     )
 
 
+def _hook_runs(db: sqlite3.Connection) -> None:
+    """Version 8: the last run of each Helm hook of a target, by the hook event it ran for
+    (`pre-upgrade`, ...) and the object it created. Status shows them, and a hub killed
+    after a hook succeeded finds the run here with its revision and does not run it again
+    for that revision; hooks are not in the inventory, so nothing else remembers them."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS hook_runs (
+            app         TEXT NOT NULL REFERENCES applications(name) ON DELETE CASCADE,
+            cluster     TEXT NOT NULL,
+            component   TEXT NOT NULL,
+            revision    INTEGER NOT NULL,
+            event       TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            namespace   TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            phase       TEXT NOT NULL,
+            message     TEXT NOT NULL DEFAULT '',
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            PRIMARY KEY (app, cluster, component, event, kind, namespace, name)
+        )"""
+    )
+
+
+def _repositories(db: sqlite3.Connection) -> None:
+    """Version 9: chart repositories and registries that need credentials, registered once
+    with `flotilla repo add` and named from Applications (`secretRef`). The password or
+    token is as secret as a kubeconfig's credentials, so it lives here, in the 0600 store,
+    and nowhere else."""
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS repositories (
+            name        TEXT PRIMARY KEY,
+            url         TEXT NOT NULL,
+            kind        TEXT NOT NULL,
+            auth        TEXT NOT NULL,
+            username    TEXT NOT NULL DEFAULT '',
+            secret      TEXT NOT NULL,
+            created_at  REAL NOT NULL
+        )"""
+    )
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
@@ -209,5 +251,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     5: _analysis,
     6: _event_fields,
     7: _holds,
+    8: _hook_runs,
+    9: _repositories,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -2,8 +2,9 @@
 
 The engine writes state here before it acts on a cluster and again after the cluster
 confirms, so a hub killed at any moment restarts from this file alone. The file holds
-kubeconfig credentials, so it is created 0600 inside a 0700 directory, and nothing else
-in the hub reads credentials from anywhere but here.
+kubeconfig credentials and chart repositories' passwords and tokens, so it is created 0600
+inside a 0700 directory, and nothing else in the hub reads credentials from anywhere but
+here.
 
 A file that is not an intact store is refused at start and never written to. A write the
 disk has no room for is refused whole (StoreUnwritable): the transaction is rolled back,
@@ -24,14 +25,14 @@ from http import HTTPStatus
 from pathlib import Path
 
 from hub.errors import Conflict, FlotillaError, NotFound
-from hub.model.records import ClusterRecord
+from hub.model.records import ClusterRecord, RepositoryRecord
 from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
 # The tables that name a cluster besides `clusters` itself: a rename re-points them and a
 # detach drops their rows, in the same transaction as the change to `clusters`.
-CLUSTER_TABLES = ("targets", "inventory", "rollouts", "measurements")
+CLUSTER_TABLES = ("targets", "inventory", "rollouts", "measurements", "hook_runs")
 # The primary result codes of a write the disk refused: no room (ENOSPC, a quota), or an
 # I/O error writing the journal. Anything else is a bug, and keeps its traceback.
 UNWRITABLE = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
@@ -249,6 +250,39 @@ class Store:
             if cursor.rowcount == 0:
                 raise NotFound(f"cluster {name!r} is not registered")
 
+    # chart repositories' credentials
+
+    def add_repository(self, record: RepositoryRecord) -> None:
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO repositories (name, url, kind, auth, username, secret, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.name,
+                        record.url,
+                        record.kind,
+                        record.auth,
+                        record.username,
+                        record.secret,
+                        record.created_at,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(
+                f"repository {record.name!r} is already registered; remove it first "
+                f"(`flotilla repo remove {record.name}`) to change its URL or credentials"
+            ) from None
+
+    def repositories(self) -> list[RepositoryRecord]:
+        rows = self._db.execute("SELECT * FROM repositories ORDER BY name").fetchall()
+        return [_repository(row) for row in rows]
+
+    def delete_repository(self, name: str) -> None:
+        with self.transaction() as db:
+            if db.execute("DELETE FROM repositories WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"repository {name!r} is not registered")
+
 
 def _check_intact(path: Path) -> None:
     """Refuse a file that is not an intact SQLite database, read on a read-only connection
@@ -289,4 +323,16 @@ def _cluster(row: sqlite3.Row) -> ClusterRecord:
         last_seen=row["last_seen"],
         joined_at=row["joined_at"],
         prometheus=json.loads(row["prometheus"]),
+    )
+
+
+def _repository(row: sqlite3.Row) -> RepositoryRecord:
+    return RepositoryRecord(
+        name=row["name"],
+        url=row["url"],
+        kind=row["kind"],
+        auth=row["auth"],
+        username=row["username"],
+        secret=row["secret"],
+        created_at=row["created_at"],
     )

@@ -1,4 +1,4 @@
-"""One target's deploy: render, apply, prune, wait until healthy.
+"""One target's deploy: render, run its hooks, apply, prune, wait until healthy.
 
 The inventory is written before anything changes on the cluster (as the union of what
 was there and what is coming) and again after (exactly what is there now), so a hub
@@ -6,6 +6,13 @@ killed between the two knows of every object it may have created and the next ru
 prunes correctly. Objects carry labels naming the application, component and revision;
 the labels go on object metadata only, never into pod templates, so a new revision that
 changes nothing in a workload does not restart its pods.
+
+A chart's Helm hooks run around the release (`hub.workflow.hooks`): `pre-<operation>`
+before anything of the release changes, `post-<operation>` once it is healthy. The
+operation of a target is an install on its first deploy (no inventory for the cluster and
+component; its `crds/` are created then, before anything else), a rollback for a revision
+`workflow rollback` made, an upgrade otherwise, and a delete in `remove`. Only the
+release's objects are returned by `render`: the drift keeper and `diff` never see hooks.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from clusters.client import ClusterClient
 from clusters.health import Health, HealthStatus
 from clusters.resources import ObjectRef
 from hub.charts import ChartCache
+from hub.charts.hooks import Classified, HookEvent, Operation, classify
 from hub.errors import FlotillaError
+from hub.fleet.keep import KEEP, deletable, flagged, is_kept, kept, kept_message
 from hub.fleet.objects import labelled, ref_dict, ref_of
 from hub.fleet.registry import Registry
 from hub.format.applyonce import ApplyOnce, keep_live
@@ -28,6 +37,7 @@ from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
+from hub.workflow.hooks import Hooks
 from hub.workflow.rollout import CanaryOutcome, Rollouts
 from hub.workflow.signals import Signals
 from hub.workflow.waiting import Waits
@@ -63,6 +73,7 @@ class Deployer:
         self.rollouts = Rollouts(
             apps, step_timeout=step_timeout, waits=self.waits, signals=signals, analysed=analysed
         )
+        self.hooks = Hooks(apps, self.waits)
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
     def lock(self, app: str, cluster: str, component: str) -> asyncio.Lock:
@@ -72,19 +83,47 @@ class Deployer:
         return self._locks.setdefault((app, cluster, component), asyncio.Lock())
 
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
-        """The manifests of a target, labelled, from the very chart its revision pinned."""
+        """The release's manifests of a target, labelled, from the very chart its revision
+        pinned: no hooks, no `crds/`."""
+        return (await self._rendered(target))[0].release
+
+    async def _rendered(self, target: TargetRecord) -> tuple[Classified, list[dict[str, Any]]]:
+        """A target's render split into release objects (labelled) and hooks, and the
+        chart's `crds/` objects; k8s-objects have neither hooks nor `crds/`."""
         spec = target.spec
         if spec.type == "k8s-objects":
-            objects = [dict(o) for o in spec.objects]
+            split, crds = Classified([dict(o) for o in spec.objects], []), []
         else:
             chart = await self.charts.fetch_stored(spec, revision=target.revision)
-            objects = await chart.render_async(
-                dict(spec.values),
-                release_name=target.release,
-                namespace=target.namespace,
-                revision=target.revision,
+            # The cluster's own capabilities, as `helm upgrade` renders against it live.
+            capabilities = await self.registry.capabilities(target.cluster)
+            chart.check_cluster(capabilities, target.cluster)
+            split = classify(
+                await chart.render_async(
+                    dict(spec.values),
+                    release_name=target.release,
+                    namespace=target.namespace,
+                    revision=target.revision,
+                    capabilities=capabilities,
+                )
             )
-        return labelled(objects, target.app, target.component, target.revision)
+            crds = chart.crds
+        release = labelled(split.release, target.app, target.component, target.revision)
+        return Classified(release, split.hooks), crds
+
+    def _operation(self, target: TargetRecord, first: bool) -> Operation:
+        """What this deploy does to the release on the target's cluster. A deploy that
+        resumes after its apply finds its own inventory: the hooks it already ran for this
+        revision say whether it began as an install."""
+        if first:
+            return Operation.INSTALL
+        if self.apps.revision(target.app, target.revision).rollback_of is not None:
+            return Operation.ROLLBACK
+        installing = {HookEvent.PRE_INSTALL, HookEvent.POST_INSTALL}
+        ran = self.apps.hook_runs(target.app, target.cluster, target.component)
+        if any(r.revision == target.revision and r.event in installing for r in ran):
+            return Operation.INSTALL
+        return Operation.UPGRADE
 
     async def __call__(self, target: TargetRecord, *, resumed: bool = False) -> bool:
         """Deploy one target; False when its canary step is ready and waits for resume."""
@@ -95,9 +134,15 @@ class Deployer:
         started = time.monotonic()
         self._mark(target, TargetPhase.APPLYING)
         client = await self.registry.client(target.cluster)
-        objects = await self._keeping_live(target, await self.render(target), client)
+        split, crds = await self._rendered(target)
+        objects = await self._keeping_live(target, split.release, client)
         await self.rollouts.abort_stale(target, objects, client, self.render)
         first = (target.cluster, target.component) not in self.apps.inventory(target.app)
+        operation = self._operation(target, first)
+        if first:
+            await self.hooks.install_crds(target, crds, client)
+        # Before the canary's first step too: a migration runs once, before any pod changes.
+        await self.hooks.run(target, operation.before, split.hooks_for(operation.before), client)
         outcome = await self.rollouts.run(
             target, objects, client, resumed=resumed, first_deploy=first
         )
@@ -121,6 +166,7 @@ class Deployer:
             raise self._timed_out(target, f"applying {len(objects)} object(s)") from None
         self._mark(target, TargetPhase.WAITING, "waiting for the objects to become healthy")
         await self.wait_healthy(client, refs, target)
+        await self.hooks.run(target, operation.after, split.hooks_for(operation.after), client)
         self._mark(target, TargetPhase.HEALTHY)
         if self._deployed is not None:
             self._deployed(target, time.monotonic() - started)
@@ -158,17 +204,23 @@ class Deployer:
         objects: list[dict[str, Any]],
         client: ClusterClient,
     ) -> list[AppliedRef]:
-        """Apply, then prune what the previous inventory had and these objects do not."""
+        """Apply, then prune what the previous inventory had and these objects do not, but
+        for what a `helm.sh/resource-policy: keep` leaves on the cluster (`_kept`)."""
         previous = self.apps.inventory(app).get((cluster, component), (0, []))[1]
         coming = [
-            {**ref_dict(ObjectRef.of(o)), "namespace": namespace_of(o, namespace)} for o in objects
+            flagged({**ref_dict(ObjectRef.of(o)), "namespace": namespace_of(o, namespace)}, o)
+            for o in objects
         ]
         self.apps.set_inventory(app, cluster, component, revision, previous + coming)
         applied = await apply(client, objects, default_namespace=namespace)
-        current = [{**ref_dict(r), "uid": r.uid} for r in applied]
-        gone = stale([ref_of(e) for e in previous], applied)
+        unkept = stale(applied, [ref_of(e) for e in coming if is_kept(e)])
+        current = [
+            {**ref_dict(r), "uid": r.uid, **({} if r in unkept else {KEEP: True})} for r in applied
+        ]
+        gone = stale([ref_of(e) for e in deletable(previous)], applied)
         if gone:
             await delete(client, gone)
+        self._kept(app, cluster, component, revision, stale(kept(previous), applied))
         self.apps.set_inventory(app, cluster, component, revision, current)
         return applied
 
@@ -205,41 +257,77 @@ class Deployer:
     async def _roll_back(self, target: TargetRecord, why: str) -> None:
         previous = self._previous(target)
         client = await self.registry.client(target.cluster)
-        earlier = await self.render(previous)
-        await self.rollouts.roll_back(target, await self.render(target), earlier, client)
+        earlier, _ = await self._rendered(previous)
+        # The hooks of the release rolled back to, recorded as this target's runs.
+        rollback = Operation.ROLLBACK
+        await self.hooks.run(target, rollback.before, earlier.hooks_for(rollback.before), client)
+        await self.rollouts.roll_back(target, await self.render(target), earlier.release, client)
         await self.apply(
             target.app,
             target.cluster,
             target.component,
             previous.revision,
             previous.namespace,
-            earlier,
+            earlier.release,
             client,
         )
+        await self.hooks.run(target, rollback.after, earlier.hooks_for(rollback.after), client)
         self._mark(target, TargetPhase.FAILED, f"rolled back: {why}")
 
     def _previous(self, target: TargetRecord) -> TargetRecord:
         """The target of the revision the cluster ran before this one: the inventory keeps
         its number while a canary runs."""
         revision = self.apps.inventory(target.app).get((target.cluster, target.component))
-        found = [
-            t
-            for t in self.apps.targets(target.app, revision[0] if revision else 0)
-            if (t.cluster, t.component) == (target.cluster, target.component)
-        ]
-        if not found or found[0].revision == target.revision:
+        found = self._running(
+            target.app, target.cluster, target.component, revision[0] if revision else 0
+        )
+        if found is None or found.revision == target.revision:
             raise TargetFailed(
                 f"{target.cluster}/{target.component}: no earlier revision to roll back to"
             )
-        return found[0]
+        return found
 
     async def remove(self, app: str, cluster: str, component: str) -> None:
-        """Delete everything the inventory says the app has on `cluster` for `component`."""
+        """Delete everything the inventory says the app has on `cluster` for `component`,
+        between the `pre-delete` and `post-delete` hooks of the revision it runs there."""
         async with self.lock(app, cluster, component):
-            entries = self.apps.inventory(app).get((cluster, component), (0, []))[1]
+            revision, entries = self.apps.inventory(app).get((cluster, component), (0, []))
             client = await self.registry.client(cluster)
-            await delete(client, [ref_of(e) for e in entries])
+            running = self._running(app, cluster, component, revision)
+            split = (await self._rendered(running))[0] if running else Classified([], [])
+            before, after = Operation.DELETE.before, Operation.DELETE.after
+            if running is not None:
+                await self.hooks.run(running, before, split.hooks_for(before), client, shown=False)
+            await delete(client, [ref_of(e) for e in deletable(entries)])
+            self._kept(app, cluster, component, revision, kept(entries))
+            if running is not None:
+                await self.hooks.run(running, after, split.hooks_for(after), client, shown=False)
             self.apps.drop_inventory(app, cluster, component)
+
+    def _kept(
+        self, app: str, cluster: str, component: str, revision: int, refs: list[ObjectRef]
+    ) -> None:
+        """Say of each object that a prune or a deletion left on the cluster by its
+        resource policy: it is no longer the release's, and nobody will delete it."""
+        for ref in refs:
+            self.apps.add_event(
+                app, kept_message(ref), revision=revision, cluster=cluster, component=component
+            )
+
+    def _running(
+        self, app: str, cluster: str, component: str, revision: int
+    ) -> TargetRecord | None:
+        """The target of `revision` for `cluster` and `component`, the revision the
+        inventory says the cluster runs: whose hooks a delete runs, and what a canary's
+        rollback goes back to; None when the store has none."""
+        return next(
+            (
+                t
+                for t in self.apps.targets(app, revision)
+                if (t.cluster, t.component) == (cluster, component)
+            ),
+            None,
+        )
 
     def _mark(self, target: TargetRecord, phase: TargetPhase, message: str = "") -> None:
         target.phase, target.message = phase, message

@@ -3,6 +3,7 @@ servers, Prometheus), and the hub and fleet each test gets of its own."""
 
 from __future__ import annotations
 
+import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +101,21 @@ def fleet_without_healing(
         yield Fleet.join(hub, e2e_clusters, namespace, chart_repo.url, tmp_path)
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def private_chart_repo() -> Iterator[ChartRepo]:
+    """A Helm HTTP repository of the test's own, serving every e2e chart behind basic auth
+    with a random user and password (`.basic`); `.require` changes who it lets in."""
+    with start_chart_repo() as repo:
+        repo.require(basic=(f"ci-{secrets.token_hex(3)}", secrets.token_urlsafe(18)))
+        yield repo
+
+
+@pytest.fixture
+def private_oci_registry() -> Iterator[OciRegistry]:
+    """A distribution registry of the test's own with htpasswd auth on, holding every e2e
+    chart; `.users` is who gets in (one user, a random password), `.set_users` changes it."""
+    user = f"ci-{secrets.token_hex(3)}"
+    with start_oci_registry(users={user: secrets.token_urlsafe(18)}) as registry:
+        yield registry

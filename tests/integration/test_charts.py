@@ -186,9 +186,10 @@ async def test_unknown_chart_names_what_the_repo_has(
     with pytest.raises(ChartNotFound) as error:
         await chart_cache.fetch(ChartRef("helm", chart_repo.url, "nginx", "1.0.0"))
 
+    # Every chart of e2e/charts is published; the message names the first ten.
+    published = sorted(path.parent.name for path in CHARTS_DIR.glob("*/Chart.yaml"))[:10]
     assert one_line(error) == (
-        f"chart nginx 1.0.0: no chart nginx in {chart_repo.url}; "
-        "it has canary-demo, canary-demo-gateway, canary-demo-sts"
+        f"chart nginx 1.0.0: no chart nginx in {chart_repo.url}; it has {', '.join(published)}"
     )
 
 

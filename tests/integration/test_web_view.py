@@ -283,6 +283,7 @@ STATUS: dict[str, Any] = {
                                     "reason": "<img src=x onerror=alert(1)>",
                                     "sync": "Synced",
                                     "drift": None,
+                                    "keep": False,
                                 },
                                 {
                                     "kind": "Deployment",
@@ -304,6 +305,7 @@ STATUS: dict[str, Any] = {
                                         "action": "healing",
                                         "since": "2026-12-01T10:00:00Z",
                                     },
+                                    "keep": False,
                                 },
                             ],
                         }

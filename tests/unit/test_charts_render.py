@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import helm_python
 import pytest
 
 from hub.charts import (
@@ -21,6 +20,7 @@ from hub.charts import (
     InvalidValues,
     LoadedChart,
 )
+from hub.charts import render as render_module
 
 CHART_YAML = "apiVersion: v2\nname: app\nversion: 1.2.3\nappVersion: '4.5'\n"
 CONFIGMAP = """\
@@ -52,7 +52,7 @@ def render(chart: LoadedChart, values: dict[str, Any] | None = None, revision: i
     return chart.render(values or {}, release_name="rel", namespace="ns", revision=revision)
 
 
-async def test_objects_come_crds_first_then_templates_by_path(tmp_path: Path) -> None:
+async def test_templates_come_by_path_and_crds_apart(tmp_path: Path) -> None:
     object_yaml = "apiVersion: {}\nkind: {}\nmetadata:\n  name: x\n"
     test_hook = object_yaml.format("v1", "Pod") + "  annotations:\n    helm.sh/hook: test\n"
     chart = await load(
@@ -73,7 +73,8 @@ async def test_objects_come_crds_first_then_templates_by_path(tmp_path: Path) ->
 
     kinds = [obj["kind"] for obj in render(chart)]
 
-    assert kinds == ["CustomResourceDefinition", "Secret", "ConfigMap"]
+    assert kinds == ["Secret", "ConfigMap"]
+    assert [obj["kind"] for obj in chart.crds] == ["CustomResourceDefinition"]
 
 
 async def test_chart_identity_defaults_and_schema(tmp_path: Path) -> None:
@@ -103,13 +104,13 @@ async def test_one_set_of_values_renders_once(
 ) -> None:
     chart = await load(write_chart(tmp_path, {"templates/cm.yaml": CONFIGMAP}))
     calls = []
-    original = helm_python.Chart.render
+    original = render_module._helm_render
 
-    def counting(self: helm_python.Chart, *args: Any, **kwargs: Any) -> dict[str, str]:
+    def counting(*args: Any) -> dict[str, str]:
         calls.append(args)
-        return original(self, *args, **kwargs)
+        return original(*args)
 
-    monkeypatch.setattr(helm_python.Chart, "render", counting)
+    monkeypatch.setattr(render_module, "_helm_render", counting)
 
     first = render(chart, {"suffix": "x", "extra": {"b": 1, "a": 2}})
     first[0]["metadata"]["name"] = "edited by the caller"

@@ -60,6 +60,7 @@ def _member(name: str, health: str, labels: dict[str, str]) -> dict[str, Any]:
         "labels": labels,
         "server": f"https://{name}.clusters.example:6443",
         "version": "v1.34.4",
+        "apiVersions": 98,
         "health": health,
         "reason": "",
         "lastSeen": None,
@@ -234,6 +235,8 @@ def _release(
         "reason": message if health != "Healthy" else "",
         "rollout": rollout,
         "objects": [],
+        "hooks": [],
+        "crds": [],
     }
 
 

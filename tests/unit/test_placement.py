@@ -97,11 +97,6 @@ def test_a_selector_matching_nothing_is_an_error_unless_allowed() -> None:
 @pytest.mark.parametrize(
     ("properties", "complaint"),
     [
-        (
-            {},
-            'set clusters or clusterLabelSelector (the hub is not a cluster, so there is no "local',
-        ),
-        ({"namespace": "apps"}, "set clusters or clusterLabelSelector"),
         ({"clusters": []}, "clusters is empty"),
         ({"clusters": ["a", "a"]}, "clusters names a cluster twice"),
         (

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from clusters.apply import Owned
+from clusters.resources import ObjectRef
 from hub.format import load_application
+from hub.service.ownership import Takeover
 from hub.service.planner import PlannedTarget
 from hub.service.plans import plan_view
 from placement.targets import resolve
@@ -93,3 +96,19 @@ def test_explain_names_every_layer_of_a_key_with_a_dot() -> None:
 
 def test_json_pointer_escapes_tilde_and_slash() -> None:
     assert json_pointer(("a/b", "c~d", "e.f")) == "/a~1b/c~0d/e.f"
+
+
+def test_what_a_first_deploy_takes_over_is_listed_on_its_target() -> None:
+    app = load_application(APP, "web.yaml")
+    [target] = resolve(app.to_placement(), [ClusterInfo("eu", {"env": "prod"})], {"web": DEFAULTS})
+    owned = Owned(
+        ObjectRef("apps/v1", "Deployment", "default", "web"), {"helm": ("spec.replicas",)}
+    )
+    view = plan_view(app, [PlannedTarget(target, Path())], takeovers=[Takeover("eu", "web", owned)])
+    assert_shape(view, "plan")
+    [planned] = view["steps"][0]["targets"]
+    assert planned["takeOver"] == ["Deployment default/web: spec.replicas owned by helm"]
+    assert Takeover("eu", "web", owned).line == (
+        "eu: Deployment default/web: spec.replicas owned by helm; "
+        "run up --take-ownership to take them over"
+    )

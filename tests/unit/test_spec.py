@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import yaml
 
-from hub.errors import InvalidInput
 from hub.format import (
     Application,
     DeployStep,
@@ -94,14 +93,10 @@ def test_the_issue_example_is_accepted_with_a_topology() -> None:
     assert (routing.provider, routing.route_name) == ("nginx", None)
 
 
-def test_the_issue_example_alone_is_refused_for_want_of_a_topology() -> None:
-    with pytest.raises(SpecError) as raised:
-        load_application(CANARY_DEMO, "canary.yaml")
-    assert str(raised.value) == (
-        "canary.yaml: spec.policies: no topology policy says which clusters to deploy to (the "
-        'hub is not a cluster, so there is no "local" cluster to fall back to as KubeVela does)'
-    )
-    assert isinstance(raised.value, InvalidInput)
+def test_the_issue_example_alone_deploys_to_kubevelas_local_cluster() -> None:
+    workflow = load_application(CANARY_DEMO, "canary.yaml").to_placement().workflow
+    assert [(s.name, s.policies) for s in workflow.steps] == [("deploy", ())]
+    assert workflow.generated
 
 
 def test_without_a_workflow_each_topology_gets_kubevelas_deploy_step() -> None:
@@ -249,9 +244,6 @@ COMPONENT = "spec.components.0"
 PROPS = f"{COMPONENT}.properties"
 TRAIT = f"{COMPONENT}.traits.0.properties"
 STEPS = f"{TRAIT}.canary.steps"
-LOCAL = (
-    '(the hub is not a cluster, so there is no "local" cluster to fall back to as KubeVela does)'
-)
 NAME_RULE = (
     "(lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 "
     "characters)"
@@ -347,7 +339,7 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         at(f"{PROPS}.pullInterval", "5m"),
         [
             "spec.components[0].properties.pullInterval: field not supported (supported: chart, "
-            "releaseName, repoType, targetNamespace, url, values, version)"
+            "releaseName, repoType, secretRef, targetNamespace, url, values, version)"
         ],
     ),
     (
@@ -563,11 +555,6 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         ],
     ),
     (
-        "topology without clusters",
-        at("spec.policies.0.properties", {"namespace": "web"}),
-        [f"spec.policies[0].properties: set clusters or clusterLabelSelector {LOCAL}"],
-    ),
-    (
         "topology without properties",
         at("spec.policies.0.properties", ...),
         ["spec.policies[0].properties: required"],
@@ -606,8 +593,8 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         override({"properties": {"chartVersion": "2"}}),
         [
             "spec.policies[1].properties.components[0].properties.chartVersion: field not "
-            "supported (supported: chart, releaseName, repoType, targetNamespace, url, values, "
-            "version)"
+            "supported (supported: chart, releaseName, repoType, secretRef, targetNamespace, url, "
+            "values, version)"
         ],
     ),
     (
@@ -681,14 +668,6 @@ REFUSALS: list[tuple[str, dict[str, Any], list[str]]] = [
         [
             "spec.workflow.steps[0].properties.policies[1]: step 'd' names policy 'nope', which "
             "does not exist (policies: all)"
-        ],
-    ),
-    (
-        "deploy without topology",
-        workflow(deploy("d")),
-        [
-            "spec.workflow.steps[0].properties.policies: step 'd' names no topology policy, so it "
-            f"would deploy nowhere {LOCAL}"
         ],
     ),
     (

@@ -116,16 +116,6 @@ def test_policies_of_a_deploy_step_are_checked() -> None:
             "step 'deploy-prod' names policy 'prod' twice",
             ("workflow", "steps", 0, "properties", "policies", 2),
         ),
-        Problem(
-            "step 'values-only' names no topology policy, so it would deploy nowhere (the hub is "
-            'not a cluster, so there is no "local" cluster to fall back to as KubeVela does)',
-            ("workflow", "steps", 1, "properties", "policies"),
-        ),
-        Problem(
-            "step 'nothing' names no topology policy, so it would deploy nowhere (the hub is "
-            'not a cluster, so there is no "local" cluster to fall back to as KubeVela does)',
-            ("workflow", "steps", 2, "properties", "policies"),
-        ),
     ]
 
 
@@ -138,9 +128,8 @@ def test_default_workflow_is_kubevelas_one_step_per_topology() -> None:
     assert workflow.generations() == [["deploy-dev"], ["deploy-prod"]]
 
 
-def test_default_workflow_needs_a_topology() -> None:
-    with pytest.raises(PlacementError) as raised:
-        Workflow.default({"values": Override()})
-    [problem] = raised.value.problems
-    assert problem.path == ("policies",)
-    assert problem.message.startswith("no topology policy says which clusters to deploy to")
+def test_default_workflow_without_a_topology_is_one_step_to_local() -> None:
+    """KubeVela's `deploy` step: the overrides, and (placement decides) the local cluster."""
+    workflow = Workflow.default({"values": Override()})
+    assert workflow.steps == (Step("deploy", policies=("values",)),)
+    assert workflow.generated

@@ -198,6 +198,7 @@ function renderRelease(step, cluster, release) {
       el("span", { text: o.namespace ? `${o.namespace}/${o.name}` : o.name }),
       health(o.health, o.reason),
       dim(o.reason),
+      o.keep ? dim("resource-policy keep: prune and delete leave it") : null,
       o.drift ? renderDrift(o.drift) : null,
     ),
   );

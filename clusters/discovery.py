@@ -1,0 +1,124 @@
+"""What a member cluster serves, as Helm's `.Capabilities` sees it when it renders live.
+
+`helm upgrade --install` renders against the cluster it talks to: `.Capabilities.KubeVersion`
+is the server's `/version` gitVersion and `.Capabilities.APIVersions` is Helm's version set
+(`action.GetVersionSet`): every served `group/version`, and every `group/version/Kind` of
+the resources and subresources served there (a subresource's kind under its parent's
+group/version, e.g. `apps/v1/Scale`). Versions that discovery marks stale are left out, as
+client-go leaves them out for Helm.
+
+Both discovery documents are read aggregated (one request each for `/api` and `/apis`)
+rather than one request per group, and sent again with their ETags: discovery rarely
+changes, so a refresh is two 304s. This module must stay pure of any hub knowledge: it
+answers plain data that the hub keeps per cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusters.client import ClusterClient
+from clusters.errors import ClusterError
+
+# v2 (GA in 1.30), then v2beta1 (1.26 to 1.29: the same fields), as kubectl asks; plain
+# JSON last, so that an older server answers its legacy list, refused by name rather than
+# with a bare 406.
+AGGREGATED = ",".join(
+    (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+        "application/json",
+    )
+)
+# The core group (`/api`) and every other group (`/apis`), each one aggregated document.
+DOCUMENTS = ("/api", "/apis")
+STALE = "Stale"
+
+
+class DiscoveryUnsupported(ClusterError):
+    """The server does not serve aggregated discovery (Kubernetes before 1.26 answers
+    the legacy group list instead)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """A cluster's server version and Helm's version set of it, for rendering."""
+
+    kube_version: str
+    """The server's gitVersion, e.g. `v1.34.4` (or `v1.33.4-gke.1245000`)."""
+    api_versions: tuple[str, ...]
+    """Sorted: the order of a set is no difference between two clusters."""
+    digest: str = field(init=False, compare=False)
+    """Short and stable: renders are cached by it, not by the whole list."""
+
+    def __post_init__(self) -> None:
+        text = "\n".join((self.kube_version, *self.api_versions))
+        object.__setattr__(self, "digest", hashlib.sha256(text.encode()).hexdigest()[:16])
+
+    @classmethod
+    def of(cls, kube_version: str, api_versions: Iterable[str]) -> Capabilities:
+        return cls(kube_version, tuple(sorted(set(api_versions))))
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """One discovery of a cluster, with what makes the next one cheap: each document's
+    ETag and the version set it gave."""
+
+    capabilities: Capabilities
+    etags: Mapping[str, str] = field(default_factory=dict)
+    sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+
+def version_set(document: Mapping[str, Any]) -> frozenset[str]:
+    """Helm's version set of one aggregated discovery document (`APIGroupDiscoveryList`)."""
+    if document.get("kind") != "APIGroupDiscoveryList":
+        raise DiscoveryUnsupported(
+            f"discovery answered {document.get('kind') or 'no kind'}, not an "
+            "APIGroupDiscoveryList (aggregated discovery needs Kubernetes 1.26 or later)"
+        )
+    found: set[str] = set()
+    for group in document.get("items") or ():
+        name = (group.get("metadata") or {}).get("name") or ""
+        for version in group.get("versions") or ():
+            if version.get("freshness") == STALE:
+                continue
+            group_version = f"{name}/{version['version']}" if name else str(version["version"])
+            found.add(group_version)
+            for resource in version.get("resources") or ():
+                kinds = [resource.get("responseKind")]
+                kinds += [sub.get("responseKind") for sub in resource.get("subresources") or ()]
+                found.update(f"{group_version}/{k['kind']}" for k in kinds if k and k.get("kind"))
+    return frozenset(found)
+
+
+async def discover(
+    client: ClusterClient, previous: Discovery | None = None, *, timeout: float | None = None
+) -> Discovery:
+    """The cluster's capabilities now; the documents whose ETags still hold are not sent
+    again (their sets come from `previous`). Raises ClusterError when it cannot ask."""
+    etags = dict(previous.etags) if previous else {}
+    sets = dict(previous.sets) if previous else {}
+    version, *answers = await asyncio.gather(
+        client.request("GET", "/version", timeout=timeout),
+        *(
+            client.get_unless_match(path, accept=AGGREGATED, etag=etags.get(path), timeout=timeout)
+            for path in DOCUMENTS
+        ),
+    )
+    for path, (etag, document) in zip(DOCUMENTS, answers, strict=True):
+        if document is not None:  # else 304: only sent with an ETag, so `sets` has it
+            sets[path] = version_set(document)
+        if etag:
+            etags[path] = etag
+        else:
+            etags.pop(path, None)
+    kube_version = str((version or {}).get("gitVersion") or "")
+    if not kube_version:
+        raise ClusterError(f"{client.server}: /version names no gitVersion")
+    api_versions = frozenset().union(*sets.values())
+    return Discovery(Capabilities.of(kube_version, api_versions), etags, sets)

@@ -1,0 +1,1 @@
+../../canary-demo/templates/_helpers.tpl

@@ -1,0 +1,65 @@
+"""The last run of each hook of a release, as the store keeps it (schema version 8)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from hub.model.phases import HookPhase
+from hub.model.records import ClusterRecord, HookRunRecord
+from hub.state.apps import AppStore
+from hub.state.store import Store
+from tests.unit.hubparts import deploy
+
+
+def run(name: str, event: str, phase: HookPhase, at: float, revision: int = 1) -> HookRunRecord:
+    return HookRunRecord(
+        app="shop",
+        cluster="a",
+        component="web",
+        revision=revision,
+        event=event,
+        kind="Job",
+        namespace="ns",
+        name=name,
+        phase=phase,
+        started_at=at,
+    )
+
+
+def test_a_run_replaces_the_last_run_of_its_hook_and_event(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    apps = AppStore(store)
+    store.add_cluster(ClusterRecord(name="a", server="https://a", kubeconfig={}, credential="x"))
+    deploy(apps, "shop", "a")
+    apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.RUNNING, 10.0))
+    apps.put_hook_run(run("seed", "pre-upgrade", HookPhase.SUCCEEDED, 5.0))
+    apps.put_hook_run(run("migrate", "pre-install", HookPhase.SUCCEEDED, 1.0))
+    apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.FAILED, 20.0, revision=2))
+
+    runs = [(r.name, r.event, r.phase, r.revision) for r in apps.hook_runs("shop", "a", "web")]
+
+    assert runs == [
+        ("migrate", "pre-install", HookPhase.SUCCEEDED, 1),
+        ("seed", "pre-upgrade", HookPhase.SUCCEEDED, 1),
+        ("migrate", "pre-upgrade", HookPhase.FAILED, 2),
+    ]
+    assert apps.hook_runs("shop", "b", "web") == []
+
+
+def test_runs_go_with_their_application_and_their_cluster(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    apps = AppStore(store)
+    store.add_cluster(ClusterRecord(name="a", server="https://a", kubeconfig={}, credential="x"))
+    deploy(apps, "shop", "a")
+    apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.SUCCEEDED, 1.0))
+    store.rename_cluster("a", "b")
+    assert [r.cluster for r in apps.hook_runs("shop", "b", "web")] == ["b"]
+    store.delete_cluster("b")
+    assert apps.hook_runs("shop", "b", "web") == []
+    deploy(apps, "blog", "c")
+    apps.put_hook_run(
+        replace(run("m", "pre-delete", HookPhase.RUNNING, 1.0), app="blog", cluster="c")
+    )
+    apps.delete_app("blog")
+    assert apps.hook_runs("blog", "c", "web") == []
