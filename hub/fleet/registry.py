@@ -105,6 +105,12 @@ class Registry:
     def watch_health(self, name: str) -> WatchHealth:
         return self.observer.health(name)
 
+    def last_seen(self, record: ClusterRecord) -> float | None:
+        """When (epoch seconds) the cluster last answered: its prober or its watches, which
+        may have heard from a dying cluster after its last probe."""
+        seen = [t for t in (record.last_seen, self.observer.last_seen(record.name)) if t]
+        return max(seen, default=None)
+
     def probe_seconds(self, name: str) -> float | None:
         """How long the last probe of `name` took (None before its first one)."""
         return self._probe_seconds.get(name)
@@ -334,12 +340,34 @@ class Registry:
 
     async def probe_forever(self) -> None:
         """Probe every due cluster concurrently; failing clusters back off. Times are the
-        loop's clock (monotonic, and virtual in tests)."""
+        loop's clock (monotonic, and virtual in tests).
+
+        A healthy cluster whose watch streams answered within the last probe interval is
+        not asked: the streams have just proven it alive, and at a thousand clusters the
+        probes would be most of what the hub sends. Only its discovery is refreshed when
+        due. A cluster that dies goes quiet, and is probed one interval later."""
         while True:
             now = asyncio.get_running_loop().time()
             due = [name for name in self._records if self._next_probe.get(name, 0) <= now]
-            await asyncio.gather(*(self.probe_one(name) for name in due))
+            heard = [name for name in due if self._heard_from(name)]
+            for name in heard:
+                self._next_probe[name] = now + self.settings.probe_interval
+            await asyncio.gather(
+                *(self.probe_one(name) for name in due if name not in heard),
+                *(self._refresh_discovery(name) for name in heard),
+            )
             await asyncio.sleep(min(1.0, self.settings.probe_interval))
+
+    def _heard_from(self, name: str) -> bool:
+        """Whether the last probe found `name` healthy and its watches answered since one
+        probe interval ago."""
+        record = self._records[name]
+        seen = self.observer.last_seen(name)
+        return (
+            record.health == "Healthy"
+            and seen is not None
+            and seen >= time.time() - self.settings.probe_interval
+        )
 
     async def probe_one(self, name: str) -> None:
         health, reason, seen = "Healthy", "", True

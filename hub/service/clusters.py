@@ -81,7 +81,7 @@ class Clusters:
             else None,
             health=record.health,
             reason=record.reason,
-            lastSeen=timestamp(record.last_seen),
+            lastSeen=timestamp(self.registry.last_seen(record)),
             joinedAt=timestamp(record.joined_at),
             credential=record.credential,
             prometheus=record.prometheus.get("url"),

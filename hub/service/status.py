@@ -116,9 +116,8 @@ def cached_health(
 
 def _seen_by_cache(cluster: ClusterRecord, registry: Registry) -> ClusterRecord:
     """The cluster as the prober saw it, last seen when its prober or its watches last
-    heard from it: a watch event may be newer than the last probe of a dying cluster."""
-    seen = [t for t in (cluster.last_seen, registry.observer.last_seen(cluster.name)) if t]
-    return replace(cluster, last_seen=max(seen, default=None))
+    heard from it (`Registry.last_seen`)."""
+    return replace(cluster, last_seen=registry.last_seen(cluster))
 
 
 def next_action(record: AppRecord, steps: list[StepRecord]) -> str | None:

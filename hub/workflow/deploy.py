@@ -278,8 +278,8 @@ class Deployer:
         """The target of the revision the cluster ran before this one: the inventory keeps
         its number while a canary runs."""
         revision = self.apps.inventory(target.app).get((target.cluster, target.component))
-        found = self._running(
-            target.app, target.cluster, target.component, revision[0] if revision else 0
+        found = self.apps.target(
+            target.app, revision[0] if revision else 0, target.cluster, target.component
         )
         if found is None or found.revision == target.revision:
             raise TargetFailed(
@@ -293,7 +293,8 @@ class Deployer:
         async with self.lock(app, cluster, component):
             revision, entries = self.apps.inventory(app).get((cluster, component), (0, []))
             client = await self.registry.client(cluster)
-            running = self._running(app, cluster, component, revision)
+            # The target of the revision the cluster runs: whose delete hooks run.
+            running = self.apps.target(app, revision, cluster, component)
             split = (await self._rendered(running))[0] if running else Classified([], [])
             before, after = Operation.DELETE.before, Operation.DELETE.after
             if running is not None:
@@ -313,21 +314,6 @@ class Deployer:
             self.apps.add_event(
                 app, kept_message(ref), revision=revision, cluster=cluster, component=component
             )
-
-    def _running(
-        self, app: str, cluster: str, component: str, revision: int
-    ) -> TargetRecord | None:
-        """The target of `revision` for `cluster` and `component`, the revision the
-        inventory says the cluster runs: whose hooks a delete runs, and what a canary's
-        rollback goes back to; None when the store has none."""
-        return next(
-            (
-                t
-                for t in self.apps.targets(app, revision)
-                if (t.cluster, t.component) == (cluster, component)
-            ),
-            None,
-        )
 
     def _mark(self, target: TargetRecord, phase: TargetPhase, message: str = "") -> None:
         target.phase, target.message = phase, message

@@ -160,10 +160,8 @@ class Keeper:
             return  # a cache that is not connected cannot tell a deleted object from a gap
         here: set[ReleaseKey] = set()
         for record in self._apps.apps():
-            inventory = self._apps.inventory(record.name)
-            for (where, component), (revision, entries) in sorted(inventory.items()):
-                if where != cluster:
-                    continue
+            inventory = self._apps.inventory(record.name, cluster)
+            for (_, component), (revision, entries) in sorted(inventory.items()):
                 release = (record.name, cluster, component)
                 here.add(release)
                 target = self._at_rest(record, cluster, component, revision)
@@ -205,7 +203,7 @@ class Keeper:
         rollout = self._apps.rollout(record.name, cluster, component)
         if rollout is not None and rollout.stage not in _AT_REST:
             return None
-        current = _target_of(self._apps.targets(record.name, record.revision), cluster, component)
+        current = self._apps.target(record.name, record.revision, cluster, component)
         if current is not None and current.phase in (
             TargetPhase.APPLYING,
             TargetPhase.WAITING,
@@ -215,7 +213,7 @@ class Keeper:
         applied = (
             current
             if current is not None and current.revision == revision
-            else _target_of(self._apps.targets(record.name, revision), cluster, component)
+            else self._apps.target(record.name, revision, cluster, component)
         )
         return applied if applied is not None and applied.phase is TargetPhase.HEALTHY else None
 
@@ -420,15 +418,6 @@ def _release(target: TargetRecord) -> ReleaseKey:
 def object_key(api_version: str, kind: str, namespace: str | None, name: str) -> ObjectKey:
     """An object by API group, not version: a chart moving a kind to v1 is the same object."""
     return api_version.rpartition("/")[0], kind, namespace, name
-
-
-def _target_of(
-    targets: Sequence[TargetRecord], cluster: str, component: str
-) -> TargetRecord | None:
-    for target in targets:
-        if (target.cluster, target.component) == (cluster, component):
-            return target
-    return None
 
 
 def _manager(fields: Sequence[FieldDrift]) -> str | None:

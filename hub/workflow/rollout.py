@@ -182,14 +182,7 @@ class Rollouts:
         if record.stage in (Stage.COMPLETED, Stage.ROLLED_BACK):
             self.apps.drop_rollout(target.app, target.cluster, target.component)
             return
-        stale = next(
-            (
-                t
-                for t in self.apps.targets(target.app, record.revision)
-                if (t.cluster, t.component) == (target.cluster, target.component)
-            ),
-            None,
-        )
+        stale = self.apps.target(target.app, record.revision, target.cluster, target.component)
         props = _trait(stale) if stale is not None else None
         if stale is None or props is None:
             self.apps.drop_rollout(target.app, target.cluster, target.component)
