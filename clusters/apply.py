@@ -284,8 +284,9 @@ async def _apply(
 
     async def apply_one(index: int, body: dict[str, Any], path: str) -> None:
         ref = ObjectRef.of(body)
-        try:
-            answers[index] = await rc.call(
+
+        async def send() -> dict[str, Any]:
+            answer: dict[str, Any] = await rc.call(
                 "PATCH",
                 path,
                 what=f"{'dry-run ' if dry_run else ''}apply {ref}",
@@ -293,6 +294,19 @@ async def _apply(
                 body=body,
                 content_type=APPLY_PATCH,
             )
+            return answer
+
+        try:
+            try:
+                answers[index] = await send()
+            except NotFound:
+                namespace = body["metadata"].get("namespace")
+                if dry_run or namespace not in rc.ensured_namespaces - declared:
+                    raise
+                # Someone deleted the namespace since an earlier apply made sure of it.
+                rc.ensured_namespaces.discard(namespace)
+                await _ensure_namespace(rc, namespace, field_manager)
+                answers[index] = await send()
         except ApiError as e:
             if conflicts is not None and isinstance(e, Conflict) and e.causes:
                 conflicts[index] = e.causes
@@ -324,7 +338,8 @@ async def _apply(
             for ns in sorted(wanted):
                 present[ns] = await _namespace_exists(rc, ns)
         else:
-            await _all(_ensure_namespace(rc, ns, field_manager) for ns in sorted(wanted - declared))
+            unsure = wanted - declared - rc.ensured_namespaces
+            await _all(_ensure_namespace(rc, ns, field_manager) for ns in sorted(unsure))
             present |= dict.fromkeys(wanted, True)
         await _all(
             apply_one(index, body, path)
@@ -506,6 +521,7 @@ async def _ensure_namespace(rc: ResourceClient, name: str, field_manager: str) -
         )
     except Forbidden:
         logger.debug("namespace %s: not ours to create; assuming it exists", name)
+    rc.ensured_namespaces.add(name)
 
 
 async def _until_served(rc: ResourceClient, crd: Mapping[str, Any]) -> None:

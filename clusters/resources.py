@@ -101,12 +101,14 @@ class ResourceType:
 
 
 class _Catalogue:
-    """Discovered kinds of one cluster, per group-version; lives as long as its ApiClient."""
+    """Discovered kinds of one cluster, per group-version, and the namespaces an apply
+    made sure of; lives as long as its ApiClient."""
 
     def __init__(self) -> None:
         self.kinds: dict[str, dict[str, ResourceType]] = {}
         self.fetches: dict[str, int] = {}
         self.locks: dict[str, asyncio.Lock] = {}
+        self.namespaces: set[str] = set()
 
 
 _CATALOGUES: weakref.WeakKeyDictionary[ApiClient, _Catalogue] = weakref.WeakKeyDictionary()
@@ -146,6 +148,12 @@ class ResourceClient:
                 reason="NotFound",
             )
         return found
+
+    @property
+    def ensured_namespaces(self) -> set[str]:
+        """Namespaces an apply through this cluster's client created or found: the next
+        apply into one skips the round trip that makes sure of it (`clusters.apply`)."""
+        return self._catalogue.namespaces
 
     async def path(self, ref: ObjectRef) -> str:
         """The REST path of one object; a cluster-scoped kind ignores `ref.namespace`."""

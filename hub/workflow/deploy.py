@@ -37,6 +37,7 @@ from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.settings import DEFAULTS
 from hub.state.apps import AppStore
+from hub.tasks import first_line
 from hub.workflow.hooks import Hooks
 from hub.workflow.rollout import CanaryOutcome, Rollouts
 from hub.workflow.signals import Signals
@@ -87,9 +88,12 @@ class Deployer:
         pinned: no hooks, no `crds/`."""
         return (await self._rendered(target))[0].release
 
-    async def _rendered(self, target: TargetRecord) -> tuple[Classified, list[dict[str, Any]]]:
+    async def _rendered(
+        self, target: TargetRecord, *, checked: bool = True
+    ) -> tuple[Classified, list[dict[str, Any]]]:
         """A target's render split into release objects (labelled) and hooks, and the
-        chart's `crds/` objects; k8s-objects have neither hooks nor `crds/`."""
+        chart's `crds/` objects; k8s-objects have neither hooks nor `crds/`. `checked`:
+        refuse a cluster outside the chart's `kubeVersion` (not for what is already there)."""
         spec = target.spec
         if spec.type == "k8s-objects":
             split, crds = Classified([dict(o) for o in spec.objects], []), []
@@ -97,7 +101,8 @@ class Deployer:
             chart = await self.charts.fetch_stored(spec, revision=target.revision)
             # The cluster's own capabilities, as `helm upgrade` renders against it live.
             capabilities = await self.registry.capabilities(target.cluster)
-            chart.check_cluster(capabilities, target.cluster)
+            if checked:
+                chart.check_cluster(capabilities, target.cluster)
             split = classify(
                 await chart.render_async(
                     dict(spec.values),
@@ -295,7 +300,7 @@ class Deployer:
             client = await self.registry.client(cluster)
             # The target of the revision the cluster runs: whose delete hooks run.
             running = self.apps.target(app, revision, cluster, component)
-            split = (await self._rendered(running))[0] if running else Classified([], [])
+            split = await self._delete_hooks(running) if running else Classified([], [])
             before, after = Operation.DELETE.before, Operation.DELETE.after
             if running is not None:
                 await self.hooks.run(running, before, split.hooks_for(before), client, shown=False)
@@ -304,6 +309,21 @@ class Deployer:
             if running is not None:
                 await self.hooks.run(running, after, split.hooks_for(after), client, shown=False)
             self.apps.drop_inventory(app, cluster, component)
+
+    async def _delete_hooks(self, target: TargetRecord) -> Classified:
+        """The render whose delete hooks a removal runs: the revision the cluster runs. A
+        chart that no longer renders for it (its cached archive lost, a repository gone)
+        must not keep the release on the cluster: the removal goes on without hooks, and
+        an event says so."""
+        try:
+            return (await self._rendered(target, checked=False))[0]
+        except FlotillaError as e:
+            self.apps.add_target_event(
+                target,
+                f"{target.cluster}/{target.component}: delete hooks not run, the chart does "
+                f"not render: {first_line(e)}",
+            )
+            return Classified([], [])
 
     def _kept(
         self, app: str, cluster: str, component: str, revision: int, refs: list[ObjectRef]

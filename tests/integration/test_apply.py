@@ -152,6 +152,34 @@ async def test_missing_namespaces_are_created_but_not_inventoried(
         await delete(api, [ObjectRef("v1", "Namespace", None, elsewhere)])
 
 
+async def test_a_namespace_deleted_since_an_earlier_apply_is_made_again(
+    api: ApiClient, namespace: str
+) -> None:
+    """An apply remembers the namespaces it made sure of and skips that round trip next
+    time; one deleted meanwhile is made again, not reported as the object's NotFound."""
+    elsewhere = f"{namespace}-gone"
+    where = ObjectRef("v1", "Namespace", None, elsewhere)
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "again", "namespace": elsewhere},
+    }
+    try:
+        await apply(api, [config], default_namespace=namespace)
+        await delete(api, [where])
+
+        async def gone() -> bool:
+            return await get(api, where) is None
+
+        await eventually(gone, f"namespace {elsewhere} deleted")
+        [ref] = await apply(api, [config], default_namespace=namespace)
+
+        assert ref.namespace == elsewhere
+        assert await get(api, ObjectRef("v1", "ConfigMap", elsewhere, "again")) is not None
+    finally:
+        await delete(api, [where])
+
+
 async def test_cluster_scoped_objects_drop_a_templated_namespace(
     api: ApiClient, namespace: str
 ) -> None:

@@ -211,6 +211,25 @@ def test_hooks_run_around_each_operation_and_crds_are_left_as_installed(
     kubectl(fleet.clusters["dev"].kubeconfig, "get", "crd", f"widgets.{crd_group}")
 
 
+def test_a_release_whose_chart_no_longer_renders_is_deleted_without_its_hooks(
+    fleet: Fleet, crd_group: str
+) -> None:
+    """The delete hooks come from rendering the chart of the revision the cluster runs
+    (Helm reads them from its stored release). Where that chart is gone (a local chart's
+    folder, read anew by a restarted hub), the release must still go, without them."""
+    _chart_copy(fleet, crd_group)
+    result = fleet.up(_local(_dev_only(fleet), {"widget": {"group": crd_group}}), "--wait")
+    assert result.code == 0, result.stderr
+    fleet.hub.stop()
+    shutil.rmtree(fleet.workdir / "charts")
+    fleet.hub.start()
+
+    fleet.hub.ok("delete", APP, "--yes", timeout=300)
+
+    until(lambda: fleet.deployment("dev", APP) is None, what="release deleted")
+    assert _get(fleet, "job", f"{APP}-pre-delete") is None
+
+
 def test_hooks_of_a_canary_upgrade_run_once_before_its_first_step_and_after_finalise(
     fleet: Fleet,
 ) -> None:

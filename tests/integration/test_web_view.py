@@ -308,6 +308,28 @@ STATUS: dict[str, Any] = {
                                     "keep": False,
                                 },
                             ],
+                            "hooks": [
+                                {
+                                    "event": "pre-upgrade",
+                                    "kind": "Job",
+                                    "namespace": "shop",
+                                    "name": "web-migrate",
+                                    "revision": 3,
+                                    "phase": "Failed",
+                                    "message": "BackoffLimitExceeded (<b>limit</b>)",
+                                    "started": "2026-12-01T10:00:00Z",
+                                    "finished": "2026-12-01T10:01:00Z",
+                                }
+                            ],
+                            "crds": [
+                                {
+                                    "name": "widgets.shop.example.com",
+                                    "phase": "Created",
+                                    "message": "left as installed: crds/ objects are never "
+                                    "upgraded or deleted",
+                                    "at": "2026-12-01T09:00:00Z",
+                                }
+                            ],
                         }
                     ],
                 }
@@ -367,6 +389,14 @@ def test_the_page_draws_every_part_of_a_status(hub: HubProcess, context: Browser
     for text in ("(global)", "p99", "no value", "error", "failed"):
         expect(check).to_contain_text(text)
     expect(cluster.locator("li.object").first).to_contain_text("<img src=x onerror=alert(1)>")
+    hook = cluster.locator("li.hook")
+    expect(hook).to_have_count(1)
+    for text in ("hook pre-upgrade", "Job shop/web-migrate", "Failed", "revision 3"):
+        expect(hook).to_contain_text(text)
+    expect(hook).to_contain_text("BackoffLimitExceeded (<b>limit</b>)")  # text, never markup
+    expect(cluster.locator("li.crds")).to_contain_text(
+        "widgets.shop.example.com: left as installed"
+    )
     drift = cluster.locator("li.object .drift")
     expect(drift).to_have_count(1)
     for text in ("OutOfSync", "containers[0].image", '"web:9"', '(applied "web:1")', "kubectl-set"):

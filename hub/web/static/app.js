@@ -202,6 +202,19 @@ function renderRelease(step, cluster, release) {
       o.drift ? renderDrift(o.drift) : null,
     ),
   );
+  const hooks = (release.hooks || []).map(renderHook);
+  const crds = release.crds || [];
+  if (crds.length) {
+    const names = crds.map((c) => c.name).join(", ");
+    hooks.push(
+      el(
+        "li",
+        { class: "crds" },
+        el("span", { class: "kind", text: "crds/" }),
+        dim(`${names}: ${crds[0].message}`),
+      ),
+    );
+  }
   return el(
     "li",
     { class: "release", "data-component": release.component },
@@ -209,6 +222,21 @@ function renderRelease(step, cluster, release) {
     release.rollout ? renderRollout(release.rollout) : null,
     measured.length ? measurements(measured, false) : null,
     objects.length ? el("ul", { class: "objects" }, objects) : null,
+    hooks.length ? el("ul", { class: "hooks" }, hooks) : null,
+  );
+}
+
+// The last run of one Helm hook, as the terminal's tree shows it: event, object, outcome,
+// the revision that ran it, and why it failed.
+function renderHook(run) {
+  return el(
+    "li",
+    { class: "hook" },
+    el("span", { class: "kind", text: `hook ${run.event}` }),
+    el("span", { text: `${run.kind} ${run.namespace ? `${run.namespace}/${run.name}` : run.name}` }),
+    el("span", { class: `hook-phase p-${run.phase}`, text: run.phase }),
+    dim(`revision ${run.revision}`),
+    dim(run.message),
   );
 }
 
