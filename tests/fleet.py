@@ -61,19 +61,9 @@ class Fleet:
     ) -> Path:
         """The three-environment application: dev (1 replica), then prod on two clusters
         with prod-eu overridden; optionally a suspend step between them."""
-        component: dict[str, Any] = {
-            "name": name,
-            "type": "helm",
-            "properties": {
-                "repoType": "helm",
-                "url": self.repo_url,
-                "chart": chart,
-                "version": version,
-                "values": values or {},
-            },
-        }
-        if traits:
-            component["traits"] = traits
+        component = self.component(
+            name=name, chart=chart, version=version, values=values, traits=traits
+        )
         steps: list[dict[str, Any]] = [
             {
                 "name": "deploy-dev",
@@ -130,6 +120,32 @@ class Fleet:
         path = self.workdir / f"{name}-{time.monotonic_ns()}.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
+
+    def component(
+        self,
+        *,
+        name: str = "canary-demo",
+        chart: str = "canary-demo",
+        version: str = "1.0.0",
+        values: dict[str, Any] | None = None,
+        traits: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A helm component of `chart` from the test's chart repository: what every
+        application file of the deploy tests is made of."""
+        component: dict[str, Any] = {
+            "name": name,
+            "type": "helm",
+            "properties": {
+                "repoType": "helm",
+                "url": self.repo_url,
+                "chart": chart,
+                "version": version,
+                "values": values or {},
+            },
+        }
+        if traits:
+            component["traits"] = traits
+        return component
 
     def kubectl(self, cluster: str, *args: str) -> Any:
         result = kubectl(

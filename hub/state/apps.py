@@ -578,23 +578,10 @@ class AppStore:
         if app is not None:
             query, args = query + " AND app = ?", [*args, app]
         rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
-        return [_event(r) for r in reversed(rows)]
+        return [EventRecord(**dict(r)) for r in reversed(rows)]
 
     def _changed(self, app: str) -> None:
         self.changes.publish(Change(app))
-
-
-def _event(row: sqlite3.Row) -> EventRecord:
-    return EventRecord(
-        id=row["id"],
-        app=row["app"],
-        at=row["at"],
-        message=row["message"],
-        revision=row["revision"],
-        step=row["step"],
-        cluster=row["cluster"],
-        component=row["component"],
-    )
 
 
 def _measurement(row: sqlite3.Row) -> MeasurementRecord:

@@ -276,7 +276,7 @@ class Store:
 
     def repositories(self) -> list[RepositoryRecord]:
         rows = self._db.execute("SELECT * FROM repositories ORDER BY name").fetchall()
-        return [_repository(row) for row in rows]
+        return [RepositoryRecord(**dict(row)) for row in rows]
 
     def delete_repository(self, name: str) -> None:
         with self.transaction() as db:
@@ -323,16 +323,4 @@ def _cluster(row: sqlite3.Row) -> ClusterRecord:
         last_seen=row["last_seen"],
         joined_at=row["joined_at"],
         prometheus=json.loads(row["prometheus"]),
-    )
-
-
-def _repository(row: sqlite3.Row) -> RepositoryRecord:
-    return RepositoryRecord(
-        name=row["name"],
-        url=row["url"],
-        kind=row["kind"],
-        auth=row["auth"],
-        username=row["username"],
-        secret=row["secret"],
-        created_at=row["created_at"],
     )

@@ -103,18 +103,11 @@ def _application(
         "metadata": {"name": "canary-demo"},
         "spec": {
             "components": [
-                {
-                    "name": "canary-demo",
-                    "type": "helm",
-                    "properties": {
-                        "repoType": "helm",
-                        "url": fleet.repo_url,
-                        "chart": "canary-demo",
-                        "version": version,
-                        "values": {"replicaCount": 2},
-                    },
-                    "traits": [{"type": "kruise-rollout", "properties": {"canary": canary}}],
-                }
+                fleet.component(
+                    version=version,
+                    values={"replicaCount": 2},
+                    traits=[{"type": "kruise-rollout", "properties": {"canary": canary}}],
+                )
             ],
             "policies": topology + overrides,
             "workflow": {"steps": steps},

@@ -41,17 +41,7 @@ def _application(fleet: Fleet, *, replicas: int, greeting: str) -> Path:
         "metadata": {"name": "canary-demo"},
         "spec": {
             "components": [
-                {
-                    "name": "canary-demo",
-                    "type": "helm",
-                    "properties": {
-                        "repoType": "helm",
-                        "url": fleet.repo_url,
-                        "chart": "canary-demo",
-                        "version": "1.0.0",
-                        "values": {"replicaCount": replicas},
-                    },
-                },
+                fleet.component(values={"replicaCount": replicas}),
                 {
                     "name": "extra",
                     "type": "k8s-objects",

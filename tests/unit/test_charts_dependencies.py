@@ -108,8 +108,13 @@ def parent_with(root: Path, dependencies: list[dict[str, Any]]) -> ChartRef:
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{{{ .Release.Name }}}}-{name}\n"
 
 
+def lib(version: str = "1.0.0", repository: str = "file://../lib") -> dict[str, Any]:
+    """Chart.yaml's entry for a dependency on `lib` (by default the one beside `app`)."""
+    return {"name": "lib", "version": version, "repository": repository}
+
+
 async def test_a_file_dependency_is_built_in_and_pinned(tmp_path: Path) -> None:
-    ref = parent_with(tmp_path, [{"name": "lib", "version": "^1", "repository": "file://../lib"}])
+    ref = parent_with(tmp_path, [lib("^1")])
     cache = ChartCache(tmp_path / "cache")
 
     chart = await cache.fetch(ref)
@@ -124,9 +129,7 @@ async def test_a_file_dependency_is_built_in_and_pinned(tmp_path: Path) -> None:
 
 
 async def test_the_dependency_pins_round_trip_through_a_stored_spec(tmp_path: Path) -> None:
-    ref = parent_with(
-        tmp_path, [{"name": "lib", "version": "1.0.0", "repository": "file://../lib"}]
-    )
+    ref = parent_with(tmp_path, [lib()])
     cache = ChartCache(tmp_path / "cache")
     pin = ChartPin.of(ref, await cache.fetch(ref))
     spec = TargetSpec("helm", chart=pin.to_spec())
@@ -140,9 +143,7 @@ async def test_the_dependency_pins_round_trip_through_a_stored_spec(tmp_path: Pa
 async def test_a_changed_dependency_is_refused_for_the_revision_that_pinned_it(
     tmp_path: Path,
 ) -> None:
-    ref = parent_with(
-        tmp_path, [{"name": "lib", "version": "1.0.0", "repository": "file://../lib"}]
-    )
+    ref = parent_with(tmp_path, [lib()])
     cache = ChartCache(tmp_path / "cache")
     pin = ChartPin.of(ref, await cache.fetch(ref))
     write(tmp_path / "charts" / "lib" / "templates" / "more.yaml", CONFIGMAP.format(name="more"))
@@ -160,9 +161,7 @@ async def test_a_changed_dependency_is_refused_for_the_revision_that_pinned_it(
 async def test_renders_of_the_same_chart_with_other_dependencies_are_not_mixed_up(
     tmp_path: Path,
 ) -> None:
-    ref = parent_with(
-        tmp_path, [{"name": "lib", "version": "1.0.0", "repository": "file://../lib"}]
-    )
+    ref = parent_with(tmp_path, [lib()])
     cache = ChartCache(tmp_path / "cache")
     before = await cache.fetch(ref)
     assert names(before, {}) == {"rel-app", "rel-lib"}
@@ -194,7 +193,7 @@ async def test_renders_of_the_same_chart_with_other_dependencies_are_not_mixed_u
 async def test_a_dependency_that_cannot_be_fetched_is_one_line(
     tmp_path: Path, repository: str, error: type[Exception], message: str
 ) -> None:
-    ref = parent_with(tmp_path, [{"name": "lib", "version": "1.0.0", "repository": repository}])
+    ref = parent_with(tmp_path, [lib(repository=repository)])
 
     with pytest.raises(error) as raised:
         await ChartCache(tmp_path / "cache").fetch(ref)
@@ -205,9 +204,7 @@ async def test_a_dependency_that_cannot_be_fetched_is_one_line(
 async def test_a_file_dependency_of_another_version_names_parent_and_dependency(
     tmp_path: Path,
 ) -> None:
-    ref = parent_with(
-        tmp_path, [{"name": "lib", "version": "2.0.0", "repository": "file://../lib"}]
-    )
+    ref = parent_with(tmp_path, [lib("2.0.0")])
 
     with pytest.raises(ChartNotFound) as raised:
         await ChartCache(tmp_path / "cache").fetch(ref)

@@ -6,6 +6,7 @@ answers from a real one is held by tests/integration/test_capabilities.py."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,12 @@ from hub.tasks import Supervisor
 
 CAPS = Capabilities.of("v1.34.4", ["v1", "apps/v1"])
 
+Discover = Callable[[object, Discovery | None], Awaitable[Discovery]]
 
-def registry_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
-    """A registry of one cluster, `edge`, that is always ready; made in the test's loop."""
+
+def registry_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, discover: Discover) -> Registry:
+    """A registry of one cluster, `edge`, that is always ready and whose discovery is the
+    test's `discover`; made in the test's loop."""
     store = Store(tmp_path / "db")
     store.add_cluster(ClusterRecord(name="edge", server="https://x", kubeconfig={}, credential="t"))
     registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=Supervisor())
@@ -37,6 +41,7 @@ def registry_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
 
     monkeypatch.setattr(registry, "client", client)
     monkeypatch.setattr(registry_module, "readiness", ready)
+    monkeypatch.setattr(registry_module, "discover", discover)
     return registry
 
 
@@ -44,7 +49,6 @@ def registry_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Registry:
 async def test_renders_asking_at_once_share_one_discovery(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = registry_of(tmp_path, monkeypatch)
     calls: list[Discovery | None] = []
 
     async def discover(client: object, previous: Discovery | None = None) -> Discovery:
@@ -52,7 +56,7 @@ async def test_renders_asking_at_once_share_one_discovery(
         await asyncio.sleep(1)
         return Discovery(CAPS, {"/apis": '"etag"'})
 
-    monkeypatch.setattr(registry_module, "discover", discover)
+    registry = registry_of(tmp_path, monkeypatch, discover)
 
     answers = await asyncio.gather(*(registry.capabilities("edge") for _ in range(5)))
 
@@ -65,13 +69,11 @@ async def test_renders_asking_at_once_share_one_discovery(
 async def test_a_cluster_that_does_not_answer_is_unreachable_after_the_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = registry_of(tmp_path, monkeypatch)
-
     async def discover(client: object, previous: Discovery | None = None) -> Discovery:
         await asyncio.sleep(3600)
         raise AssertionError("never answers")
 
-    monkeypatch.setattr(registry_module, "discover", discover)
+    registry = registry_of(tmp_path, monkeypatch, discover)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -89,12 +91,10 @@ async def test_a_cluster_that_does_not_answer_is_unreachable_after_the_bound(
 async def test_a_refusal_keeps_its_class_and_names_the_cluster(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = registry_of(tmp_path, monkeypatch)
-
     async def discover(client: object, previous: Discovery | None = None) -> Discovery:
         raise Unauthorized("https://x: credentials rejected (401 Unauthorized)")
 
-    monkeypatch.setattr(registry_module, "discover", discover)
+    registry = registry_of(tmp_path, monkeypatch, discover)
 
     with pytest.raises(Unauthorized) as error:
         await registry.capabilities("edge")
@@ -110,7 +110,6 @@ async def test_a_refusal_keeps_its_class_and_names_the_cluster(
 async def test_the_prober_refreshes_slowly_with_the_last_etags(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    registry = registry_of(tmp_path, monkeypatch)
     loop = asyncio.get_running_loop()
     start = loop.time()
     asked: list[tuple[float, Any]] = []
@@ -121,7 +120,7 @@ async def test_the_prober_refreshes_slowly_with_the_last_etags(
         found = newer if len(asked) > 2 else CAPS
         return Discovery(found, {"/apis": f'"{len(asked)}"'})
 
-    monkeypatch.setattr(registry_module, "discover", discover)
+    registry = registry_of(tmp_path, monkeypatch, discover)
     for _ in range(int(2 * DISCOVERY_INTERVAL / registry.settings.probe_interval) + 1):
         await registry.probe_one("edge")
         await asyncio.sleep(registry.settings.probe_interval)
