@@ -15,6 +15,7 @@ from clusters.apply import AppliedRef, apply, delete, get
 from clusters.errors import Invalid, NotFound
 from clusters.resources import ObjectRef, ResourceClient
 from e2e.clusters import ClusterInfo
+from tests.manifests import crd
 
 pytestmark = pytest.mark.cluster
 
@@ -243,32 +244,6 @@ async def test_an_unknown_kind_is_reported_before_anything_is_applied(
     assert await get(api, ObjectRef("v1", "ConfigMap", namespace, "web-config")) is None
 
 
-def widget_crd(group: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
-
-
 async def test_discovery_finds_a_crd_installed_after_it_started(
     api: ApiClient, namespace: str
 ) -> None:
@@ -278,7 +253,7 @@ async def test_discovery_finds_a_crd_installed_after_it_started(
     with pytest.raises(NotFound):
         await resources.resolve(f"{group}/v1", "Widget")
 
-    [crd] = await apply(api, [widget_crd(group)], default_namespace=namespace)
+    [applied] = await apply(api, [crd(group)], default_namespace=namespace)
     try:
 
         async def served() -> bool:
@@ -290,7 +265,7 @@ async def test_discovery_finds_a_crd_installed_after_it_started(
 
         await eventually(served, "the new kind is discovered")
     finally:
-        await delete(api, [crd])
+        await delete(api, [applied])
 
 
 async def test_a_crd_and_its_resources_apply_in_one_call(api: ApiClient, namespace: str) -> None:
@@ -298,7 +273,7 @@ async def test_a_crd_and_its_resources_apply_in_one_call(api: ApiClient, namespa
     widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}}
     refs: list[AppliedRef] = []
     try:
-        refs = await apply(api, [widget, widget_crd(group)], default_namespace=namespace)
+        refs = await apply(api, [widget, crd(group)], default_namespace=namespace)
         assert [(r.kind, r.namespace) for r in refs] == [
             ("Widget", namespace),
             ("CustomResourceDefinition", None),

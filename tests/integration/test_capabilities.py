@@ -25,6 +25,7 @@ from e2e.chartrepo import CHARTS_DIR
 from e2e.clusters import ClusterInfo
 from e2e.kubectl import kubectl
 from tests.fleet import Fleet, until
+from tests.manifests import crd
 
 pytestmark = pytest.mark.cluster
 
@@ -32,33 +33,6 @@ CHART = "capabilities-demo"
 # A refresh of discovery comes every 30 s (hub.fleet.registry.DISCOVERY_INTERVAL); this
 # bounds the wait for it with room for a loaded machine.
 REFRESH_BOUND = 120.0
-
-
-def _crd(group: str, kind: str) -> dict[str, Any]:
-    plural = f"{kind.lower()}s"
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 @pytest.fixture
@@ -84,7 +58,7 @@ def groups(fleet: Fleet) -> Iterator[dict[str, str]]:
 
 def _serve(fleet: Fleet, cluster: str, group: str, kind: str) -> None:
     kubeconfig = fleet.clusters[cluster].kubeconfig
-    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(_crd(group, kind)))
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(crd(group, kind)))
     name = f"crd/{kind.lower()}s.{group}"
     kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", name)
 
