@@ -120,13 +120,14 @@ class LoadedChart:
         release_name: str,
         namespace: str,
         revision: int = 1,
-        fresh: bool = False,
+        again: bool = False,
         capabilities: Capabilities | None = None,
     ) -> list[dict[str, Any]]:
         """The objects Helm renders for one release's templates, by path; the chart's
-        `crds/` are not among them (`crds`), since Helm installs those apart. `fresh`
-        renders anew and caches nothing: only a second render shows what changes on every
-        render (`hub.charts.offline`).
+        `crds/` are not among them (`crds`), since Helm installs those apart. `again`: the
+        objects of a second render of the same input, made once and cached beside the
+        first, since only a second render shows what changes on every render
+        (`hub.charts.offline`), and a plan's targets that render alike need it once.
 
         `revision` is part of the cache key because templates can read `.Release.Revision`
         and `.Release.IsUpgrade`; revision 1 renders as an install, later ones as upgrades.
@@ -136,10 +137,8 @@ class LoadedChart:
         defaults, as `helm template` does. The cache keys them by their digest.
         """
         values_json = _canonical_json(values, self._subject)
-        if fresh:
-            return self._render(values, release_name, namespace, revision, capabilities)
         seen = capabilities.digest if capabilities else None
-        key = (self._identity, values_json, release_name, namespace, revision, seen)
+        key = (self._identity, values_json, release_name, namespace, revision, seen, again)
         objects = self._renders.get(key)
         if objects is None:
             objects = self._render(values, release_name, namespace, revision, capabilities)
@@ -153,7 +152,7 @@ class LoadedChart:
         release_name: str,
         namespace: str,
         revision: int = 1,
-        fresh: bool = False,
+        again: bool = False,
         capabilities: Capabilities | None = None,
     ) -> list[dict[str, Any]]:
         """`render` in a worker thread, for the event loop."""
@@ -163,7 +162,7 @@ class LoadedChart:
             release_name=release_name,
             namespace=namespace,
             revision=revision,
-            fresh=fresh,
+            again=again,
             capabilities=capabilities,
         )
 

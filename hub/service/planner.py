@@ -55,11 +55,11 @@ class PlannedTarget:
     lookup: list[str] = field(default_factory=list)
     """The chart's templates that call `lookup`, which finds nothing offline."""
     warnings: list[str] = field(default_factory=list)
+    """What would not deploy as planned: fields that change on every render."""
     refused: str | None = None
     """Why the target's cluster cannot take it (outside the chart's `kubeVersion`, or it
     could not be asked what it serves): the target fails when it deploys, and only it, so
     unlike `error` this refuses no `up`."""
-    """What would not deploy as planned: fields that change on every render."""
 
     @property
     def spec(self) -> TargetSpec:
@@ -231,8 +231,8 @@ async def _render(
             capabilities=seen,
         )
         planned.objects = classify(await render()).release  # hooks are no object of it
-        # Rendered again, uncached: what differs changes on every render.
-        again = classify(await render(fresh=True)).release
+        # A second render of the same input: what differs changes on every render.
+        again = classify(await render(again=True)).release
     except FlotillaError as e:
         planned.error = str(e)
         return
