@@ -538,7 +538,7 @@ def _strays() -> list[ProcessRecord]:
     records (a state file deleted by hand, a crash between spawn and save)."""
     root = str(state_dir()) + os.sep
     found = []
-    for process in psutil.process_iter(["cmdline", "create_time"]):
+    for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
         ours = cmdline and (
             Path(cmdline[0]).name in (ETCD, APISERVER, CONTROLLER_MANAGER)
@@ -546,9 +546,7 @@ def _strays() -> list[ProcessRecord]:
         )
         if ours and any(root in arg for arg in cmdline):
             with contextlib.suppress(ProcessLookupError):
-                found.append(
-                    ProcessRecord(process.pid, os.getpgid(process.pid), process.info["create_time"])
-                )
+                found.append(ProcessRecord.of(process.pid))
     return found
 
 

@@ -7,7 +7,11 @@ backgrounds it and exits: the process is never our child (no zombie, no
 but its own process group, so stopping the group stops everything it forked.
 
 A PID alone is not an identity, since the kernel reuses PIDs; a record keeps the
-start time too and a process whose start time differs is not ours.
+start time too and a process whose start time differs is not ours. The start time is
+the kernel's own count of clock ticks since boot (`/proc/PID/stat`), not psutil's
+`create_time()`: that adds the boot time as each Python process reads it, and the boot
+time the kernel reports moves when the wall clock is slewed, so two processes half an
+hour apart could disagree by a second and take a live etcd for a dead one.
 """
 
 from __future__ import annotations
@@ -37,14 +41,29 @@ class ProcessRecord:
 
     pid: int
     pgid: int
-    started: float
+    started: int
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
-        return cls(pid=int(data["pid"]), pgid=int(data["pgid"]), started=float(data["started"]))
+        return cls(pid=int(data["pid"]), pgid=int(data["pgid"]), started=int(data["started"]))
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessRecord:
+        """The record of the running process `pid`; ProcessLookupError when it is gone."""
+        return cls(pid=pid, pgid=os.getpgid(pid), started=start_ticks(pid))
+
+
+def start_ticks(pid: int) -> int:
+    """When `pid` started, in clock ticks since boot: field 22 of /proc/PID/stat, read
+    after the command name, which may itself hold spaces and parentheses."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError as e:
+        raise ProcessLookupError(pid) from e
+    return int(stat.rpartition(")")[2].split()[19])
 
 
 def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> ProcessRecord:
@@ -60,18 +79,16 @@ def spawn(argv: list[str], log: Path, cwd: Path | None = None) -> ProcessRecord:
     )
     pid = int(launcher.stdout)
     try:
-        process = psutil.Process(pid)
-        return ProcessRecord(pid=pid, pgid=os.getpgid(pid), started=process.create_time())
-    except (psutil.NoSuchProcess, ProcessLookupError) as e:
+        return ProcessRecord.of(pid)
+    except ProcessLookupError as e:
         raise RuntimeError(f"{argv[0]} exited at once; see {log}") from e
 
 
 def alive(record: ProcessRecord) -> bool:
     try:
-        process = psutil.Process(record.pid)
-        same = process.create_time() == record.started
-        return bool(same and process.status() != psutil.STATUS_ZOMBIE)
-    except psutil.NoSuchProcess:
+        same = start_ticks(record.pid) == record.started
+        return same and psutil.Process(record.pid).status() != psutil.STATUS_ZOMBIE
+    except (ProcessLookupError, psutil.NoSuchProcess):
         return False
 
 
