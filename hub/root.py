@@ -32,7 +32,7 @@ from hub.model.settings import Settings
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.metrics import LAG_TASK, HubMetrics
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import HubFailed, Supervisor
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         scrubber = Scrubber()
         _scrub_logs(stack, scrubber)
         metrics = HubMetrics()
-        store = Store(home.store, timed=metrics.transaction)
+        store = SqliteStore(home.store, timed=metrics.transaction)
         stack.callback(store.close)
         supervisor = supervisor or Supervisor()
         registry = Registry(

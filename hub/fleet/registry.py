@@ -38,7 +38,7 @@ from hub.fleet.observer import Observer, WatchHealth
 from hub.model.records import ClusterRecord
 from hub.model.settings import DEFAULTS, Settings
 from hub.redaction import Scrubber
-from hub.state.store import Store
+from hub.state.interface import ClusterStore
 from hub.tasks import Supervisor, TaskState
 from placement.errors import PlacementError
 from placement.names import validate_dns_label
@@ -55,7 +55,7 @@ DISCOVERY_INTERVAL = 30.0
 class Registry:
     def __init__(
         self,
-        store: Store,
+        store: ClusterStore,
         scrubber: Scrubber,
         *,
         temp_dir: Path,

@@ -50,8 +50,7 @@ from hub.service.planner import (
 )
 from hub.service.plans import plan_view
 from hub.service.status import application_status
-from hub.state.apps import AppStore
-from hub.state.store import Store
+from hub.state.interface import ClusterStore
 from hub.tasks import Supervisor, first_line
 from hub.workflow.analysis import Analyses
 from hub.workflow.deploy import Deployer
@@ -71,7 +70,7 @@ def spec_digest(document: Any) -> str:
 class Applications:
     def __init__(
         self,
-        store: Store,
+        store: ClusterStore,
         registry: Registry,
         charts: ChartCache,
         *,
@@ -81,7 +80,7 @@ class Applications:
     ) -> None:
         """`supervisor` runs the workflow runners, one per application (hub.workflow.engine);
         `deployed` is told how long each target took to become healthy (the hub's metrics)."""
-        self.apps = AppStore(store, settings)
+        self.apps = store.apps(settings)
         self.registry = registry
         self.charts = charts
         self.settings = settings

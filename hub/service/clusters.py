@@ -27,7 +27,7 @@ from hub.model.records import ClusterRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import MemberDetail, MemberList, MemberView, ProberView, WatchView
 from hub.service.applications import Applications
-from hub.state.apps import Holding
+from hub.state.interface import Holding
 
 log = logging.getLogger(__name__)
 

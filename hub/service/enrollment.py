@@ -52,8 +52,8 @@ from hub.format import Application
 from hub.model.phases import AppPhase, Outcome, StepPhase, TargetPhase
 from hub.model.records import AppRecord, TargetRecord
 from hub.service.planner import PlannedTarget, RevisionPins, plan
-from hub.state.apps import AppStore, Hold
 from hub.state.changes import Subscription
+from hub.state.interface import AppStore, Hold
 from hub.tasks import Supervisor, first_line
 from hub.workflow.deploy import Deployer
 from placement.targets import Target

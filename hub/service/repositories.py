@@ -21,7 +21,7 @@ from hub.model.records import RepositoryAuth, RepositoryKind, RepositoryRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import RepositoryList, RepositoryView
 from hub.redaction import Scrubber
-from hub.state.store import Store
+from hub.state.interface import ClusterStore
 from placement.errors import PlacementError
 from placement.names import validate_dns_label
 
@@ -37,7 +37,7 @@ def repository_secrets(record: RepositoryRecord) -> list[str]:
 
 
 class Repositories:
-    def __init__(self, store: Store, scrubber: Scrubber, charts: ChartCache) -> None:
+    def __init__(self, store: ClusterStore, scrubber: Scrubber, charts: ChartCache) -> None:
         """Every stored secret is known to the scrubber from the hub's start on."""
         self.store = store
         self.scrubber = scrubber

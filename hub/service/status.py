@@ -35,7 +35,7 @@ from hub.model.views import (
     StatusView,
     StepView,
 )
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.workflow.analysis import Analyses
 from hub.workflow.hooks import CRDS
 from hub.workflow.keeper import Drift, ObjectKey, object_key

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.errors import NotFound
 from hub.model.phases import (
@@ -36,41 +35,19 @@ from hub.model.records import (
 from hub.model.settings import DEFAULTS, Settings
 from hub.model.targets import TargetSpec
 from hub.state.changes import Change, Changes
-from hub.state.store import Store
+from hub.state.interface import Hold, Holding
+
+if TYPE_CHECKING:
+    from hub.state.store import SqliteStore
 
 # Events added between two prunings of every application's events by age.
 PRUNE_EVERY = 50
 
 
-@dataclass
-class Holding:
-    """What one application has on one cluster: the components whose objects the
-    inventory lists there (and how many objects), and whether its current revision
-    targets the cluster."""
-
-    app: str
-    components: list[str] = field(default_factory=list)
-    objects: int = 0
-    targeted: bool = False
-
-
-@dataclass(frozen=True)
-class Hold:
-    """Removals the blast-radius guard holds until `workflow resume` confirms them: which
-    (cluster, component) releases of the application, at which revision, and why."""
-
-    app: str
-    revision: int
-    removals: frozenset[tuple[str, str]]
-    reason: str
-    confirmed: bool = False
-    created_at: float = 0.0
-
-
-class AppStore:
+class SqliteAppStore:
     """Applications, revisions and workflow state, on the same connection as the registry."""
 
-    def __init__(self, store: Store, settings: Settings = DEFAULTS) -> None:
+    def __init__(self, store: SqliteStore, settings: Settings = DEFAULTS) -> None:
         """Every write that changes what `status` shows of an application is published on
         `changes`, as is every event; events beyond the settings' count and age go."""
         self._store = store

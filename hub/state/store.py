@@ -26,6 +26,8 @@ from pathlib import Path
 
 from hub.errors import Conflict, FlotillaError, NotFound
 from hub.model.records import ClusterRecord, RepositoryRecord
+from hub.model.settings import DEFAULTS, Settings
+from hub.state.apps import SqliteAppStore
 from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,7 @@ class StoreUnwritable(FlotillaError):
     http_status = HTTPStatus.INSUFFICIENT_STORAGE
 
 
-class Store:
+class SqliteStore:
     """Synchronous on purpose: each call is one short local transaction (well under a
     millisecond in WAL mode), cheaper than a thread hop, and it keeps ordering trivial."""
 
@@ -114,6 +116,9 @@ class Store:
             with self.transaction() as db:
                 MIGRATIONS[version](db)
                 db.execute(f"PRAGMA user_version={version}")
+
+    def apps(self, settings: Settings = DEFAULTS) -> SqliteAppStore:
+        return SqliteAppStore(self, settings)
 
     @property
     def connection(self) -> sqlite3.Connection:

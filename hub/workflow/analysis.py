@@ -52,7 +52,7 @@ from hub.model.records import (
 from hub.model.settings import DEFAULTS, Settings
 from hub.model.timestamps import timestamp
 from hub.model.views import MeasurementView
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)

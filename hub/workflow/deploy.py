@@ -36,7 +36,7 @@ from hub.format.applyonce import ApplyOnce, keep_live
 from hub.model.phases import TargetPhase
 from hub.model.records import TargetRecord
 from hub.model.settings import DEFAULTS
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.tasks import first_line
 from hub.workflow.hooks import Hooks
 from hub.workflow.rollout import CanaryOutcome, Rollouts

@@ -47,7 +47,7 @@ from hub.model.phases import (
 )
 from hub.model.records import StepRecord, TargetRecord
 from hub.model.settings import DEFAULTS
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.tasks import Supervisor, first_line, innermost
 from hub.workflow.signals import Signals
 

@@ -36,7 +36,7 @@ from hub.errors import FlotillaError
 from hub.fleet.objects import labelled
 from hub.model.phases import HookPhase
 from hub.model.records import HookRunRecord, TargetRecord
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.tasks import first_line
 from hub.workflow.waiting import Waits
 

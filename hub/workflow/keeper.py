@@ -50,7 +50,7 @@ from hub.format.applyonce import WHOLE, ApplyOnce, keep_live
 from hub.model.phases import AppPhase, Stage, TargetPhase
 from hub.model.records import AppRecord, TargetRecord
 from hub.model.settings import DEFAULTS, Settings
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.tasks import Supervisor, first_line
 from hub.workflow.deploy import Deployer, namespace_of
 

@@ -38,7 +38,7 @@ from hub.model.phases import TargetPhase
 from hub.model.records import RolloutRecord, TargetRecord
 from hub.model.timestamps import timestamp
 from hub.model.views import RolloutView
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.workflow.reads import (
     applied_versions,
     canary_pod_trouble,

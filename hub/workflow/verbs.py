@@ -17,7 +17,7 @@ from __future__ import annotations
 from hub.errors import Conflict
 from hub.model.phases import AppPhase, Stage, StepPhase, StepType, TargetPhase
 from hub.model.records import AppRecord, StepRecord
-from hub.state.apps import AppStore
+from hub.state.interface import AppStore
 from hub.workflow.engine import Engine
 
 # Canary stages of a running step on its way to a pause that `resume` may approve.

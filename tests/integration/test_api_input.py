@@ -39,7 +39,7 @@ from hub.home import Home
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.metrics import HubMetrics
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.web import is_page
 
@@ -104,7 +104,7 @@ def served_routes() -> list[Route]:
     async def build() -> list[Route]:
         with tempfile.TemporaryDirectory() as scratch:
             where = Path(scratch)
-            store = Store(where / "flotilla.db")
+            store = SqliteStore(where / "flotilla.db")
             supervisor = Supervisor()
             registry = Registry(store, Scrubber(), temp_dir=where, supervisor=supervisor)
             apps = Applications(

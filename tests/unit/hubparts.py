@@ -19,8 +19,8 @@ from hub.model.settings import DEFAULTS
 from hub.model.targets import TargetSpec
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
-from hub.state.apps import AppStore
-from hub.state.store import Store
+from hub.state.interface import AppStore
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from tests.unit.fakeapi import FAST, WAIT, kubeconfig
 
@@ -28,9 +28,9 @@ QUICK = dataclasses.replace(DEFAULTS, probe_interval=1, step_timeout=1, fanout=1
 """A hub with short waits, for tests that run one."""
 
 
-def store_on(path: Path, server: str, *clusters: str) -> Store:
+def store_on(path: Path, server: str, *clusters: str) -> SqliteStore:
     """A store at `path` with `clusters` registered, each the API server at `server`."""
-    store = Store(path)
+    store = SqliteStore(path)
     for name in clusters:
         record = ClusterRecord(
             name=name, server=server, kubeconfig=kubeconfig(server), credential="token"
@@ -82,7 +82,7 @@ def deploy(
 
 @asynccontextmanager
 async def observing(
-    store: Store,
+    store: SqliteStore,
     temp_dir: Path,
     supervisor: Supervisor,
     *,

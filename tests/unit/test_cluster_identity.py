@@ -19,7 +19,7 @@ from hub.fleet.registry import Registry
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.clusters import Clusters, HeldReleases
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.workflow.engine import RUNNER
 from tests.unit.fakeapi import FakeApi, address, started
@@ -30,7 +30,7 @@ TOKEN = "test-token"
 
 @dataclass
 class Hub:
-    store: Store
+    store: SqliteStore
     registry: Registry
     applications: Applications
     clusters: Clusters

@@ -27,9 +27,9 @@ from hub.errors import Conflict
 from hub.model.phases import AppPhase, Outcome, Stage, StepPhase, StepType, TargetPhase, Verdict
 from hub.model.records import AppRecord, RolloutRecord, StepRecord, TargetRecord
 from hub.model.targets import ChartSpec, TargetSpec
-from hub.state.apps import AppStore
+from hub.state.apps import SqliteAppStore
 from hub.state.schema import MIGRATIONS, SCHEMA
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.workflow.deploy import TargetFailed
 from hub.workflow.engine import RUNNER, UNREACHABLE_RETRY, Engine, Judged
@@ -105,7 +105,7 @@ class Clusters:
     """The engine's `deploy`: each cluster runs the script a test gave it (healthy at once
     by default) and marks its target the way `Deployer` does."""
 
-    def __init__(self, apps: AppStore) -> None:
+    def __init__(self, apps: SqliteAppStore) -> None:
         self.apps = apps
         self.scripts: dict[str, Script] = {}
         self.calls: list[Call] = []
@@ -175,8 +175,8 @@ class Hub:
     the same hub started again."""
 
     def __init__(self, path: Path, workflows: dict[int, Workflow]) -> None:
-        self.store = Store(path)
-        self.apps = AppStore(self.store)
+        self.store = SqliteStore(path)
+        self.apps = SqliteAppStore(self.store)
         self.supervisor = Supervisor(first_restart=1.0)
         self.signals = Signals()
         self.clusters = Clusters(self.apps)
@@ -1020,8 +1020,8 @@ async def test_an_analysis_that_fails_fails_the_step_and_touches_no_later_enviro
 def test_an_approval_outlives_the_canary_writing_its_state_but_not_its_revision(
     tmp_path: Path,
 ) -> None:
-    store = Store(tmp_path / "flotilla.db")
-    apps = AppStore(store)
+    store = SqliteStore(tmp_path / "flotilla.db")
+    apps = SqliteAppStore(store)
     apps.create_revision(
         APP, spec={}, digest="d", publish_version="", source="test", base=".", steps=[], targets=[]
     )
@@ -1046,7 +1046,7 @@ def test_a_store_from_before_approvals_gets_the_column(tmp_path: Path) -> None:
     MIGRATIONS[2](db)
     db.execute("PRAGMA user_version=2")
     db.close()
-    store = Store(path)
+    store = SqliteStore(path)
     columns = {row[1] for row in store.connection.execute("PRAGMA table_info(rollouts)")}
     assert "resume_step" in columns
     store.close()

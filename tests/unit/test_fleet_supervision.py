@@ -32,7 +32,7 @@ from hub.model.settings import Settings
 from hub.redaction import Scrubber
 from hub.root import HubStopped, serve
 from hub.service.clusters import Clusters
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from tests.shapes import assert_shape
 from tests.unit.fakeapi import CONFIG_MAPS, WAIT, FakeApi, address, config_map, event, started
@@ -54,7 +54,7 @@ def _clusters(registry: Registry, home: Path) -> Clusters:
 async def test_a_prober_that_dies_is_restarted_with_backoff_and_its_failure_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(ClusterRecord(name="edge", server="https://x", kubeconfig={}, credential="t"))
     supervisor = Supervisor(first_restart=1.0, max_restart=8.0)
     registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor)
@@ -98,7 +98,7 @@ async def test_a_prober_that_dies_is_restarted_with_backoff_and_its_failure_show
 async def test_an_unforeseen_probe_failure_is_that_clusters_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     for name in ("good", "bad"):
         store.add_cluster(
             ClusterRecord(name=name, server="https://x", kubeconfig={}, credential="t")
@@ -238,13 +238,13 @@ def broken_prober(monkeypatch: pytest.MonkeyPatch) -> None:
 def closed_stores(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """The paths of the stores closed since the test began."""
     closed: list[Path] = []
-    close = Store.close
+    close = SqliteStore.close
 
-    def spy(self: Store) -> None:
+    def spy(self: SqliteStore) -> None:
         closed.append(self.path)
         close(self)
 
-    monkeypatch.setattr(Store, "close", spy)
+    monkeypatch.setattr(SqliteStore, "close", spy)
     return closed
 
 

@@ -9,23 +9,23 @@ import pytest
 
 from hub.model.phases import HookPhase
 from hub.model.records import ClusterRecord, HookRunRecord
-from hub.state.apps import AppStore
-from hub.state.store import Store
+from hub.state.apps import SqliteAppStore
+from hub.state.store import SqliteStore
 from tests.unit.hubparts import deploy
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> SqliteStore:
     """A store with cluster `a` registered."""
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(ClusterRecord(name="a", server="https://a", kubeconfig={}, credential="x"))
     return store
 
 
 @pytest.fixture
-def apps(store: Store) -> AppStore:
+def apps(store: SqliteStore) -> SqliteAppStore:
     """The applications of `store`: `shop`, deploying `web` to cluster `a`."""
-    apps = AppStore(store)
+    apps = SqliteAppStore(store)
     deploy(apps, "shop", "a")
     return apps
 
@@ -45,7 +45,7 @@ def run(name: str, event: str, phase: HookPhase, at: float, revision: int = 1) -
     )
 
 
-def test_a_run_replaces_the_last_run_of_its_hook_and_event(apps: AppStore) -> None:
+def test_a_run_replaces_the_last_run_of_its_hook_and_event(apps: SqliteAppStore) -> None:
     apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.RUNNING, 10.0))
     apps.put_hook_run(run("seed", "pre-upgrade", HookPhase.SUCCEEDED, 5.0))
     apps.put_hook_run(run("migrate", "pre-install", HookPhase.SUCCEEDED, 1.0))
@@ -61,7 +61,9 @@ def test_a_run_replaces_the_last_run_of_its_hook_and_event(apps: AppStore) -> No
     assert apps.hook_runs("shop", "b", "web") == []
 
 
-def test_runs_go_with_their_application_and_their_cluster(store: Store, apps: AppStore) -> None:
+def test_runs_go_with_their_application_and_their_cluster(
+    store: SqliteStore, apps: SqliteAppStore
+) -> None:
     apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.SUCCEEDED, 1.0))
     store.rename_cluster("a", "b")
     assert [r.cluster for r in apps.hook_runs("shop", "b", "web")] == ["b"]

@@ -27,7 +27,7 @@ from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.metrics import HubMetrics
 from hub.service.status import application_status
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.workflow.engine import RUNNER
 from tests.unit.fakeapi import CONFIG_MAPS, FakeApi, address, config_map, kubeconfig, started
@@ -69,7 +69,7 @@ def by(samples: Samples, name: str, label: str, **where: str) -> dict[str, float
 
 @dataclass
 class Hub:
-    store: Store
+    store: SqliteStore
     applications: Applications
     supervisor: Supervisor
     metrics: HubMetrics
@@ -285,7 +285,7 @@ async def test_labels_are_bounded_and_carry_no_object_name_url_or_secret(tmp_pat
 
 async def test_deploys_and_transactions_are_measured_as_they_happen(tmp_path: Path) -> None:
     metrics = HubMetrics()
-    store = Store(tmp_path / "db", timed=metrics.transaction)
+    store = SqliteStore(tmp_path / "db", timed=metrics.transaction)
     try:
         migrations = value(scrape(metrics), "flotilla_store_transaction_duration_seconds_count")
         assert migrations is not None and migrations >= 1

@@ -17,8 +17,8 @@ from hub.fleet.registry import Registry
 from hub.format import Application
 from hub.model.phases import TargetPhase
 from hub.service.status import application_status
-from hub.state.apps import AppStore
-from hub.state.store import Store
+from hub.state.apps import SqliteAppStore
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.workflow.analysis import Analyses
 from hub.workflow.rollout import Rollouts
@@ -35,7 +35,7 @@ NAMES = ["settings", "gone"]  # the second was deleted behind our back
 class Hub:
     fake: FakeApi
     server: TestServer
-    store: Store
+    store: SqliteStore
     registry: Registry
 
     async def cache(self) -> ClusterCache:
@@ -48,7 +48,7 @@ class Hub:
         return cache
 
     async def status(self) -> Any:
-        apps = AppStore(self.store)
+        apps = SqliteAppStore(self.store)
         waits = Waits(self.registry.observer.cache, timeout=1)
         rollouts = Rollouts(
             apps, step_timeout=1, waits=waits, signals=Signals(), analysed=lambda t, gate: True
@@ -74,7 +74,7 @@ async def hub_with_app(tmp_path: Path) -> AsyncIterator[Hub]:
     async with started(fake) as server:
         store = store_on(tmp_path / "store.db", address(server), CLUSTER)
         store.record_probe(CLUSTER, health="Healthy", reason="", version=None, seen=True)
-        deploy(AppStore(store), APP, CLUSTER, objects=NAMES, phase=TargetPhase.HEALTHY)
+        deploy(SqliteAppStore(store), APP, CLUSTER, objects=NAMES, phase=TargetPhase.HEALTHY)
         supervisor = Supervisor(first_restart=0.01)
         async with observing(store, tmp_path, supervisor, kinds=CONFIG_MAPS) as registry:
             yield Hub(fake, server, store, registry)

@@ -16,7 +16,7 @@ from hub.format.problems import format_location, repository_problems
 from hub.model.records import RepositoryRecord, covering, same_origin
 from hub.redaction import Scrubber
 from hub.service.repositories import Repositories, repository_secrets
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 
 
 def _record(name: str, url: str, *, auth: str = "basic") -> RepositoryRecord:
@@ -176,7 +176,7 @@ class _UnaskedCharts:
 async def test_repo_add_refuses_bad_input_before_asking_the_repository(
     tmp_path: Path, name: str, url: str, credentials: dict[str, str], refusal: str
 ) -> None:
-    store = Store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     repositories = Repositories(store, Scrubber(), _UnaskedCharts())  # type: ignore[arg-type]
     given = {"username": None, "password": None, "token": None} | credentials
     with pytest.raises(InvalidInput, match=refusal):
@@ -186,15 +186,15 @@ async def test_repo_add_refuses_bad_input_before_asking_the_repository(
 
 def test_the_store_keeps_repositories_and_forgets_them(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
-    store = Store(path)
+    store = SqliteStore(path)
     record = _record("acme", "https://charts.acme.io")
     store.add_repository(record)
     with pytest.raises(Conflict, match="already registered"):
         store.add_repository(record)
     store.close()
-    assert Store(path).repositories() == [record]
+    assert SqliteStore(path).repositories() == [record]
     assert path.stat().st_mode & 0o777 == 0o600
-    again = Store(path)
+    again = SqliteStore(path)
     again.delete_repository("acme")
     assert again.repositories() == []
     with pytest.raises(NotFound):

@@ -17,7 +17,7 @@ from hub.fleet import registry as registry_module
 from hub.fleet.registry import Registry
 from hub.model.records import ClusterRecord
 from hub.redaction import Scrubber
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 
 
@@ -25,7 +25,7 @@ from hub.tasks import Supervisor
 async def test_a_cluster_whose_watches_answer_is_not_probed_until_they_go_quiet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(ClusterRecord(name="edge", server="https://x", kubeconfig={}, credential="t"))
     registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=Supervisor())
     probes: list[float] = []

@@ -18,7 +18,7 @@ from hub.fleet import registry as registry_module
 from hub.fleet.registry import DISCOVERY_INTERVAL, Registry
 from hub.model.records import ClusterRecord
 from hub.redaction import Scrubber
-from hub.state.store import Store
+from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 
 CAPS = Capabilities.of("v1.34.4", ["v1", "apps/v1"])
@@ -29,7 +29,7 @@ Discover = Callable[[object, Discovery | None], Awaitable[Discovery]]
 def registry_of(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, discover: Discover) -> Registry:
     """A registry of one cluster, `edge`, that is always ready and whose discovery is the
     test's `discover`; made in the test's loop."""
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(ClusterRecord(name="edge", server="https://x", kubeconfig={}, credential="t"))
     registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=Supervisor())
 

@@ -11,9 +11,9 @@ import pytest
 from hub.errors import Conflict, NotFound
 from hub.model.phases import Stage
 from hub.model.records import ClusterRecord, RolloutRecord
-from hub.state.apps import AppStore
+from hub.state.apps import SqliteAppStore
 from hub.state.schema import SCHEMA, SCHEMA_VERSION
-from hub.state.store import Store, StoreTooNew
+from hub.state.store import SqliteStore, StoreTooNew
 from tests.unit.hubparts import deploy
 
 
@@ -23,18 +23,18 @@ def _record(name: str) -> ClusterRecord:
 
 def test_store_file_is_private_and_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "home" / "flotilla.db"
-    store = Store(path)
+    store = SqliteStore(path)
     store.add_cluster(_record("a"))
     store.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    reopened = Store(path)
+    reopened = SqliteStore(path)
     assert [c.name for c in reopened.clusters()] == ["a"]
     assert reopened.cluster("a").kubeconfig == {"k": 1}
 
 
 def test_duplicate_rename_and_missing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(_record("a"))
     store.add_cluster(_record("b"))
     with pytest.raises(Conflict, match="'a' is already registered"):
@@ -48,7 +48,7 @@ def test_duplicate_rename_and_missing(tmp_path: Path) -> None:
 
 
 def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(_record("a"))
     with pytest.raises(RuntimeError), store.transaction() as db:
         db.execute("DELETE FROM clusters")
@@ -57,7 +57,7 @@ def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_probe_moves_last_seen_only_when_seen(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     store.add_cluster(_record("a"))
     store.record_probe("a", health="Healthy", reason="", version=None, seen=True)
     seen = store.cluster("a").last_seen
@@ -91,7 +91,7 @@ def _tables(path: Path) -> list[tuple[str, str]]:
 def test_a_version_1_store_gets_cluster_uids_and_keeps_working(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     _version_1_store(path, ["a", "b"])
-    store = Store(path)
+    store = SqliteStore(path)
     assert store.version == SCHEMA_VERSION >= 2
     uids = {c.name: c.uid for c in store.clusters()}
     assert len(set(uids.values())) == 2 and all(len(uid) == 36 for uid in uids.values())
@@ -99,17 +99,17 @@ def test_a_version_1_store_gets_cluster_uids_and_keeps_working(tmp_path: Path) -
     store.rename_cluster("a", "a2")
     assert store.cluster("a2").uid == uids["a"]
     store.close()
-    reopened = Store(path)  # migrated once: the uids stay
+    reopened = SqliteStore(path)  # migrated once: the uids stay
     after = {c.name: c.uid for c in reopened.clusters()}
     assert (after["a2"], after["b"]) == (uids["a"], uids["b"]) and sorted(after) == ["a2", "b", "c"]
     reopened.close()
     fresh = tmp_path / "fresh.db"
-    Store(fresh).close()
+    SqliteStore(fresh).close()
     assert _tables(path) == _tables(fresh), "a migrated store differs from a new one"
 
 
 def test_uids_are_unique(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
+    store = SqliteStore(tmp_path / "db")
     first = _record("a")
     store.add_cluster(first)
     twin = _record("b")
@@ -120,15 +120,15 @@ def test_uids_are_unique(tmp_path: Path) -> None:
 
 def test_a_store_from_a_newer_flotilla_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "db"
-    Store(path).close()
+    SqliteStore(path).close()
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(StoreTooNew, match="newer than this Flotilla's"):
-        Store(path)
+        SqliteStore(path)
 
 
-def _app_on(apps: AppStore, app: str, cluster: str, *, canary: bool = True) -> None:
+def _app_on(apps: SqliteAppStore, app: str, cluster: str, *, canary: bool = True) -> None:
     """An application whose current revision targets `cluster`, with objects there (and a
     canary under way, unless `canary` is False)."""
     revision = deploy(apps, app, cluster)
@@ -148,8 +148,8 @@ def _app_on(apps: AppStore, app: str, cluster: str, *, canary: bool = True) -> N
 
 
 def test_rename_repoints_targets_inventory_and_canaries(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
-    apps = AppStore(store)
+    store = SqliteStore(tmp_path / "db")
+    apps = SqliteAppStore(store)
     store.add_cluster(_record("a"))
     _app_on(apps, "shop", "a")
     # Rows a detach by an older Flotilla left under the new name must not collide.
@@ -170,8 +170,8 @@ def test_rename_repoints_targets_inventory_and_canaries(tmp_path: Path) -> None:
 
 
 def test_a_failed_rename_changes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
-    apps = AppStore(store)
+    store = SqliteStore(tmp_path / "db")
+    apps = SqliteAppStore(store)
     store.add_cluster(_record("a"))
     store.add_cluster(_record("b"))
     _app_on(apps, "shop", "a")
@@ -184,8 +184,8 @@ def test_a_failed_rename_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_holdings_name_what_applications_have_on_a_cluster(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
-    apps = AppStore(store)
+    store = SqliteStore(tmp_path / "db")
+    apps = SqliteAppStore(store)
     for name in "ab":
         store.add_cluster(_record(name))
     _app_on(apps, "shop", "a")
@@ -203,8 +203,8 @@ def test_holdings_name_what_applications_have_on_a_cluster(tmp_path: Path) -> No
 
 
 def test_deleting_a_cluster_drops_every_row_naming_it(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db")
-    apps = AppStore(store)
+    store = SqliteStore(tmp_path / "db")
+    apps = SqliteAppStore(store)
     store.add_cluster(_record("a"))
     _app_on(apps, "shop", "a")
     store.delete_cluster("a")
