@@ -65,8 +65,8 @@ WATCHED_RESOURCES = frozenset(
         "httproutes",
     }
 )
-_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
+REQUESTS_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 class BenchError(Exception):
@@ -130,12 +130,15 @@ class Fleet:
         self.pid = int(json.loads((hub.home / "hub.json").read_text())["pid"])
 
     @classmethod
-    def start(cls, servers: int, size: int, *, rtt: float = 0.0) -> Fleet:
+    def start(
+        cls, servers: int, size: int, *, rtt: float = 0.0, serve_args: tuple[str, ...] = ()
+    ) -> Fleet:
         """Bring up `servers` API servers (or reuse the bench's running ones), a chart
-        repository and a fresh hub; nothing joined yet. With `rtt` (seconds), the
-        members are that far away: a delaying proxy (e2e.faultproxy) in front of each
-        API server holds every chunk rtt/2 each way, so every request, TLS handshake and
-        watch event pays the round trip."""
+        repository and a fresh hub (`flotilla serve` with `serve_args` besides the
+        bench's own); nothing joined yet. With `rtt` (seconds), the members are that far
+        away: a delaying proxy (e2e.faultproxy) in front of each API server holds every
+        chunk rtt/2 each way, so every request, TLS handshake and watch event pays the
+        round trip."""
         os.environ["FLOTILLA_E2E_DIR"] = str(STATE_DIR)
         infos = clusters.up(servers)
         proxies = [FaultProxy(int(info.server.rpartition(":")[2])) for info in infos] if rtt else []
@@ -145,7 +148,7 @@ class Fleet:
         repo = start_chart_repo()
         home = STATE_DIR / f"hub-{time.strftime('%Y%m%d-%H%M%S')}{'-far' if rtt else ''}"
         # The production defaults: a probe every 5 s, and no debug log in the hot path.
-        hub = HubProcess(home, probe_interval=5.0, log_level="info")
+        hub = HubProcess(home, probe_interval=5.0, log_level="info", serve_args=serve_args)
         try:
             hub.start()
         except BaseException:
@@ -309,11 +312,15 @@ class Fleet:
         """Requests the hub has sent to member clusters so far, by verb (WATCH for a
         stream) and in `all`: its own count (`flotilla_cluster_requests_total` on its
         /metrics), without the API servers' other clients (controllers, the nodes)."""
+        return _hub_requests_of(self.hub_metrics())
+
+    def hub_metrics(self) -> str:
+        """The hub's /metrics as it stands (Prometheus' text format)."""
         request = urllib.request.Request(
             f"{self.url}/metrics", headers={"Authorization": f"Bearer {self._token}"}
         )
         with urllib.request.urlopen(request, timeout=DEPLOY_TIMEOUT) as answer:
-            return _hub_requests_of(answer.read().decode())
+            return str(answer.read().decode())
 
     def cpu(self) -> float:
         """CPU seconds the hub has used so far."""
@@ -332,10 +339,10 @@ class Fleet:
         for info in self.infos:
             metrics = clusters.admin_api(info).get("/metrics")
             for line in str(metrics).splitlines():
-                match = _SAMPLE.match(line)
+                match = REQUESTS_SAMPLE.match(line)
                 if match is None:
                     continue
-                labels = dict(_LABEL.findall(match["labels"]))
+                labels = dict(LABEL.findall(match["labels"]))
                 if labels.get("resource") in WATCHED_RESOURCES:
                     value = int(float(match["value"]))
                     counts[labels.get("verb", "")] += value

@@ -34,7 +34,7 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cli, latency
+from bench import cli, latency, stores
 from bench.fleet import STATE_DIR, BenchError, Fleet, Timing, phases
 from bench.helm import HelmRun, helm_loop
 from bench.report import Figure, goal, percentile, print_figures, stamp, write
@@ -514,11 +514,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["cli", "latency"],
-        help="one section alone, on a fleet of its own (bench.cli, bench.latency)",
+        choices=["cli", "latency", "stores"],
+        help="one section alone, on a fleet of its own (bench.cli, bench.latency, bench.stores)",
     )
     args = parser.parse_args(argv)
-    alone = {"cli": cli.alone, "latency": latency.alone}
+    alone = {"cli": cli.alone, "latency": latency.alone, "stores": stores.alone}
     try:
         asyncio.run(alone[args.only](args) if args.only else run(args))
     except BenchError as e:

@@ -131,3 +131,16 @@ class HubProcess:
 
     def everything_printed(self) -> str:
         return "\n".join(self.outputs) + "\n" + self.log()
+
+
+def kubernetes_store(kubeconfig: Path, namespace: str) -> tuple[str, ...]:
+    """`flotilla serve`'s options for a Kubernetes store in `namespace` of the management
+    cluster `kubeconfig` reaches."""
+    return (
+        "--store",
+        "kubernetes",
+        "--store-kubeconfig",
+        str(kubeconfig),
+        "--store-namespace",
+        namespace,
+    )

@@ -20,6 +20,8 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -28,10 +30,11 @@ from hub.charts import ChartCache
 from hub.errors import FlotillaError, InvalidInput
 from hub.fleet.registry import Registry
 from hub.home import Home
-from hub.model.settings import Settings
+from hub.model.settings import Settings, StoreKind
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.metrics import LAG_TASK, HubMetrics
+from hub.state.interface import ClusterStore
 from hub.state.store import SqliteStore
 from hub.tasks import HubFailed, Supervisor
 
@@ -56,7 +59,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         scrubber = Scrubber()
         _scrub_logs(stack, scrubber)
         metrics = HubMetrics()
-        store = SqliteStore(home.store, timed=metrics.transaction)
+        store = await asyncio.to_thread(_open_store, home, settings, metrics.transaction)
         stack.callback(store.close)
         supervisor = supervisor or Supervisor()
         registry = Registry(
@@ -99,6 +102,25 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             await _until_stopped(stop, supervisor)
         finally:
             log.info("hub stopping after %.0fs", time.monotonic() - started)
+
+
+def _open_store(home: Home, settings: Settings, timed: Callable[[float], None]) -> ClusterStore:
+    """The store `--store` names. The Kubernetes one is imported only when asked for, so
+    that a hub on SQLite loads nothing of it; opening it installs its CRDs and lists
+    everything it holds, which takes a few round trips to the management cluster (hence
+    the caller's thread)."""
+    if settings.store is StoreKind.KUBERNETES:
+        from hub.state.kube import KubeStore
+
+        if settings.store_kubeconfig is None:
+            raise InvalidInput("--store kubernetes needs --store-kubeconfig FILE")
+        return KubeStore(
+            Path(settings.store_kubeconfig),
+            settings.store_namespace,
+            context=settings.store_context,
+            timed=timed,
+        )
+    return SqliteStore(home.store, timed=timed)
 
 
 async def _until_stopped(stop: asyncio.Event, supervisor: Supervisor) -> None:

@@ -7,12 +7,14 @@ and the only ones the CLI has (see ARCHITECTURE.md).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hub.cli.base import (
     app,
+    raise_invalid,
     run,
 )
 from hub.cli.completion import Shell, script
@@ -20,9 +22,25 @@ from hub.cli.output import Format, emit
 from hub.home import Home
 from hub.logs import LogFormat
 from hub.logs import configure as configure_logs
-from hub.model.settings import DEFAULTS
+from hub.model.settings import DEFAULTS, StoreKind
 
 DEFAULT_LOG_FORMAT = LogFormat(DEFAULTS.log_format)
+
+# The management cluster's options, the same for `serve --store kubernetes` and `install`.
+StoreKubeconfig = Annotated[
+    Path | None,
+    typer.Option(
+        help="Kubeconfig of the management cluster that holds the state with --store "
+        "kubernetes (custom resources in the flotilla.dev group, credentials in Secrets).",
+        dir_okay=False,
+    ),
+]
+StoreContext = Annotated[
+    str | None, typer.Option(help="Context of --store-kubeconfig (default: its current one).")
+]
+StoreNamespace = Annotated[
+    str, typer.Option(help="Namespace of the management cluster the state is kept in.")
+]
 
 
 @app.command()
@@ -77,10 +95,23 @@ def serve(
             "and left as it is."
         ),
     ] = DEFAULTS.heal,
+    store: Annotated[
+        StoreKind,
+        typer.Option(
+            help="sqlite: one file in $FLOTILLA_HOME, for one hub. kubernetes: custom "
+            "resources in a management cluster (--store-kubeconfig), so that the state "
+            "outlives this machine; the CRDs are installed on start."
+        ),
+    ] = DEFAULTS.store,
+    store_kubeconfig: StoreKubeconfig = None,
+    store_context: StoreContext = DEFAULTS.store_context,
+    store_namespace: StoreNamespace = DEFAULTS.store_namespace,
 ) -> None:
     """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
     from hub.root import serve as serve_hub
 
+    if store is StoreKind.KUBERNETES and store_kubeconfig is None:
+        raise_invalid("--store kubernetes needs --store-kubeconfig FILE: the management cluster")
     configure_logs(log_level, log_format)
     settings = dataclasses.replace(
         DEFAULTS,
@@ -95,10 +126,53 @@ def serve(
         events_max_age=events_max_age,
         heal=heal,
         log_level=log_level,
+        store=store,
+        store_kubeconfig=str(store_kubeconfig) if store_kubeconfig else None,
+        store_context=store_context,
+        store_namespace=store_namespace,
     )
     import asyncio
 
     run(lambda: asyncio.run(serve_hub(Home.default(), settings)))
+
+
+@app.command()
+def install(
+    store_kubeconfig: StoreKubeconfig = None,
+    store_context: StoreContext = DEFAULTS.store_context,
+    store_namespace: StoreNamespace = DEFAULTS.store_namespace,
+    print_: Annotated[
+        bool,
+        typer.Option(
+            "--print",
+            help="Print the manifests (the namespace and the CRDs) as YAML instead of "
+            "applying them, for a GitOps repository.",
+        ),
+    ] = False,
+) -> None:
+    """Install what `serve --store kubernetes` keeps its state in: the store namespace and
+    the flotilla.dev CRDs of the management cluster. Idempotent; `serve` does it too on
+    start, so this is for those who install CRDs apart (GitOps, a locked-down hub).
+
+    Examples:
+
+      flotilla install --store-kubeconfig mgmt.kubeconfig
+
+      flotilla install --print > flotilla-crds.yaml
+    """
+    from hub.state.kube import install as install_store
+    from hub.state.kube import manifests
+
+    if print_:
+        import yaml
+
+        typer.echo(yaml.safe_dump_all(manifests(store_namespace), sort_keys=False), nl=False)
+        return
+    kubeconfig = store_kubeconfig or raise_invalid(
+        "install needs --store-kubeconfig FILE (or --print to see the manifests)"
+    )
+    run(lambda: install_store(kubeconfig, store_namespace, context=store_context))
+    typer.echo(f"installed the flotilla.dev CRDs and namespace {store_namespace}")
 
 
 @app.command()

@@ -7,9 +7,23 @@ that is tuned once is tuned everywhere, and `--help` always tells the truth.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 DEFAULT_LISTEN = "127.0.0.1:7350"
+# Where `--store kubernetes` keeps its custom resources and Secrets unless told otherwise:
+# the namespace KubeVela's and OpenKruise's controllers are conventionally installed in.
+DEFAULT_STORE_NAMESPACE = "flotilla-system"
+
+
+class StoreKind(enum.StrEnum):
+    """Which store holds the hub's state (hub.state.interface)."""
+
+    SQLITE = "sqlite"
+    """One file in the hub's home: nothing to install, one hub."""
+    KUBERNETES = "kubernetes"
+    """Custom resources and Secrets in a management cluster: the state outlives the
+    machine the hub runs on."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,12 @@ class Settings:
     heal: bool = True
     """Re-apply what drifted from the applied revision (KubeVela's default); False: drift
     is shown and logged, never healed."""
+    store: StoreKind = StoreKind.SQLITE
+    store_kubeconfig: str | None = None
+    """The management cluster of `store: kubernetes` (a kubeconfig file)."""
+    store_context: str | None = None
+    """Its context; None: the kubeconfig's current context."""
+    store_namespace: str = DEFAULT_STORE_NAMESPACE
 
 
 DEFAULTS = Settings()
