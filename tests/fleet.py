@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from e2e.clusters import ClusterInfo
@@ -18,6 +19,11 @@ from e2e.kubectl import kubectl
 
 NAMES = ("dev", "prod-eu", "prod-us")
 LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")
+
+# The stores a test of the store's users runs against, as `@STORES` (an indirect
+# parametrization of `hub`): SQLite in the hub's home, or the Kubernetes store in a
+# namespace of its own on the first local cluster, which is a member cluster too.
+STORES = pytest.mark.parametrize("hub", ["sqlite", "kubernetes"], indirect=True)
 
 
 @dataclass

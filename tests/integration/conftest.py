@@ -16,7 +16,7 @@ from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess, kubernetes_store
 from e2e.prometheus import Prometheus, start_prometheus
 from hub.charts import ChartCache
-from tests.fleet import NAMES
+from tests.fleet import NAMES, Fleet
 
 
 @pytest.fixture(scope="session")
@@ -68,12 +68,6 @@ def chart_cache(tmp_path: Path) -> ChartCache:
     return ChartCache(tmp_path / "charts", timeout=5.0)
 
 
-# The stores a test of the store's users runs against, as `@STORES` (an indirect
-# parametrization of `hub`): SQLite in the hub's home, or the Kubernetes store in a
-# namespace of its own on the first local cluster, which is a member cluster too.
-STORES = pytest.mark.parametrize("hub", ["sqlite", "kubernetes"], indirect=True)
-
-
 @pytest.fixture
 def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubProcess]:
     """A hub of the test's own (fresh FLOTILLA_HOME, and a fresh store namespace when its
@@ -92,3 +86,47 @@ def hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HubProcess]:
     yield process
     if process.running:
         process.stop()
+
+
+@pytest.fixture
+def fleet(
+    hub: HubProcess,
+    e2e_clusters: list[ClusterInfo],
+    namespace: str,
+    chart_repo: ChartRepo,
+    tmp_path: Path,
+) -> Fleet:
+    """A hub with the clusters joined as dev / prod-eu / prod-us, deploying into `namespace`."""
+    return Fleet.join(hub, e2e_clusters, namespace, chart_repo.url, tmp_path)
+
+
+@pytest.fixture
+def fleet_without_healing(
+    tmp_path: Path, e2e_clusters: list[ClusterInfo], namespace: str, chart_repo: ChartRepo
+) -> Iterator[Fleet]:
+    """The fleet, its hub told not to heal drift (`serve --no-heal`): drift stays for status
+    and `diff` to show."""
+    hub = HubProcess(tmp_path / "home", serve_args=("--no-heal",))
+    hub.start()
+    try:
+        yield Fleet.join(hub, e2e_clusters, namespace, chart_repo.url, tmp_path)
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def private_chart_repo() -> Iterator[ChartRepo]:
+    """A Helm HTTP repository of the test's own, serving every e2e chart behind basic auth
+    with a random user and password (`.basic`); `.require` changes who it lets in."""
+    with start_chart_repo() as repo:
+        repo.require(basic=(f"ci-{secrets.token_hex(3)}", secrets.token_urlsafe(18)))
+        yield repo
+
+
+@pytest.fixture
+def private_oci_registry() -> Iterator[OciRegistry]:
+    """A distribution registry of the test's own with htpasswd auth on, holding every e2e
+    chart; `.users` is who gets in (one user, a random password), `.set_users` changes it."""
+    user = f"ci-{secrets.token_hex(3)}"
+    with start_oci_registry(users={user: secrets.token_urlsafe(18)}) as registry:
+        yield registry

@@ -17,7 +17,7 @@ from e2e.chartrepo import ChartRepo
 from e2e.clusters import ClusterInfo
 from e2e.gateway import install_gateway_crds
 from e2e.hubproc import HubProcess
-from tests.fleet import Fleet, phase, until
+from tests.fleet import STORES, Fleet, phase, until
 from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
@@ -101,6 +101,7 @@ def _assert_v1_everywhere(fleet: Fleet, uids: dict[str, set[str]]) -> None:
         assert deployment["status"].get("readyReplicas") == replicas
 
 
+@STORES
 def test_nginx_canary_steps_resume_and_finish(fleet: Fleet) -> None:
     uids = _deploy_v1(fleet, traits=_trait())
     _upgrade(fleet, traits=_trait())
@@ -247,6 +248,7 @@ def test_statefulset_canary_uses_the_partition(fleet: Fleet) -> None:
 
 
 @pytest.mark.parametrize("kill_at", ["upgrading", "paused", "finalising"])
+@STORES
 def test_hub_killed_during_a_canary_ends_the_same(fleet: Fleet, kill_at: str) -> None:
     _deploy_v1(fleet, traits=_trait(steps=(20,)))
     accepted = fleet.up(fleet.app(version="2.0.0", traits=_trait(steps=(20,))))

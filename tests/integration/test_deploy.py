@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from e2e import clusters as e2e
-from tests.fleet import Fleet, phase, until
+from tests.fleet import STORES, Fleet, phase, until
 from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
@@ -36,6 +36,7 @@ def _all_healthy(status: dict) -> bool:  # type: ignore[type-arg]
     return bool(objects) and all(o["health"] == "Healthy" for o in objects)
 
 
+@STORES
 def test_up_upgrade_prune_and_rollback(fleet: Fleet) -> None:
     first = fleet.up(fleet.app(publish="v1"), "--wait")
     assert first.code == 0, first.stderr
@@ -142,6 +143,7 @@ def test_dead_cluster_holds_its_step_and_the_step_completes_once_it_returns(
     _assert_running(fleet, "1.0.0")
 
 
+@STORES
 def test_hub_killed_mid_step_resumes_to_the_same_end(fleet: Fleet) -> None:
     accepted = fleet.up(fleet.app())
     assert accepted.code == 0, accepted.stderr

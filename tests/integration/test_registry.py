@@ -25,6 +25,7 @@ from e2e.binaries import K8S_VERSION, binary
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess
 from hub.model.views import MemberDetail
+from tests.fleet import STORES
 from tests.shapes import assert_shape
 
 pytestmark = pytest.mark.cluster
@@ -50,6 +51,7 @@ def _join_all(hub: HubProcess, infos: list[ClusterInfo]) -> None:
         hub.ok("cluster", "join", str(info.kubeconfig), "--labels", labels)
 
 
+@STORES
 def test_join_list_label_rename_detach(hub: HubProcess, e2e_clusters: list[ClusterInfo]) -> None:
     _join_all(hub, e2e_clusters)
     listed = _clusters(hub)
@@ -330,6 +332,7 @@ def test_unreachable_cluster_is_reported_and_recovers(
     _until(lambda: _clusters(hub)[victim]["health"] == "Healthy")
 
 
+@STORES
 def test_registry_survives_restart_and_sigkill_during_join(
     hub: HubProcess, e2e_clusters: list[ClusterInfo]
 ) -> None:

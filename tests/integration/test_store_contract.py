@@ -230,16 +230,14 @@ def _revision(
     )
 
 
-def _rollout(
-    app: str, cluster: str, revision: int, *, step: int = 0, component: str = "web"
-) -> RolloutRecord:
+def _rollout(app: str, cluster: str, revision: int, *, step: int = 0) -> RolloutRecord:
     return RolloutRecord(
         app=app,
         cluster=cluster,
-        component=component,
+        component="web",
         revision=revision,
         kind="Deployment",
-        name=component,
+        name="web",
         stage=Stage.PAUSED,
         step=step,
     )
