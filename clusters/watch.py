@@ -80,6 +80,8 @@ class ClusterCache:
     `kinds` are (apiVersion, kind) pairs; reads name a kind by its `kind` alone, so two
     entries may not share one. `label_selector` (Kubernetes syntax) limits what is
     listed and watched; `namespaces` limits namespaced kinds to those namespaces.
+    `on_change` is told of every object an event or a re-list brought, changed or
+    deleted, on the cache's loop, for whoever keeps an index or reacts to others' writes.
     """
 
     def __init__(
@@ -90,9 +92,11 @@ class ClusterCache:
         label_selector: str | None = None,
         namespaces: Collection[str] | None = None,
         backoff: Backoff = RECONNECT,
+        on_change: Callable[[Object], None] | None = None,
     ) -> None:
         # One attempt per call: the reconnect loop below is the retry, with its own backoff.
         self._rc = ResourceClient(connection, attempts=1)
+        self._on_change = on_change or _unheard
         self._label_selector = label_selector
         self._namespaces = sorted(namespaces) if namespaces is not None else None
         self._backoff = backoff
@@ -306,7 +310,11 @@ class ClusterCache:
         # The list is the whole truth for this stream's scope: what it lacks is gone.
         for key in [k for k in state.objects if k not in fresh]:
             if stream.namespace is None or key[0] == stream.namespace:
-                del state.objects[key]
+                self._on_change(state.objects.pop(key))
+        for key, obj in fresh.items():
+            held = state.objects.get(key)
+            if held is None or _version(held) != _version(obj):
+                self._on_change(obj)
         state.objects.update(fresh)
         stream.resource_version = str(answer["metadata"]["resourceVersion"])
         self._mark_alive(stream)
@@ -343,8 +351,10 @@ class ClusterCache:
         if kind in ("ADDED", "MODIFIED"):
             normalized = _normalized(obj, resource)
             state.objects[_key(normalized)] = normalized
+            self._on_change(normalized)
         elif kind == "DELETED":
             state.objects.pop(_key(obj), None)
+            self._on_change(obj)
         if version:
             stream.resource_version = str(version)
         self._mark_alive(stream)
@@ -354,6 +364,14 @@ class ClusterCache:
         stream.synced = True
         stream.error = None
         self._notify()
+
+
+def _version(obj: Object) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
+def _unheard(obj: Object) -> None:
+    """A cache nobody asked to be told of changes."""
 
 
 def _normalized(obj: Object, resource: ResourceType) -> Object:

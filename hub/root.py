@@ -18,10 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import re
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -37,8 +41,15 @@ from hub.service.metrics import LAG_TASK, HubMetrics
 from hub.state.interface import ClusterStore
 from hub.state.store import SqliteStore
 from hub.tasks import HubFailed, Supervisor
+from hub.workflow.engine import every_app
+
+if TYPE_CHECKING:
+    from hub.service.replicas import Replicas
 
 log = logging.getLogger(__name__)
+
+# The supervised task that keeps this replica's Leases (with --store kubernetes).
+SHARDS_TASK = "shards"
 
 
 class HubStopped(FlotillaError):
@@ -59,8 +70,14 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         scrubber = Scrubber()
         _scrub_logs(stack, scrubber)
         metrics = HubMetrics()
-        store = await asyncio.to_thread(_open_store, home, settings, metrics.transaction)
+        identity = settings.replica_id or _host_identity()
+        store = await asyncio.to_thread(_open_store, home, settings, metrics.transaction, identity)
         stack.callback(store.close)
+        replicas = (
+            await _replicas(stack, settings, identity)
+            if settings.store is StoreKind.KUBERNETES
+            else None
+        )
         supervisor = supervisor or Supervisor()
         registry = Registry(
             store,
@@ -80,6 +97,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             settings=settings,
             supervisor=supervisor,
             deployed=metrics.deployed,
+            owns=replicas.owns if replicas is not None else every_app,
         )
         metrics.read(apps)
         stack.push_async_callback(apps.stop)
@@ -96,6 +114,15 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         log.info("hub listening on %s (home %s)", url, home.root)
         supervisor.spawn(LAG_TASK, metrics.lag.run)
         registry.start()
+        if replicas is not None:
+            from hub.state.kube import KubeStore
+
+            if not isinstance(store, KubeStore):
+                raise TypeError("replicas share a Kubernetes store")
+            # Leases handed back first on the way out, so that the others take over at once.
+            replicas.drive(store, apps, registry)
+            stack.push_async_callback(replicas.shards.release)
+            supervisor.spawn(SHARDS_TASK, replicas.shards.run, critical=True)
         apps.engine.start()
         apps.keeper.start()
         try:
@@ -104,7 +131,9 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             log.info("hub stopping after %.0fs", time.monotonic() - started)
 
 
-def _open_store(home: Home, settings: Settings, timed: Callable[[float], None]) -> ClusterStore:
+def _open_store(
+    home: Home, settings: Settings, timed: Callable[[float], None], identity: str
+) -> ClusterStore:
     """The store `--store` names. The Kubernetes one is imported only when asked for, so
     that a hub on SQLite loads nothing of it; opening it installs its CRDs and lists
     everything it holds, which takes a few round trips to the management cluster (hence
@@ -119,8 +148,40 @@ def _open_store(home: Home, settings: Settings, timed: Callable[[float], None]) 
             settings.store_namespace,
             context=settings.store_context,
             timed=timed,
+            identity=identity,
         )
     return SqliteStore(home.store, timed=timed)
+
+
+async def _replicas(
+    stack: contextlib.AsyncExitStack, settings: Settings, identity: str
+) -> Replicas:
+    """This hub's share of the work among the replicas on its Kubernetes store: the shards
+    it holds through Leases, reached with a client of its own on the hub's loop."""
+    from hub.service.replicas import Replicas
+    from hub.state.kube.backend import connect
+
+    if settings.store_kubeconfig is None:
+        raise InvalidInput("--store kubernetes needs --store-kubeconfig FILE")
+    client = await connect(
+        Path(settings.store_kubeconfig), settings.store_context, settings.probe_timeout * 3
+    )
+    stack.push_async_callback(client.close)
+    log.info("replica %s shares the work of store %s", identity, settings.store_namespace)
+    return Replicas(
+        client,
+        settings.store_namespace,
+        identity,
+        lease_seconds=settings.lease_seconds,
+        renew_seconds=settings.renew_seconds,
+    )
+
+
+def _host_identity() -> str:
+    """This process among the replicas: the host's name (a pod's) and the process id, as
+    a DNS subdomain."""
+    host = re.sub(r"[^a-z0-9.-]+", "-", socket.gethostname().lower()).strip("-.") or "hub"
+    return f"{host}-{os.getpid()}"
 
 
 async def _until_stopped(stop: asyncio.Event, supervisor: Supervisor) -> None:

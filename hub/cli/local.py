@@ -106,8 +106,34 @@ def serve(
     store_kubeconfig: StoreKubeconfig = None,
     store_context: StoreContext = DEFAULTS.store_context,
     store_namespace: StoreNamespace = DEFAULTS.store_namespace,
+    replica_id: Annotated[
+        str | None,
+        typer.Option(
+            help="This hub's name among the replicas sharing a Kubernetes store, unique to "
+            "the process (default: host name and process id; give a pod its pod name)."
+        ),
+    ] = DEFAULTS.replica_id,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            help="With --store kubernetes: how long a replica's shard Leases last unrenewed; "
+            "a replica that dies hands its applications on this long after.",
+            min=1,
+        ),
+    ] = DEFAULTS.lease_seconds,
+    renew_seconds: Annotated[
+        float,
+        typer.Option(
+            help="How often a replica renews its Leases (less than half of --lease-seconds).",
+            min=0.1,
+        ),
+    ] = DEFAULTS.renew_seconds,
 ) -> None:
-    """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM)."""
+    """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM).
+
+    With --store kubernetes, any number of replicas may share one store: each drives the
+    applications of the shards it holds through Leases, and takes over those of a replica
+    that stops, within --lease-seconds."""
     from hub.root import serve as serve_hub
 
     if store is StoreKind.KUBERNETES and store_kubeconfig is None:
@@ -130,6 +156,9 @@ def serve(
         store_kubeconfig=str(store_kubeconfig) if store_kubeconfig else None,
         store_context=store_context,
         store_namespace=store_namespace,
+        replica_id=replica_id,
+        lease_seconds=lease_seconds,
+        renew_seconds=renew_seconds,
     )
     import asyncio
 

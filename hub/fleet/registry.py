@@ -322,10 +322,31 @@ class Registry:
         log.info("cluster %s renamed to %s (uid %s)", old, new, record.uid, extra={"cluster": new})
         return record
 
+    async def sync(self, name: str) -> None:
+        """Take in what another hub sharing the store did to cluster `name`: joined (a
+        record, a watch cache and probes here too), relabelled, or detached (forgotten
+        here). A rename there is a detach of the old name and a join of the new one."""
+        try:
+            record = self.store.cluster(name)
+        except NotFound:
+            if name in self._records:
+                await self._forget(name)
+            return
+        self.scrubber.add(kc.secrets_of(record.kubeconfig))
+        self.scrubber.add(prometheus_secrets(record.prometheus))
+        known = self._records.get(name)
+        self._records[name] = record
+        if known is None:
+            self.observer.watch(name)
+            log.info("cluster %s joined by another hub", name, extra={"cluster": name})
+
     async def detach(self, name: str) -> None:
         """Forget the cluster and every record naming it; its objects stay where they are.
         Whether it still holds applications is for the caller to ask first."""
         self.store.delete_cluster(name)
+        await self._forget(name)
+
+    async def _forget(self, name: str) -> None:
         self._records.pop(name, None)
         self._next_probe.pop(name, None)
         self._failures.pop(name, None)

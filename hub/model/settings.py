@@ -75,6 +75,15 @@ class Settings:
     store_context: str | None = None
     """Its context; None: the kubeconfig's current context."""
     store_namespace: str = DEFAULT_STORE_NAMESPACE
+    replica_id: str | None = None
+    """This hub's name among the replicas sharing a Kubernetes store; None: the host's
+    name and the process id (a pod's name is unique, and its pid is 1)."""
+    lease_seconds: float = 15.0
+    """How long a replica's shard Leases last unrenewed: a replica that dies loses its
+    shards to the others this long after its last renewal (client-go's default)."""
+    renew_seconds: float = 5.0
+    """How often a replica renews its Leases and looks at the others' (a third of the
+    lease, so two renewals may fail before the shards are at risk)."""
 
 
 DEFAULTS = Settings()

@@ -54,7 +54,7 @@ from hub.state.interface import ClusterStore
 from hub.tasks import Supervisor, first_line
 from hub.workflow.analysis import Analyses
 from hub.workflow.deploy import Deployer
-from hub.workflow.engine import Engine, Judged
+from hub.workflow.engine import Engine, Judged, every_app
 from hub.workflow.keeper import Keeper
 from hub.workflow.signals import Signals
 from hub.workflow.verbs import Verbs
@@ -77,9 +77,12 @@ class Applications:
         supervisor: Supervisor,
         settings: Settings = DEFAULTS,
         deployed: Callable[[TargetRecord, float], None] | None = None,
+        owns: Callable[[str], bool] = every_app,
     ) -> None:
         """`supervisor` runs the workflow runners, one per application (hub.workflow.engine);
-        `deployed` is told how long each target took to become healthy (the hub's metrics)."""
+        `deployed` is told how long each target took to become healthy (the hub's metrics);
+        `owns` says which applications this hub drives, when several share the store
+        (hub.service.replicas): only those are run, placed and healed here."""
         self.apps = store.apps(settings)
         self.registry = registry
         self.charts = charts
@@ -112,11 +115,12 @@ class Applications:
             signals=signals,
             fanout=settings.fanout,
             step_timeout=settings.step_timeout,
+            owns=owns,
         )
         self.verbs = Verbs(self.engine)
         # Placement follows the fleet: told of fleet changes by hub.service.clusters.
         self.enrollment = Enrollment(
-            self.apps, registry, charts, self.deployer, supervisor=supervisor
+            self.apps, registry, charts, self.deployer, supervisor=supervisor, owns=owns
         )
         self.keeper = Keeper(
             self.apps,
@@ -125,6 +129,7 @@ class Applications:
             application=self._application,
             supervisor=supervisor,
             settings=settings,
+            owns=owns,
         )
 
     async def stop(self) -> None:

@@ -39,7 +39,7 @@ import asyncio
 import copy
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,7 @@ from hub.state.changes import Subscription
 from hub.state.interface import AppStore, Hold
 from hub.tasks import Supervisor, first_line
 from hub.workflow.deploy import Deployer
+from hub.workflow.engine import every_app
 from placement.targets import Target
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,12 @@ class Enrollment:
         *,
         supervisor: Supervisor,
         settle: float = SETTLE,
+        owns: Callable[[str], bool] = every_app,
     ) -> None:
+        """`owns` says which applications this hub drives (the engine's): it places only
+        theirs."""
         self.apps = apps
+        self._owns = owns
         self.registry = registry
         self.charts = charts
         self.deployer = deployer
@@ -222,7 +227,7 @@ class Enrollment:
         """Place the latest revision of `name` on the fleet as it is now, and act on what
         differs from the targets it stored (the module docstring)."""
         record = self.apps.app(name)
-        if _left_alone(record):
+        if _left_alone(record) or not self._owns(name):
             return
         revision = record.revision
         placed = await self._place(name, revision)

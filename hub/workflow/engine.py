@@ -93,6 +93,11 @@ CheckMetrics = Callable[[str, int, StepRecord], Awaitable[Judged]]
 T = TypeVar("T")
 
 
+def every_app(app: str) -> bool:
+    """A hub alone on its store drives every application."""
+    return True
+
+
 class Engine:
     def __init__(
         self,
@@ -109,11 +114,15 @@ class Engine:
         fanout: int = DEFAULTS.fanout,
         step_timeout: float = DEFAULTS.step_timeout,
         clock: Callable[[], float] = time.time,
+        owns: Callable[[str], bool] = every_app,
     ) -> None:
         """`clock` gives the epoch seconds stored as a timed suspend step's deadline (the
         wall clock, so that the deadline survives a hub restart); tests give a virtual one.
-        `step_timeout` bounds how long a target waits for its cluster to answer again."""
+        `step_timeout` bounds how long a target waits for its cluster to answer again.
+        `owns` says whether this hub drives an application: all of them, unless several
+        hubs share the store (hub.service.replicas), each driving the shards it holds."""
         self.apps = apps
+        self.owns = owns
         self.signals = signals
         self._deploy = deploy
         self._order = order
@@ -127,10 +136,21 @@ class Engine:
         self._clock = clock
 
     def start(self) -> None:
-        """Resume every application the store says was running when the hub stopped."""
+        """Resume every application the store says was running when the hub stopped (of
+        those this hub drives)."""
+        self.adopt(lambda app: True)
+
+    def adopt(self, which: Callable[[str], bool]) -> None:
+        """Resume the active applications `which` picks: this hub drives them from now on
+        (it took their shard over from a replica that stopped)."""
         for app in self.apps.apps():
-            if app.phase.active:
+            if app.phase.active and which(app.name):
                 self.kick(app.name)
+
+    async def let_go(self, which: Callable[[str], bool]) -> None:
+        """Stop driving the applications `which` picks, and wait until their runners are
+        gone: another hub is about to drive them."""
+        await asyncio.gather(*(self.cancel(a.name) for a in self.apps.apps() if which(a.name)))
 
     async def stop(self) -> None:
         """Cancel every runner and wait for it. Steps and targets run in the runners' task
@@ -139,9 +159,11 @@ class Engine:
 
     def kick(self, app: str) -> None:
         """Make sure a runner drives `app`, and wake its waiters to read the store again.
-        A runner that drives it already is the one that goes on."""
+        A runner that drives it already is the one that goes on; an application another
+        hub drives gets no runner here (its owner hears of the change through the store)."""
         self.signals.notify(app)
-        self._supervisor.spawn(RUNNER + app, functools.partial(self._drive, app))
+        if self.owns(app):
+            self._supervisor.spawn(RUNNER + app, functools.partial(self._drive, app))
 
     async def cancel(self, app: str) -> None:
         await self._supervisor.cancel(RUNNER + app)
@@ -162,7 +184,7 @@ class Engine:
             raise
 
     async def _run(self, app: str) -> None:
-        while True:
+        while self.owns(app):
             try:
                 record = self.apps.app(app)
             except NotFound:

@@ -53,6 +53,7 @@ from hub.model.settings import DEFAULTS, Settings
 from hub.state.interface import AppStore
 from hub.tasks import Supervisor, first_line
 from hub.workflow.deploy import Deployer, namespace_of
+from hub.workflow.engine import every_app
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,13 @@ class Keeper:
         application: Callable[[str, int], Application],
         supervisor: Supervisor,
         settings: Settings = DEFAULTS,
+        owns: Callable[[str], bool] = every_app,
     ) -> None:
         """`application(app, revision)` reads a stored revision's file back, for its
-        apply-once policy."""
+        apply-once policy; `owns` says which applications this hub drives (the engine's):
+        it heals only theirs."""
         self._apps = apps
+        self._owns = owns
         self._registry = registry
         self._deployer = deployer
         self._application = application
@@ -160,6 +164,8 @@ class Keeper:
             return  # a cache that is not connected cannot tell a deleted object from a gap
         here: set[ReleaseKey] = set()
         for record in self._apps.apps():
+            if not self._owns(record.name):
+                continue
             inventory = self._apps.inventory(record.name, cluster)
             for (_, component), (revision, entries) in sorted(inventory.items()):
                 release = (record.name, cluster, component)

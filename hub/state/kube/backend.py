@@ -48,6 +48,8 @@ from hub.state.kube.resources import (
     crd,
     namespace_manifest,
     resource_version,
+    signed,
+    writer_of,
 )
 
 log = logging.getLogger(__name__)
@@ -166,9 +168,13 @@ class Backend:
         context: str | None,
         timed: Callable[[float], None] | None,
         timeout: float,
+        identity: str,
     ) -> None:
+        """`identity` signs every object this store writes (resources.WRITER)."""
         self.namespace = namespace
         self.timeout = timeout
+        self.identity = identity
+        self._others: list[Callable[[Object], None]] = []
         self._timed = timed or _untimed
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -194,7 +200,7 @@ class Backend:
             await install_with(self.client, self.namespace, self.timeout)
         except (ClusterError, TimeoutError) as e:
             raise unavailable(self.server, e, at_start=True) from e
-        self.mirror = Mirror(self.client, self.namespace)
+        self.mirror = Mirror(self.client, self.namespace, on_change=self._changed)
         await self.mirror.start()
         if not await self.mirror.cache.wait_for(self.mirror.listed, self.timeout):
             problem = self.mirror.cache.last_error or "its objects were not listed in time"
@@ -272,6 +278,17 @@ class Backend:
         except concurrent.futures.TimeoutError:
             raise unavailable(self.server, Unreachable("no answer within the timeout")) from None
 
+    def others(self, told: Callable[[Object], None]) -> None:
+        """Tell `told` of every object the watch brings that another hub wrote, on the
+        store's loop (so `told` must only hand it on, thread-safely)."""
+        self._others.append(told)
+
+    def _changed(self, obj: Object) -> None:
+        if writer_of(obj) == self.identity:
+            return
+        for told in self._others:
+            told(obj)
+
     def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Background work on the store's loop (cleanup, pruning); a failure is logged,
         never lost, and never reaches the write that asked for it."""
@@ -314,7 +331,8 @@ class Backend:
         """POST; Conflict (clusters.errors) when an object of that name exists."""
         metadata = obj["metadata"]
         what = f"{obj['kind']} {metadata.get('name') or metadata.get('generateName', '')}"
-        created = await self.send("POST", path_of(self.namespace, obj["kind"]), what=what, body=obj)
+        path = path_of(self.namespace, obj["kind"])
+        created = await self.send("POST", path, what=what, body=signed(obj, self.identity))
         self.view.observe(created)
         return created
 
@@ -339,7 +357,10 @@ class Backend:
                     "resourceVersion"
                 ]
                 written = await self.send(
-                    "PUT", path_of(self.namespace, kind, name), what=what, body=wanted
+                    "PUT",
+                    path_of(self.namespace, kind, name),
+                    what=what,
+                    body=signed(wanted, self.identity),
                 )
                 self.view.observe(written)
                 return written

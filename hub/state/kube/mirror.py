@@ -14,6 +14,7 @@ Lives on the store's own event loop; nothing here is safe to call from another t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +46,21 @@ class _Written:
 class Mirror:
     """Objects of the store's namespace as last seen: watched, and written by us."""
 
-    def __init__(self, client: ClusterClient, namespace: str) -> None:
+    def __init__(
+        self,
+        client: ClusterClient,
+        namespace: str,
+        on_change: Callable[[Object], None] | None = None,
+    ) -> None:
+        """`on_change` is told of every object the watch brings (see ClusterCache)."""
         self.namespace = namespace
         kinds = [(API_VERSION, kind.kind) for kind in KINDS] + [("v1", SECRET)]
         self.cache = ClusterCache(
-            client, kinds, label_selector=MANAGED_SELECTOR, namespaces=[namespace]
+            client,
+            kinds,
+            label_selector=MANAGED_SELECTOR,
+            namespaces=[namespace],
+            on_change=on_change,
         )
         self._kinds = [kind for _, kind in kinds]
         self._written: dict[tuple[str, str], _Written] = {}

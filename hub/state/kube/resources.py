@@ -42,6 +42,9 @@ GROUP = "flotilla.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 MANAGED_BY = "app.kubernetes.io/managed-by"
+# Which hub wrote an object last: its watch then tells its own writes (already in the
+# mirror) from other replicas' (which their owner must act on).
+WRITER = f"{GROUP}/writer"
 MANAGER = "flotilla"
 MANAGED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 CLUSTER_UID_LABEL = f"{GROUP}/cluster-uid"
@@ -537,3 +540,22 @@ def event_prefix(app: str) -> str:
     """The `generateName` of an application's events: the server appends a suffix."""
     readable = _NOT_NAME.sub("-", app.lower())[:PREFIX_MAX].strip("-")
     return f"{readable or 'event'}-"
+
+
+def writer_of(obj: Mapping[str, Any]) -> str | None:
+    return ((obj.get("metadata") or {}).get("annotations") or {}).get(WRITER)
+
+
+def signed(obj: Object, writer: str) -> Object:
+    """`obj` marked as written by `writer` (in place; returned for convenience)."""
+    obj.setdefault("metadata", {}).setdefault("annotations", {})[WRITER] = writer
+    return obj
+
+
+def app_of(obj: Mapping[str, Any]) -> str | None:
+    """The application an object of the store is about; None for the registry's."""
+    spec = spec_of(obj)
+    if obj.get("kind") == APPLICATION.kind:
+        return str(spec.get("name") or "") or None
+    app = spec.get("app")
+    return str(app) if app else None

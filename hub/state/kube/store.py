@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +38,7 @@ from hub.state.kube.resources import (
     REPOSITORY,
     SECRET,
     Object,
+    app_of,
     cluster_name,
     cluster_object,
     cluster_record,
@@ -83,13 +85,23 @@ class KubeStore:
         context: str | None = None,
         timed: Callable[[float], None] | None = None,
         timeout: float = 10.0,
+        identity: str | None = None,
     ) -> None:
         """Installs the CRDs (idempotent) and returns once every kind is listed;
         StoreUnavailable, in one line naming the server, when the management cluster
         cannot be reached or refuses the kubeconfig. `timed` is told the seconds of
-        each committed write."""
+        each committed write; `identity` (default: random) names this hub among those
+        that share the store."""
         self.namespace = namespace
-        self._b = Backend(kubeconfig, namespace, context=context, timed=timed, timeout=timeout)
+        self.identity = identity or f"hub-{secrets.token_hex(6)}"
+        self._b = Backend(
+            kubeconfig,
+            namespace,
+            context=context,
+            timed=timed,
+            timeout=timeout,
+            identity=self.identity,
+        )
 
     def __repr__(self) -> str:
         return f"KubeStore({self._b.server}, namespace={self.namespace!r})"
@@ -99,6 +111,22 @@ class KubeStore:
 
     def close(self) -> None:
         self._b.close()
+
+    def others(self, *, app: Callable[[str], None], cluster: Callable[[str], None]) -> None:
+        """From now on, tell `app` (an application's name) and `cluster` (a cluster's) of
+        every change another hub sharing the store makes, on the caller's event loop:
+        what other replicas wrote is for this hub to act on when it drives the
+        application, and for its registry to know."""
+        loop = asyncio.get_running_loop()
+
+        def told(obj: Object) -> None:
+            if obj.get("kind") == CLUSTER.kind:
+                name = str(spec_of(obj).get("name") or obj["metadata"]["name"])
+                loop.call_soon_threadsafe(cluster, name)
+            elif (about := app_of(obj)) is not None:
+                loop.call_soon_threadsafe(app, about)
+
+        self._b.others(told)
 
     # ------------------------------------------------------------------ clusters
 
