@@ -13,8 +13,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.errors import FlotillaError, HubUnavailable
+from hub.errors import FlotillaError, HubUnavailable, InvalidInput
 
+# A shared token guards every replica's API: no shorter than what `openssl rand -base64 16`
+# gives, so that it cannot be guessed.
+MIN_TOKEN = 22
 START_HINT = "start one with `flotilla serve` (or set FLOTILLA_HUB and FLOTILLA_TOKEN)"
 
 
@@ -62,8 +65,10 @@ class Home:
         except OSError as e:
             raise HomeUnwritable(f"cannot prepare {self.root}: {e.strerror or e}") from e
 
-    def write_token(self) -> str:
-        token = secrets.token_urlsafe(32)
+    def write_token(self, given: Path | None = None) -> str:
+        """A fresh random token, or the one in the file `given` (replicas share one); kept
+        where the CLI on this machine finds it either way."""
+        token = secrets.token_urlsafe(32) if given is None else _read_token(given)
         _write_private(self.token_file, token + "\n")
         return token
 
@@ -101,3 +106,16 @@ def _write_private(path: Path, text: str) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise HomeUnwritable(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as e:
+        raise InvalidInput(f"--token-file {path}: cannot read it ({e.strerror or e})") from None
+    if len(token) < MIN_TOKEN or any(c.isspace() for c in token):
+        raise InvalidInput(
+            f"--token-file {path}: expected one token of at least {MIN_TOKEN} characters, "
+            "without spaces (e.g. `openssl rand -base64 32`)"
+        )
+    return token

@@ -101,7 +101,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         )
         metrics.read(apps)
         stack.push_async_callback(apps.stop)
-        token = home.write_token()
+        token = home.write_token(Path(settings.token_file) if settings.token_file else None)
         scrubber.add([token])
         api = create_app(registry, apps, scrubber, token, metrics)
         url = await _listen(stack, web.AppRunner(api, access_log=None), settings.listen)

@@ -106,6 +106,14 @@ def serve(
     store_kubeconfig: StoreKubeconfig = None,
     store_context: StoreContext = DEFAULTS.store_context,
     store_namespace: StoreNamespace = DEFAULTS.store_namespace,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the API's bearer token from this file (a mounted Secret) instead of "
+            "making a new one, so that replicas behind one Service take the same token.",
+            dir_okay=False,
+        ),
+    ] = None,
     replica_id: Annotated[
         str | None,
         typer.Option(
@@ -156,6 +164,7 @@ def serve(
         store_kubeconfig=str(store_kubeconfig) if store_kubeconfig else None,
         store_context=store_context,
         store_namespace=store_namespace,
+        token_file=str(token_file) if token_file else None,
         replica_id=replica_id,
         lease_seconds=lease_seconds,
         renew_seconds=renew_seconds,

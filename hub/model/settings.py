@@ -75,6 +75,9 @@ class Settings:
     store_context: str | None = None
     """Its context; None: the kubeconfig's current context."""
     store_namespace: str = DEFAULT_STORE_NAMESPACE
+    token_file: str | None = None
+    """A file holding the API's bearer token (a mounted Secret), so that replicas behind
+    one Service accept the same token; None: a fresh random token at each start."""
     replica_id: str | None = None
     """This hub's name among the replicas sharing a Kubernetes store; None: the host's
     name and the process id (a pod's name is unique, and its pid is 1)."""

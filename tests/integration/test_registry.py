@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import socket
 import sqlite3
 import stat
@@ -306,6 +307,35 @@ def test_api_needs_the_token(hub: HubProcess) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert error.value.code == 401
         error.value.close()
+
+
+def test_replicas_behind_one_service_take_the_token_they_are_given(tmp_path: Path) -> None:
+    shared = tmp_path / "token"
+    shared.write_text(secrets.token_urlsafe(24) + "\n")
+    hubs = [
+        HubProcess(tmp_path / f"home-{i}", serve_args=("--token-file", str(shared))) for i in (0, 1)
+    ]
+    for hub in hubs:
+        hub.start()
+    try:
+        for hub in hubs:
+            url = json.loads((hub.home / "hub.json").read_text())["url"]
+            request = urllib.request.Request(
+                f"{url}/api/v1/clusters",
+                headers={"Authorization": f"Bearer {shared.read_text().strip()}"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+    finally:
+        for hub in hubs:
+            hub.stop()
+    shared.write_text("short\n")
+    refused = HubProcess(tmp_path / "home-2", serve_args=("--token-file", str(shared)))
+    with pytest.raises(RuntimeError, match="exited at start") as failed:
+        refused.start()
+    assert f"--token-file {shared}: expected one token" in str(failed.value)
+    assert "short" not in str(failed.value), "a refused token is never echoed"
+    assert "Traceback" not in str(failed.value)
 
 
 def test_no_hub_running_says_how_to_start_one(tmp_path: Path) -> None:

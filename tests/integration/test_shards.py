@@ -22,6 +22,7 @@ from clusters.kubeconfig import load_file
 from e2e.clusters import ClusterInfo
 from e2e.faultproxy import running_proxy
 from e2e.kubeconfigs import derive
+from hub.state.kube.backend import CLOSE_GRACE
 from hub.state.shards import SHARD_PREFIX, SHARDS, Shards, shard_of
 
 pytestmark = pytest.mark.cluster
@@ -147,6 +148,9 @@ async def ring(e2e_clusters: list[ClusterInfo], namespace: str) -> AsyncIterator
         for replica in ring.replicas.values():
             await replica.stop()
             await replica.client.close()
+        # TLS connections finish closing on the loop's next turns (aiohttp's advice for a
+        # graceful close); a loop closed before then warns of their sockets, an error here.
+        await asyncio.sleep(CLOSE_GRACE)
 
 
 async def until(condition: Callable[[], bool], within: float, what: str) -> None:
