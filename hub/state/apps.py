@@ -35,7 +35,7 @@ from hub.model.records import (
 from hub.model.settings import DEFAULTS, Settings
 from hub.model.targets import TargetSpec
 from hub.state.changes import Change, Changes
-from hub.state.interface import Hold, Holding
+from hub.state.interface import AppStore, Hold, Holding
 
 if TYPE_CHECKING:
     from hub.state.store import SqliteStore
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 PRUNE_EVERY = 50
 
 
-class SqliteAppStore:
+class SqliteAppStore(AppStore):
     """Applications, revisions and workflow state, on the same connection as the registry."""
 
     def __init__(self, store: SqliteStore, settings: Settings = DEFAULTS) -> None:
@@ -138,6 +138,13 @@ class SqliteAppStore:
         with self._store.transaction() as db:
             db.execute("UPDATE applications SET suspend = ? WHERE name = ?", (suspend, name))
         self._changed(name)
+
+    def set_health(self, name: str, health: str) -> None:
+        with self._store.transaction() as db:
+            db.execute(
+                "UPDATE applications SET health = ? WHERE name = ? AND health != ?",
+                (health, name, health),
+            )
 
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:
@@ -515,23 +522,6 @@ class SqliteAppStore:
         )
         self.changes.publish(Change(app, event))
         return event
-
-    def fail_target(self, target: TargetRecord, message: str) -> None:
-        """The target failed with `message`: stored, and said as the target's event."""
-        target.phase, target.message = TargetPhase.FAILED, message
-        self.put_target(target)
-        self.add_target_event(target, f"{target.cluster}/{target.component}: {message}")
-
-    def add_target_event(self, target: TargetRecord, message: str) -> EventRecord:
-        """An event about one target: its revision, step, cluster and component."""
-        return self.add_event(
-            target.app,
-            message,
-            revision=target.revision,
-            step=target.step,
-            cluster=target.cluster,
-            component=target.component,
-        )
 
     def _prune_events(self, db: sqlite3.Connection, app: str, now: float, *, by_age: bool) -> None:
         """The application's events beyond the count go with each new one (an index walk

@@ -18,7 +18,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from hub.errors import FlotillaError
-from hub.model.phases import AppPhase, Outcome, StepPhase, StepType
+from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
 from hub.model.records import (
     AppRecord,
     ClusterRecord,
@@ -101,6 +101,13 @@ class AppStore(Protocol):
     def set_app(self, name: str, *, phase: AppPhase, message: str = "") -> None: ...
 
     def set_suspend(self, name: str, suspend: bool) -> None: ...
+
+    def set_health(self, name: str, health: str) -> None:
+        """Keep the health the hub rolled up for the application (`AppRecord.health`);
+        nothing when it is kept already or the application is gone. Never published on
+        `changes`: it is derived from what is published, and a publish would wake its
+        writer (hub.service.health) again."""
+        ...
 
     def delete_app(self, name: str) -> None:
         """Forget the application and everything stored of it."""
@@ -240,13 +247,6 @@ class AppStore(Protocol):
         settings' count per application and age go."""
         ...
 
-    def fail_target(self, target: TargetRecord, message: str) -> None:
-        """The target failed with `message`: stored, and said as the target's event."""
-        ...
-
-    def add_target_event(self, target: TargetRecord, message: str) -> EventRecord:
-        """An event about one target: its revision, step, cluster and component."""
-        ...
 
     def events(
         self, app: str | None = None, *, after: int = 0, limit: int = 50
@@ -254,6 +254,26 @@ class AppStore(Protocol):
         """The newest `limit` events after id `after` (of one application, or all),
         oldest first."""
         ...
+
+    # What follows is written once for every store, over the calls above: a store
+    # subclasses this Protocol to inherit it.
+
+    def fail_target(self, target: TargetRecord, message: str) -> None:
+        """The target failed with `message`: stored, and said as the target's event."""
+        target.phase, target.message = TargetPhase.FAILED, message
+        self.put_target(target)
+        self.add_target_event(target, f"{target.cluster}/{target.component}: {message}")
+
+    def add_target_event(self, target: TargetRecord, message: str) -> EventRecord:
+        """An event about one target: its revision, step, cluster and component."""
+        return self.add_event(
+            target.app,
+            message,
+            revision=target.revision,
+            step=target.step,
+            cluster=target.cluster,
+            component=target.component,
+        )
 
 
 class ClusterStore(Protocol):

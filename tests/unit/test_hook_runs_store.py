@@ -45,22 +45,6 @@ def run(name: str, event: str, phase: HookPhase, at: float, revision: int = 1) -
     )
 
 
-def test_a_run_replaces_the_last_run_of_its_hook_and_event(apps: SqliteAppStore) -> None:
-    apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.RUNNING, 10.0))
-    apps.put_hook_run(run("seed", "pre-upgrade", HookPhase.SUCCEEDED, 5.0))
-    apps.put_hook_run(run("migrate", "pre-install", HookPhase.SUCCEEDED, 1.0))
-    apps.put_hook_run(run("migrate", "pre-upgrade", HookPhase.FAILED, 20.0, revision=2))
-
-    runs = [(r.name, r.event, r.phase, r.revision) for r in apps.hook_runs("shop", "a", "web")]
-
-    assert runs == [
-        ("migrate", "pre-install", HookPhase.SUCCEEDED, 1),
-        ("seed", "pre-upgrade", HookPhase.SUCCEEDED, 1),
-        ("migrate", "pre-upgrade", HookPhase.FAILED, 2),
-    ]
-    assert apps.hook_runs("shop", "b", "web") == []
-
-
 def test_runs_go_with_their_application_and_their_cluster(
     store: SqliteStore, apps: SqliteAppStore
 ) -> None:

@@ -22,8 +22,9 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from clusters.health import HealthStatus
 from hub.errors import NotFound
-from hub.model.phases import AppPhase, Outcome, StepPhase, StepType, TargetPhase
+from hub.model.phases import AppPhase, Outcome, StepPhase, StepType
 from hub.model.records import (
     AppRecord,
     EventRecord,
@@ -36,7 +37,7 @@ from hub.model.records import (
 )
 from hub.model.settings import DEFAULTS, Settings
 from hub.state.changes import Change, Changes
-from hub.state.interface import Hold, Holding, StoreUnavailable
+from hub.state.interface import AppStore, Hold, Holding, StoreUnavailable
 from hub.state.kube.backend import ATTEMPTS, Backend
 from hub.state.kube.mirror import Mirror
 from hub.state.kube.resources import (
@@ -130,7 +131,7 @@ def _of_uid(obj: Object, uid: str) -> bool:
     return spec_of(obj).get("clusterUid") == uid
 
 
-class KubeAppStore:
+class KubeAppStore(AppStore):
     """Applications and workflow state in the management cluster, beside the registry."""
 
     def __init__(self, backend: Backend, settings: Settings = DEFAULTS) -> None:
@@ -220,7 +221,15 @@ class KubeAppStore:
                 {"name": app, "incarnation": incarnation, "createdAt": now},
             )
             obj["spec"].update(revision=number, template=fields["spec"], suspend=False, hold=None)
-            obj["status"] = {"phase": AppPhase.RUNNING, "message": "", "updatedAt": now}
+            # The health rolled up for the revision before stays until the hub's next pass
+            # (as SQLite keeps its column); a new application's is Unknown until then.
+            health = status_of(obj).get("health", HealthStatus.UNKNOWN)
+            obj["status"] = {
+                "phase": AppPhase.RUNNING,
+                "message": "",
+                "updatedAt": now,
+                "health": health,
+            }
             return obj
 
         await self._b.update(APPLICATION.kind, application_name(app), commit)
@@ -297,6 +306,20 @@ class KubeAppStore:
 
     def set_suspend(self, name: str, suspend: bool) -> None:
         self._update_app(name, lambda obj: obj["spec"].update(suspend=suspend))
+
+    def set_health(self, name: str, health: str) -> None:
+        """One guarded write of the Application's status, only when the mirror shows
+        another health (a lost race compares again, from fresh state)."""
+        seen = self._b.read(lambda m: m.get(APPLICATION.kind, application_name(name)))
+        if seen is None or status_of(seen).get("health") == health:
+            return
+
+        def mutate(obj: Object | None) -> Object | None:
+            if obj is not None:
+                obj.setdefault("status", {})["health"] = health
+            return obj
+
+        self._b.write(lambda: self._b.update(APPLICATION.kind, application_name(name), mutate))
 
     def delete_app(self, name: str) -> None:
         """The Application first (the commit point: nothing of an application without one
@@ -510,23 +533,6 @@ class KubeAppStore:
             return target_record(first, cluster) if first is not None else None
 
         return self._b.read(look)
-
-    def fail_target(self, target: TargetRecord, message: str) -> None:
-        """The target failed with `message`: stored, and said as the target's event."""
-        target.phase, target.message = TargetPhase.FAILED, message
-        self.put_target(target)
-        self.add_target_event(target, f"{target.cluster}/{target.component}: {message}")
-
-    def add_target_event(self, target: TargetRecord, message: str) -> EventRecord:
-        """An event about one target: its revision, step, cluster and component."""
-        return self.add_event(
-            target.app,
-            message,
-            revision=target.revision,
-            step=target.step,
-            cluster=target.cluster,
-            component=target.component,
-        )
 
     # ------------------------------------------------------------------ holds
 
