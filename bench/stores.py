@@ -16,6 +16,16 @@ of them) and subtracted.
 
 The deploys compared are at the second largest of `--sizes` (16 by default), the writes
 are counted during a deploy at the largest (64).
+
+Last, failover: two `flotilla serve` replicas on a store namespace of their own, one
+application that waits at a timed suspend step after its deploy. A runner that adopts it
+writes the application's phase before anything else (hub.workflow.engine), so the first
+object of it the survivor writes is the first thing it does as the new owner. The
+replica whose Lease holds the application's shard is SIGKILLed KILLS times; each time the
+bench polls the store until the survivor holds that Lease and until it has written one of
+the application's objects (their `flotilla.dev/writer` annotation), then starts a new
+replica (a new identity: the dead one's Leases still name it) and waits until it has taken
+its share of the shards back.
 """
 
 from __future__ import annotations
@@ -27,19 +37,35 @@ import secrets
 import statistics
 import time
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict, fields
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.fleet import LABEL, REQUESTS_SAMPLE, Fleet, Timing
+from bench.fleet import LABEL, REQUESTS_SAMPLE, STATE_DIR, BenchError, Fleet, Timing
 from bench.latency import CONFIG_CHART
 from bench.report import Figure, print_figures, stamp, write_json
 from e2e import clusters
 from e2e.binaries import CONTROL_PLANE, ensure_built
 from e2e.clusters import ClusterInfo
-from e2e.hubproc import kubernetes_store
+from e2e.hubproc import LEASE_SECONDS, RENEW_SECONDS, HubProcess, kubernetes_store
+from e2e.kubeapi import KubeAPI
+from hub.model.phases import AppPhase
+from hub.model.settings import DEFAULTS
+from hub.state.kube.backend import path_of
+from hub.state.kube.resources import (
+    APPLICATION,
+    CLUSTER,
+    KINDS,
+    REPOSITORY,
+    app_of,
+    application_name,
+    status_of,
+    writer_of,
+)
+from hub.state.shards import ROLE, SHARD, SHARD_PREFIX, SHARDS, assign, shard_of
 
 SQLITE, KUBERNETES = "sqlite", "kubernetes"
 SECTION = "8. the Kubernetes store beside SQLite (config-demo)"
@@ -60,6 +86,19 @@ SWEEP = "namespace"
 # A write refused for a stale resourceVersion: a lost race the store retries.
 CONFLICT = "409"
 TRANSACTIONS = "flotilla_store_transaction_duration_seconds"
+# Failovers measured: the median of five is not moved by one kill that lands badly against
+# the renew rounds, and five fit in the figure's two minutes at the test Leases.
+KILLS = 5
+# How often the store is read while a replica is dead: the resolution of the failover times.
+FAILOVER_POLL = 0.05
+# Several Lease durations: a takeover or a rebalance that takes longer is broken, not slow.
+FAILOVER_TIMEOUT = 60.0
+# The suspend step outlasts the bench, so the application waits for as long as it runs.
+HOLD = "1h"
+# The kinds that belong to an application (the registry's do not).
+APP_KINDS = tuple(kind for kind in KINDS if kind not in (CLUSTER, REPOSITORY))
+# Where the shards' Leases are kept in the store namespace (hub.state.shards).
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 
 
 async def compare(fleet: Fleet, store: str, size: int) -> dict[str, Any]:
@@ -122,6 +161,168 @@ async def writes_during(fleet: Fleet, size: int) -> dict[str, Any]:
         "idle": {"seconds": idle_seconds, "writes": dict(during - before)},
         "deploy": {"seconds": seconds, "writes": dict(after - during)},
     }
+
+
+@dataclass
+class Replicas:
+    """The failover's `flotilla serve` replicas on the store `namespace`, by identity, each
+    reached as a Fleet of one logical cluster on the bench's API servers and chart
+    repository; `management` reads the store as its administrator."""
+
+    fleet: Fleet
+    namespace: str
+    management: KubeAPI
+    live: dict[str, Fleet] = field(default_factory=dict)
+    started: int = 0
+
+    def add(self) -> Fleet:
+        """Start a replica under an identity none had before."""
+        identity = f"bench-replica-{self.started}"
+        self.started += 1
+        store = kubernetes_store(self.fleet.infos[0].kubeconfig, self.namespace)
+        hub = HubProcess(
+            STATE_DIR / f"{self.namespace}-{identity}",
+            probe_interval=DEFAULTS.probe_interval,
+            log_level="info",
+            serve_args=(*store, "--replica-id", identity),
+        )
+        try:
+            hub.start()
+        except BaseException:
+            if hub.running:
+                hub.stop()
+            raise
+        self.live[identity] = Fleet(self.fleet.infos, self.fleet.repo, hub, 1)
+        return self.live[identity]
+
+    def stop(self) -> None:
+        for replica in self.live.values():
+            if replica.hub.running:
+                replica.hub.stop()
+
+    def holders(self) -> dict[int, str]:
+        """Every shard's Lease holder, as the store has it."""
+        path = LEASES.format(namespace=self.namespace)
+        leases = self.management.get(f"{path}?labelSelector={ROLE}={SHARD}")
+        return {
+            int(lease["metadata"]["name"].removeprefix(SHARD_PREFIX)): holder
+            for lease in leases["items"]
+            if (holder := lease["spec"].get("holderIdentity"))
+        }
+
+    def objects(self, app: str) -> dict[tuple[str, str], tuple[str, str | None]]:
+        """The store's objects of `app` by kind and name: resourceVersion and writer."""
+        found = {}
+        for kind in APP_KINDS:
+            for obj in self.management.get(path_of(self.namespace, kind.kind))["items"]:
+                if app_of(obj | {"kind": kind.kind}) == app:
+                    meta = obj["metadata"]
+                    found[kind.kind, meta["name"]] = (meta["resourceVersion"], writer_of(obj))
+        return found
+
+    def settled(self, app: str) -> bool:
+        """Every shard held by the live replica `assign` gives it to, and `app` waiting at
+        its suspend step, written last by the holder of its shard: resumed by it."""
+        holders = self.holders()
+        if holders != assign(list(self.live), SHARDS):
+            return False
+        obj = self.management.get(path_of(self.namespace, APPLICATION.kind, application_name(app)))
+        return (
+            status_of(obj).get("phase") == AppPhase.SUSPENDED
+            and writer_of(obj) == holders[shard_of(app)]
+        )
+
+    async def kill_owner(self, app: str) -> dict[str, Any]:
+        """SIGKILL the replica that drives `app`: seconds from the kill until the survivor
+        holds the Lease of its shard (`lease`) and until it has written an object of `app`
+        (`write`, its kind `wrote`)."""
+        shard = shard_of(app)
+        owner = self.holders()[shard]
+        survivor = next(identity for identity in self.live if identity != owner)
+        before = self.objects(app)
+        killed = time.monotonic()
+        self.live.pop(owner).hub.kill()
+        lease: float | None = None
+        write: float | None = None
+        wrote = ""
+        while True:
+            if lease is None and self.holders().get(shard) == survivor:
+                lease = time.monotonic() - killed
+            if write is None:
+                written = [
+                    key
+                    for key, seen in self.objects(app).items()
+                    if seen[1] == survivor and seen != before.get(key)
+                ]
+                if written:
+                    write, wrote = time.monotonic() - killed, written[0][0]
+            if lease is not None and write is not None:
+                return {
+                    "owner": owner,
+                    "survivor": survivor,
+                    "lease": lease,
+                    "write": write,
+                    "wrote": wrote,
+                }
+            if time.monotonic() - killed > FAILOVER_TIMEOUT:
+                raise BenchError(
+                    f"{app}: replica {survivor} {'holds' if lease else 'does not hold'} the "
+                    f"Lease of shard {shard} and {'wrote' if write else 'has not written'} "
+                    f"of it {FAILOVER_TIMEOUT:g}s after replica {owner} was killed"
+                )
+            await asyncio.sleep(FAILOVER_POLL)
+
+
+def held(fleet: Fleet, name: str) -> str:
+    """config-demo on one cluster, then a suspend step that outlasts the bench."""
+    document = yaml.safe_load(fleet.application(name, 1, chart=CONFIG_CHART))
+    hold = {"name": "hold", "type": "suspend", "properties": {"duration": HOLD}}
+    document["spec"]["workflow"]["steps"].append(hold)
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+async def failover(fleet: Fleet, namespace: str) -> dict[str, Any]:
+    """KILLS failovers of one application between two replicas on the store `namespace`
+    (deleted afterwards), the killed one replaced before the next."""
+    replicas = Replicas(fleet, namespace, clusters.admin_api(fleet.infos[0]))
+    name = f"failover-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    kills: list[dict[str, Any]] = []
+    try:
+        first = replicas.add()
+        replicas.add()
+        await first.join()
+        await first.up(name, held(first, name))
+        await first.until_phase(name, AppPhase.SUSPENDED)
+        for n in range(KILLS):
+            if kills:
+                replicas.add()
+            await _until(lambda: replicas.settled(name), f"{name} resumed, shards split")
+            kills.append(await replicas.kill_owner(name))
+            print(
+                f"bench: failover {n + 1}/{KILLS}: Lease {kills[-1]['lease']:.2f}s, first "
+                f"write {kills[-1]['write']:.2f}s ({kills[-1]['wrote']})",
+                flush=True,
+            )
+    finally:
+        replicas.stop()
+        fleet.delete_namespaces(name, 1)
+        clusters.delete_namespace(namespace, [fleet.infos[0]])
+    return {
+        "lease_seconds": LEASE_SECONDS,
+        "renew_seconds": RENEW_SECONDS,
+        "kills": kills,
+        "seconds": time.monotonic() - started,
+    }
+
+
+async def _until(condition: Callable[[], bool], what: str) -> None:
+    """Poll `condition` until it holds: what the bench measures next starts from there."""
+    deadline = time.monotonic() + FAILOVER_TIMEOUT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchError(f"not within {FAILOVER_TIMEOUT:g}s: {what}")
+        await asyncio.sleep(FAILOVER_POLL)
 
 
 def management_writes(info: ClusterInfo) -> Counter[str]:
@@ -250,7 +451,7 @@ def figures(measured: dict[str, Any]) -> list[Figure]:
                 else "not timed by this store",
             )
         )
-    return out + _write_figures(measured)
+    return out + _write_figures(measured) + _failover_figures(measured["failover"])
 
 
 def _write_figures(measured: dict[str, Any]) -> list[Figure]:
@@ -306,6 +507,50 @@ def _write_figures(measured: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _failover_figures(failover: dict[str, Any]) -> list[Figure]:
+    """The failover medians, and the defaults' on paper. The survivor takes a shard once it
+    has seen its Lease unchanged for the lease duration (hub.state.shards), counted from
+    the round that first saw the dead owner's last renewal, and only in a round of its own:
+    what the take costs past the lease duration is where the kill fell between renewals
+    and where the survivor's rounds fell, both in renew periods, so it scales with them.
+    The new owner's resumption after the Lease does not."""
+    kills = failover["kills"]
+    lease_seconds, renew_seconds = failover["lease_seconds"], failover["renew_seconds"]
+    leases, writes = [k["lease"] for k in kills], [k["write"] for k in kills]
+    lease, write = statistics.median(leases), statistics.median(writes)
+    resumed = statistics.median(k["write"] - k["lease"] for k in kills)
+    longer, slower = DEFAULTS.lease_seconds, DEFAULTS.renew_seconds
+    past = (lease - lease_seconds) * slower / renew_seconds
+    on_paper = longer + past + resumed
+    return [
+        Figure(
+            SECTION,
+            f"failover: kill -> Lease taken over (median of {len(kills)})",
+            lease,
+            "s",
+            note=f"--lease-seconds {lease_seconds:g} --renew-seconds {renew_seconds:g}; "
+            f"{min(leases):.2f}-{max(leases):.2f} s",
+        ),
+        Figure(
+            SECTION,
+            f"failover: kill -> new owner writes (median of {len(kills)})",
+            write,
+            "s",
+            note=f"{resumed:.2f} s after its Lease; first written: "
+            f"{', '.join(sorted({k['wrote'] for k in kills}))}",
+        ),
+        Figure(
+            SECTION,
+            f"  on paper, --lease-seconds {longer:g} --renew-seconds {slower:g}",
+            on_paper,
+            "s",
+            note=f"+{on_paper - write:.1f} s on the measured: a Lease of {longer:g} s, "
+            f"{past:.2f} s past it ({lease - lease_seconds:.2f} s x {slower / renew_seconds:g}); "
+            f"at most about {longer + 2 * slower:g} s to the Lease (lease + 2 renew periods)",
+        ),
+    ]
+
+
 async def alone(args: argparse.Namespace) -> None:
     """`--only stores`: a hub on each store in turn, on one fleet of the bench's own."""
     ensure_built(CONTROL_PLANE)
@@ -324,11 +569,16 @@ async def alone(args: argparse.Namespace) -> None:
         # The same API servers, a fresh hub on the Kubernetes store.
         fleet.close(keep_clusters=True)
         fleet = Fleet.start(
-            args.servers, largest, serve_args=kubernetes_store(management.kubeconfig, namespace)
+            args.servers,
+            largest,
+            serve_args=kubernetes_store(management.kubeconfig, namespace, short_leases=False),
         )
         await fleet.join()
         stores[KUBERNETES] = await compare(fleet, KUBERNETES, compared)
         writes = await writes_during(fleet, largest)
+        # Its probes of every cluster would load the machine the failover is timed on.
+        fleet.hub.stop()
+        failed_over = await failover(fleet, f"bench-failover-{secrets.token_hex(4)}")
     finally:
         try:
             if fleet.hub.running:
@@ -336,7 +586,12 @@ async def alone(args: argparse.Namespace) -> None:
             clusters.delete_namespace(namespace, [management])
         finally:
             fleet.close(keep_clusters=args.keep)
-    measured = {"servers": args.servers, "stores": stores, "writes": writes}
+    measured = {
+        "servers": args.servers,
+        "stores": stores,
+        "writes": writes,
+        "failover": failed_over,
+    }
     results = figures(measured)
     print_figures(results)
     path = write_json(f"{stamp()}-stores", results, measured)

@@ -139,10 +139,14 @@ class HubProcess:
         return "\n".join(self.outputs) + "\n" + self.log()
 
 
-def kubernetes_store(kubeconfig: Path, namespace: str) -> tuple[str, ...]:
+def kubernetes_store(
+    kubeconfig: Path, namespace: str, *, short_leases: bool = True
+) -> tuple[str, ...]:
     """`flotilla serve`'s options for a Kubernetes store in `namespace` of the management
-    cluster `kubeconfig` reaches, with short Leases: a hub killed by a test hands its
-    applications on (to its own restart, or to another replica) within seconds."""
+    cluster `kubeconfig` reaches. With `short_leases`, a hub killed by a test hands its
+    applications on (to its own restart, or to another replica) within seconds; without,
+    the hub renews its Leases as often as a production one (the bench's write counts)."""
+    leases = ("--lease-seconds", str(LEASE_SECONDS), "--renew-seconds", str(RENEW_SECONDS))
     return (
         "--store",
         "kubernetes",
@@ -150,8 +154,5 @@ def kubernetes_store(kubeconfig: Path, namespace: str) -> tuple[str, ...]:
         str(kubeconfig),
         "--store-namespace",
         namespace,
-        "--lease-seconds",
-        str(LEASE_SECONDS),
-        "--renew-seconds",
-        str(RENEW_SECONDS),
+        *(leases if short_leases else ()),
     )

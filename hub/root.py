@@ -37,6 +37,7 @@ from hub.home import Home
 from hub.model.settings import Settings, StoreKind
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
+from hub.service.health import StoredHealth
 from hub.service.metrics import LAG_TASK, HubMetrics
 from hub.state.interface import ClusterStore
 from hub.state.store import SqliteStore
@@ -99,7 +100,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             deployed=metrics.deployed,
             owns=replicas.owns if replicas is not None else every_app,
         )
-        metrics.read(apps)
+        metrics.read(apps, replicas.shards if replicas is not None else None)
         stack.push_async_callback(apps.stop)
         token = home.write_token(Path(settings.token_file) if settings.token_file else None)
         scrubber.add([token])
@@ -114,16 +115,18 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         log.info("hub listening on %s (home %s)", url, home.root)
         supervisor.spawn(LAG_TASK, metrics.lag.run)
         registry.start()
+        health = StoredHealth(apps.apps, registry, supervisor=supervisor, owns=apps.engine.owns)
         if replicas is not None:
             from hub.state.kube import KubeStore
 
             if not isinstance(store, KubeStore):
                 raise TypeError("replicas share a Kubernetes store")
             # Leases handed back first on the way out, so that the others take over at once.
-            replicas.drive(store, apps, registry)
+            replicas.drive(store, apps, registry, health)
             stack.push_async_callback(replicas.shards.release)
             supervisor.spawn(SHARDS_TASK, replicas.shards.run, critical=True)
         apps.engine.start()
+        health.start()
         apps.keeper.start()
         try:
             await _until_stopped(stop, supervisor)

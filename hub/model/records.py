@@ -56,6 +56,10 @@ class AppRecord:
     suspend: bool
     created_at: float
     updated_at: float
+    health: str = "Unknown"
+    """What the hub last rolled up from its watch caches (hub.service.health), kept for
+    readers of the store alone (`kubectl get applications.flotilla.dev`): derived, never
+    a reason to act."""
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 Most series are read on each scrape from what the hub keeps anyway (`StateCollector`):
 the clusters' health from the registry's records, their watches from the observer, the
-requests each cluster's client counted, applications and canaries from the store. A
-scrape asks no member cluster, starts nothing and writes nothing. Only what cannot be
-read afterwards is recorded as it happens: the latency of each store transaction, the
-time each target took to become healthy, and how late the event loop wakes (`LoopLag`).
+requests each cluster's client counted, applications and canaries from the store, and,
+on a hub that is one of several replicas of a Kubernetes store, the shards it holds now
+(`ReplicaCollector`). A scrape asks no member cluster, starts nothing and writes
+nothing. Only what cannot be read afterwards is recorded as it happens: the latency of
+each store transaction, the time each target took to become healthy, and how late the
+event loop wakes (`LoopLag`).
 
 Each hub has its own registry rather than prometheus_client's global one, and no metric
 lives at module level, so that hubs built in one process (tests) never share a series.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -124,9 +127,12 @@ class HubMetrics:
     def deployed(self, target: TargetRecord, seconds: float) -> None:
         self._deploys.labels(target.app).observe(seconds)
 
-    def read(self, applications: Applications) -> None:
-        """From now on each scrape also reads the state of these applications' hub."""
+    def read(self, applications: Applications, shards: HeldShards | None = None) -> None:
+        """From now on each scrape also reads the state of these applications' hub, and
+        the `shards` this replica holds (None: it is alone on its store, and has none)."""
         self.registry.register(StateCollector(applications))
+        if shards is not None:
+            self.registry.register(ReplicaCollector(shards))
 
     def exposition(self) -> bytes:
         """Every series now, in the text format (CONTENT_TYPE)."""
@@ -249,6 +255,36 @@ class StateCollector(Collector):
         for each, count in sorted(({k: 0 for k in TASK_KINDS} | supervisor.restarts).items()):
             restarts.add_metric([each], count)
         yield restarts
+
+
+class HeldShards(Protocol):
+    """What the metrics read of a replica's shards (hub.state.shards.Shards): no I/O."""
+
+    @property
+    def partitioned(self) -> bool: ...
+
+    def owned(self) -> frozenset[int]: ...
+
+
+class ReplicaCollector(Collector):
+    """This replica's share of the work, read when scraped: how many shards it drives now,
+    and whether its store stopped answering it (its shards then stop as their Leases run
+    out, and the count falls to 0 with them)."""
+
+    def __init__(self, shards: HeldShards) -> None:
+        self._shards = shards
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "flotilla_replica_shards",
+            "Shards this replica holds now: it drives their applications and no other does.",
+            value=len(self._shards.owned()),
+        )
+        yield GaugeMetricFamily(
+            "flotilla_replica_partitioned",
+            "1 while the store does not answer this replica's Lease rounds, else 0.",
+            value=int(self._shards.partitioned),
+        )
 
 
 def _gauge(name: str, documentation: str, labels: Iterable[str]) -> GaugeMetricFamily:

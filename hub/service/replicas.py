@@ -22,6 +22,7 @@ import logging
 from clusters.client import ClusterClient
 from hub.fleet.registry import Registry
 from hub.service.applications import Applications
+from hub.service.health import StoredHealth
 from hub.state.kube import KubeStore
 from hub.state.shards import Shards, shard_of
 
@@ -52,15 +53,22 @@ class Replicas:
         )
         self._applications: Applications | None = None
         self._registry: Registry | None = None
+        self._health: StoredHealth | None = None
         self._syncing: set[asyncio.Task[None]] = set()
 
     def owns(self, app: str) -> bool:
         return self.shards.owns(app)
 
-    def drive(self, store: KubeStore, applications: Applications, registry: Registry) -> None:
+    def drive(
+        self,
+        store: KubeStore,
+        applications: Applications,
+        registry: Registry,
+        health: StoredHealth,
+    ) -> None:
         """From now on: act on shards as they come and go, and on what other replicas
         write to the store. Called on the hub's loop, before the shards' task starts."""
-        self._applications, self._registry = applications, registry
+        self._applications, self._registry, self._health = applications, registry, health
         store.others(app=self._app_changed, cluster=self._cluster_changed)
 
     async def acquired(self, shard: int) -> None:
@@ -70,6 +78,8 @@ class Replicas:
             return
         self._applications.engine.adopt(lambda app: shard_of(app) == shard)
         self._applications.enrollment.changed()
+        if self._health is not None:
+            self._health.changed()  # its finished applications' health is now ours to keep
         if self._registry is not None:
             for cluster in self._registry.clusters():
                 self._applications.keeper.look(cluster.name)

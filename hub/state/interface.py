@@ -247,7 +247,6 @@ class AppStore(Protocol):
         settings' count per application and age go."""
         ...
 
-
     def events(
         self, app: str | None = None, *, after: int = 0, limit: int = 50
     ) -> list[EventRecord]:

@@ -243,6 +243,16 @@ def _repositories(db: sqlite3.Connection) -> None:
     )
 
 
+def _application_health(db: sqlite3.Connection) -> None:
+    """Version 10: an application keeps the health the hub last rolled up from its watch
+    caches (hub.service.health), so that whoever reads the store alone sees it, as the
+    Kubernetes store's `kubectl get applications.flotilla.dev` does. It is derived, so an
+    older store's applications start `Unknown` and get theirs from the hub's first pass."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(applications)")}
+    if "health" not in columns:
+        db.execute("ALTER TABLE applications ADD COLUMN health TEXT NOT NULL DEFAULT 'Unknown'")
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
@@ -253,5 +263,6 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     7: _holds,
     8: _hook_runs,
     9: _repositories,
+    10: _application_health,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -968,3 +968,43 @@ def _table(shown: str) -> list[dict[str, str]]:
         {c.group(): line[c.start() : end].strip() for c, end in zip(columns, ends, strict=True)}
         for line in lines
     ]
+
+
+# the health the hub rolls up (hub.service.health), for readers of the store alone
+
+
+def test_health_is_kept_unpublished_and_outlives_a_new_revision(
+    stores: Stores, store: ClusterStore
+) -> None:
+    apps = store.apps()
+    _revision(apps, "shop", [_target("a")])
+    assert apps.app("shop").health == "Unknown"
+    subscription = apps.changes.subscribe()
+    apps.set_health("shop", "Degraded")
+    apps.set_health("shop", "Degraded")  # kept already: nothing to write
+    apps.set_health("blog", "Healthy")  # no such application: nothing
+    assert apps.app("shop").health == "Degraded"
+    assert [a.name for a in apps.apps()] == ["shop"]
+    assert subscription.drain() == [], "derived from what is published: never published"
+    subscription.close()
+    apps.set_app("shop", phase=AppPhase.SUSPENDED)
+    _revision(apps, "shop", [_target("a")])  # until the hub's next pass rolls it up again
+    assert apps.app("shop").health == "Degraded"
+    assert stores.restart().apps().app("shop").health == "Degraded"
+
+
+@pytest.mark.cluster
+def test_kubectl_shows_applications_with_their_health(management: Management) -> None:
+    apps = management.stores.open().apps()
+    _revision(apps, "shop", [_target("a")])
+    _revision(apps, "blog", [_target("a")])
+    apps.set_health("shop", "Healthy")
+    shown = kubectl(
+        management.info.kubeconfig, "get", "applications.flotilla.dev", "-n", management.namespace
+    ).stdout
+    rows = _table(shown)
+    assert list(rows[0]) == ["NAME", "REVISION", "PHASE", "HEALTH", "MESSAGE", "AGE"]
+    assert [(r["NAME"], r["PHASE"], r["HEALTH"]) for r in rows] == [
+        ("blog", "running", "Unknown"),
+        ("shop", "running", "Healthy"),
+    ]

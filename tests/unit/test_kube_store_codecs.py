@@ -148,6 +148,7 @@ def test_crds_are_namespaced_without_status_and_show_columns() -> None:
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
         "Revision",
         "Phase",
+        "Health",
         "Message",
         "Age",
     ]

@@ -386,3 +386,34 @@ async def test_metrics_need_the_token_on_the_api_and_stand_alone_without(tmp_pat
                 assert (
                     await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
                 ).status == 404
+
+
+@dataclass
+class HeldShards:
+    """A replica's shards as the metrics read them (hub.state.shards.Shards)."""
+
+    held: frozenset[int] = frozenset()
+    partitioned: bool = False
+
+    def owned(self) -> frozenset[int]:
+        return self.held
+
+
+async def test_a_replica_says_the_shards_it_holds_and_when_its_store_is_cut_off(
+    tmp_path: Path,
+) -> None:
+    async with hub(tmp_path) as h:
+        alone = scrape(h.metrics)
+        assert value(alone, "flotilla_replica_shards") is None, "a hub alone holds no shards"
+        assert value(alone, "flotilla_replica_partitioned") is None
+        shards = HeldShards(frozenset({0, 7, 31}))
+        metrics = HubMetrics()
+        metrics.read(h.applications, shards)
+        samples = scrape(metrics)
+        assert value(samples, "flotilla_replica_shards") == 3
+        assert value(samples, "flotilla_replica_partitioned") == 0
+        assert value(samples, "flotilla_cluster_up", cluster="edge") == 1, "and the rest"
+        shards.held, shards.partitioned = frozenset({7}), True  # its Leases run out
+        samples = scrape(metrics)
+        assert value(samples, "flotilla_replica_shards") == 1
+        assert value(samples, "flotilla_replica_partitioned") == 1

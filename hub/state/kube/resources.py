@@ -88,7 +88,12 @@ REPOSITORY = Kind(
 APPLICATION = Kind(
     "Application",
     "applications",
-    (("Revision", ".spec.revision"), ("Phase", ".status.phase"), ("Message", ".status.message")),
+    (
+        ("Revision", ".spec.revision"),
+        ("Phase", ".status.phase"),
+        ("Health", ".status.health"),
+        ("Message", ".status.message"),
+    ),
 )
 REVISION = Kind(
     "Revision",
