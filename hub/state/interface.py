@@ -318,8 +318,9 @@ class ClusterStore(Protocol):
     def record_probe(
         self, name: str, *, health: str, reason: str, version: str | None, seen: bool
     ) -> None:
-        """Keep the prober's verdict; last_seen moves only when the cluster answered. A
-        verdict the store cannot keep now is dropped: the next probe makes it again."""
+        """Keep the prober's verdict; last_seen moves only when the cluster answered (a
+        store whose writes cost a round trip keeps it to within half a minute). A verdict
+        the store cannot keep now is dropped: the next probe makes it again."""
         ...
 
     def add_repository(self, record: RepositoryRecord) -> None:

@@ -54,6 +54,8 @@ from hub.state.kube.resources import (
     spec_of,
 )
 
+# How stale a cluster's stored last_seen may grow while its probes find it unchanged.
+LAST_SEEN_EVERY = 30.0
 # Bounds `flotilla install`'s round trips and the wait for the CRDs to be served.
 INSTALL_TIMEOUT = 30.0
 
@@ -243,15 +245,21 @@ class KubeStore:
     def record_probe(
         self, name: str, *, health: str, reason: str, version: str | None, seen: bool
     ) -> None:
-        """A verdict the store cannot keep now is dropped: the next probe makes it again."""
+        """A verdict the store cannot keep now is dropped: the next probe makes it again.
+        A verdict like the last one is not written at all, and last_seen only moves once
+        it is LAST_SEEN_EVERY old: every replica probes every cluster every few seconds,
+        and writing each unchanged verdict was most of an idle hub's writes to the
+        management cluster. (The registry's last_seen is also the watches', which hear
+        from a healthy cluster far more often.)"""
 
         def change(obj: Object) -> None:
             status = obj.setdefault("status", {})
             status.update(health=health, reason=reason)
             if version is not None:
                 status["version"] = version
-            if seen:
-                status["lastSeen"] = time.time()
+            now = time.time()
+            if seen and now - float(status.get("lastSeen") or 0) >= LAST_SEEN_EVERY:
+                status["lastSeen"] = now
 
         with contextlib.suppress(StoreUnavailable, StoreRefused, NotFound):
             self._update_cluster(name, change, missing_ok=True)
