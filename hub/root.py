@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 # The supervised task that keeps this replica's Leases (with --store kubernetes).
 SHARDS_TASK = "shards"
+# The supervised task that resumes a replica's applications once its store is back.
+STORE_FOLLOWER_TASK = "store follower"
 
 
 class HubStopped(FlotillaError):
@@ -125,6 +127,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             replicas.drive(store, apps, registry, health)
             stack.push_async_callback(replicas.shards.release)
             supervisor.spawn(SHARDS_TASK, replicas.shards.run, critical=True)
+            supervisor.spawn(STORE_FOLLOWER_TASK, replicas.follow_store)
         apps.engine.start()
         health.start()
         apps.keeper.start()

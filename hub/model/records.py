@@ -126,6 +126,9 @@ class RolloutRecord:
     stable_hash: str | None = None
     """The stable pods' pod-template hash, read once: stable pods never change during a
     canary, so no later phase asks the cluster again."""
+    phases_done: int = 0
+    """Phases of the current stage already done (hub.canary's phases, in order): a runner
+    that starts again mid-stage goes on from the next one."""
 
 
 # The gate of a `check-metrics` workflow step; a canary's gates are its step indexes.

@@ -54,10 +54,15 @@ class Replicas:
         self._applications: Applications | None = None
         self._registry: Registry | None = None
         self._health: StoredHealth | None = None
+        self._store: KubeStore | None = None
+        self._renew_seconds = renew_seconds
         self._syncing: set[asyncio.Task[None]] = set()
 
     def owns(self, app: str) -> bool:
-        return self.shards.owns(app)
+        """This replica holds the application's shard, and its mirror of the store is the
+        store as it is: after a partition, a replica that got its shards back acts only
+        once its store watches are back, never on the state from before the cut."""
+        return self.shards.owns(app) and self._store is not None and self._store.synced
 
     def drive(
         self,
@@ -69,14 +74,28 @@ class Replicas:
         """From now on: act on shards as they come and go, and on what other replicas
         write to the store. Called on the hub's loop, before the shards' task starts."""
         self._applications, self._registry, self._health = applications, registry, health
+        self._store = store
         store.others(app=self._app_changed, cluster=self._cluster_changed)
 
-    async def acquired(self, shard: int) -> None:
-        """The shard is ours: resume its active applications from the store, and let the
-        keeper and the placement look at them again."""
+    async def follow_store(self) -> None:
+        """A long-lived task: when the store's watches come back after an outage, resume
+        the owned applications, since nothing was driven while they were away (`owns`).
+        Looked at once per renew period, the Leases' own pace."""
+        assert self._store is not None, "drive() first"
+        synced = True
+        while True:
+            await asyncio.sleep(self._renew_seconds)
+            if self._store.synced and not synced:
+                log.info("the store's watches are back: resuming the applications held here")
+                await self.acquired(None)
+            synced = self._store.synced
+
+    async def acquired(self, shard: int | None) -> None:
+        """The shard is ours (None: every shard held): resume its active applications from
+        the store, and let the keeper and the placement look at them again."""
         if self._applications is None:
             return
-        self._applications.engine.adopt(lambda app: shard_of(app) == shard)
+        self._applications.engine.adopt(lambda app: shard is None or shard_of(app) == shard)
         self._applications.enrollment.changed()
         if self._health is not None:
             self._health.changed()  # its finished applications' health is now ours to keep

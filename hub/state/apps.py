@@ -354,13 +354,14 @@ class SqliteAppStore(AppStore):
         with self._store.transaction() as db:
             db.execute(
                 "INSERT INTO rollouts (app, cluster, component, revision, kind, name,"
-                " stage, step, resume_at, detail, stable_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " stage, step, resume_at, detail, stable_hash, phases_done)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (app, cluster, component) DO UPDATE SET"
                 " resume_step = CASE WHEN revision = excluded.revision THEN resume_step END,"
                 " revision = excluded.revision, kind = excluded.kind, name = excluded.name,"
                 " stage = excluded.stage, step = excluded.step, resume_at = excluded.resume_at,"
-                " detail = excluded.detail, stable_hash = excluded.stable_hash",
+                " detail = excluded.detail, stable_hash = excluded.stable_hash,"
+                " phases_done = excluded.phases_done",
                 (
                     rollout.app,
                     rollout.cluster,
@@ -373,6 +374,7 @@ class SqliteAppStore(AppStore):
                     rollout.resume_at,
                     rollout.detail,
                     rollout.stable_hash,
+                    rollout.phases_done,
                 ),
             )
         self._changed(rollout.app)

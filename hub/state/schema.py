@@ -253,6 +253,16 @@ def _application_health(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE applications ADD COLUMN health TEXT NOT NULL DEFAULT 'Unknown'")
 
 
+def _rollout_phases_done(db: sqlite3.Connection) -> None:
+    """Version 11: a canary remembers how many phases of its current stage are done, so
+    that a hub killed (or a replica that lost the application) mid-stage repeats only the
+    phase it was in, not the stage's earlier ones. An older store's canaries start the
+    stage they are in over, as before."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
+    if "phases_done" not in columns:
+        db.execute("ALTER TABLE rollouts ADD COLUMN phases_done INTEGER NOT NULL DEFAULT 0")
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
@@ -264,5 +274,6 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     8: _hook_runs,
     9: _repositories,
     10: _application_health,
+    11: _rollout_phases_done,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -53,6 +53,9 @@ from hub.workflow.signals import Signals
 
 log = logging.getLogger(__name__)
 
+# How long a runner waits to see a revision the application names but this hub's store
+# has not shown yet before it looks again (the revision's arrival wakes it sooner).
+UNSEEN_REVISION_WAIT = 1.0
 # An application's runner is the supervisor's task of this name plus the application's.
 RUNNER = "workflow:"
 # How the status message of an application whose runner died begins; its next start
@@ -194,6 +197,13 @@ class Engine:
             if record.message.startswith(INTERNAL_ERROR):
                 self.apps.set_app(app, phase=record.phase)
             revision = record.revision
+            try:
+                self.apps.revision(app, revision)
+            except NotFound:
+                # Another hub's new revision, named by the application before its own
+                # record reached this hub's store mirror (they come by separate watches).
+                await self.signals.wait(app, UNSEEN_REVISION_WAIT)
+                continue
             outcome = await self._run_revision(app, revision)
             current = self.apps.app(app)
             if current.revision != revision:

@@ -1,8 +1,9 @@
 """The canary of one target, driven from the hub: kruise-rollout's behaviour, no controller.
 
 `hub.canary` says which objects each stage applies and deletes (pure); this module runs
-those phases against the member cluster and persists the stage after every one, so a hub
-killed at any point repeats at most one idempotent phase. Lock-step across the clusters
+those phases against the member cluster and persists how far it got after every phase
+(`phases_done`, then the stage), so a hub killed at any point repeats at most the one
+idempotent phase it was in. Lock-step across the clusters
 of an environment comes from the engine: a target returns PAUSED when its canary step is
 ready, and the deploy step suspends only once every target has returned.
 
@@ -159,8 +160,12 @@ class Rollouts:
                     continue
                 raise
             self._mark(target, f"canary step {state.step + 1}/{len(plan.steps)}: {state.stage}")
-            for phase in phases:
+            for index, phase in enumerate(phases):
+                if index < record.phases_done:
+                    continue  # done before this runner started: never twice
                 await self._run_phase(target, client, phase, record)
+                record.phases_done = index + 1
+                self.apps.put_rollout(record)
             state = advance(state, Event.DONE, len(plan.steps))
             if state.stage is Stage.PAUSED:
                 pause = plan.steps[state.step].pause_seconds
@@ -373,6 +378,8 @@ class Rollouts:
         return stored is not None and stored.resume_step == record.step
 
     def _save(self, record: RolloutRecord, state: CanaryState) -> CanaryState:
+        if (record.stage, record.step) != (state.stage, state.step):
+            record.phases_done = 0  # a new stage: none of its phases done yet
         record.stage, record.step = state.stage, state.step
         self.apps.put_rollout(record)
         return state

@@ -114,6 +114,13 @@ class KubeStore:
     def close(self) -> None:
         self._b.close()
 
+    @property
+    def synced(self) -> bool:
+        """Every kind of the store listed and watched right now: the mirror is the store as
+        it is. False while the management cluster does not answer and until its watches
+        are back (read without a hop: a few flags that only the store's loop sets)."""
+        return self._b.view.cache.synced
+
     def others(self, *, app: Callable[[str], None], cluster: Callable[[str], None]) -> None:
         """From now on, tell `app` (an application's name) and `cluster` (a cluster's) of
         every change another hub sharing the store makes, on the caller's event loop:
