@@ -81,8 +81,12 @@ class Registry:
         # clusters was most of a status call and a tenth of the hub's CPU in a deploy.
         self._records = {record.name: record for record in store.clusters()}
         for record in self._records.values():
-            scrubber.add(kc.secrets_of(record.kubeconfig))
-            scrubber.add(prometheus_secrets(record.prometheus))
+            self._scrub(record)
+
+    def _scrub(self, record: ClusterRecord) -> None:
+        """Keep the cluster's credentials (kubeconfig, Prometheus) out of every log line."""
+        self.scrubber.add(kc.secrets_of(record.kubeconfig))
+        self.scrubber.add(prometheus_secrets(record.prometheus))
 
     def clusters(self) -> list[ClusterRecord]:
         """Every registered cluster, by name, as the store has it (read from memory)."""
@@ -332,8 +336,7 @@ class Registry:
             if name in self._records:
                 await self._forget(name)
             return
-        self.scrubber.add(kc.secrets_of(record.kubeconfig))
-        self.scrubber.add(prometheus_secrets(record.prometheus))
+        self._scrub(record)
         known = self._records.get(name)
         self._records[name] = record
         if known is None:
