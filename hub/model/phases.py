@@ -25,6 +25,18 @@ class AppPhase(enum.StrEnum):
         return self in (AppPhase.RUNNING, AppPhase.SUSPENDED)
 
     @property
+    def driven(self) -> bool:
+        """The hub that drives the application has work to resume after a restart or a
+        failover: a runner for an active one, the removal for one being deleted."""
+        return self.active or self is AppPhase.DELETING
+
+    def yields_to(self, new: AppPhase) -> bool:
+        """A write of phase `new` may replace this one. An application being deleted stays
+        deleting until its removal ends (failed, or gone), so that a runner finishing as
+        the delete comes in, on this hub or on another replica, cannot undo it."""
+        return self is not AppPhase.DELETING or new in (AppPhase.DELETING, AppPhase.FAILED)
+
+    @property
     def settled(self) -> bool:
         """Nothing moves until a person acts: what `up --wait` waits for."""
         return self in (AppPhase.SUCCEEDED, AppPhase.FAILED, AppPhase.SUSPENDED)

@@ -111,6 +111,7 @@ class Applications:
             after_success=self._collect_garbage,
             analyse_pause=self._analyse_pause,
             check_metrics=self._check_metrics,
+            remove=self._remove,
             supervisor=supervisor,
             signals=signals,
             fanout=settings.fanout,
@@ -403,23 +404,56 @@ class Applications:
         )
 
     async def delete(self, name: str) -> dict[str, Any]:
-        self.apps.app(name)
-        await self.engine.cancel(name)
-        self.apps.set_app(name, phase=AppPhase.DELETING, message="deleting from every cluster")
+        """Mark the application deleted and wait until whoever drives it (this hub, or the
+        replica holding its shard) has taken it off every cluster and out of the store
+        (hub.workflow.engine); raises ClusterUnavailable when a cluster refused, with the
+        records kept for another delete."""
+        record = self.apps.app(name)
+        if record.phase is not AppPhase.DELETING:
+            self.apps.set_app(name, phase=AppPhase.DELETING, message="deleting from every cluster")
+            self.apps.add_event(name, "deletion requested", revision=record.revision)
+        self.engine.kick(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.step_timeout
+        while True:
+            try:
+                record = self.apps.app(name)
+            except NotFound:
+                return {"deleted": name}
+            if record.phase is AppPhase.FAILED:
+                raise ClusterUnavailable(
+                    f"application {name!r} {record.message}; its records are kept; run "
+                    "delete again when the clusters answer"
+                )
+            if loop.time() >= deadline:
+                raise ClusterUnavailable(
+                    f"application {name!r} is still being deleted after "
+                    f"{self.settings.step_timeout:.0f}s; `flotilla ls` shows when it is gone"
+                )
+            await self.engine.signals.wait(name, deadline - loop.time())
+
+    async def _remove(self, name: str) -> None:
+        """The removal the engine runs for a deleted application (`delete`): every release
+        off its cluster, between its delete hooks, then the records. Every cluster is tried;
+        one that refuses leaves the application failed, naming the clusters, with what is
+        left of its inventory kept."""
         failed = []
         for cluster, component in sorted(self.apps.inventory(name)):
             try:
                 await self.deployer.remove(name, cluster, component)
-            except Exception as e:  # report every cluster, keep the records for a retry
+            except FlotillaError as e:
+                failed.append(f"{cluster}: {first_line(e)}")
+            except ClusterError as e:
                 failed.append(f"{cluster}: {e}")
         if failed:
-            self.apps.set_app(name, phase=AppPhase.FAILED, message="delete incomplete")
-            raise ClusterUnavailable(
-                f"application {name!r} could not be removed from: {'; '.join(failed)}; "
-                "its records are kept; run delete again when the clusters answer"
+            self.apps.set_app(
+                name,
+                phase=AppPhase.FAILED,
+                message=f"could not be removed from: {'; '.join(failed)}",
             )
+            return
         self.apps.delete_app(name)
-        return {"deleted": name}
+        log.info("application %s deleted from every cluster", name, extra={"app": name})
 
     async def _collect_garbage(self, name: str, revision: int) -> None:
         """Delete what the app left on clusters (or components) the revision no longer

@@ -111,9 +111,10 @@ class Replicas:
 
     def _app_changed(self, app: str) -> None:
         """Another replica wrote something of `app`: a verb, a new revision, a deletion.
-        If it is ours, its runner reads the store again (or starts, if it must)."""
-        if self._applications is not None and self.owns(app):
-            self._applications.engine.kick(app)
+        Its waiters here read the store again (a `delete` sent to this replica waits for
+        the owner to finish it); if it is ours, its runner does too (or starts)."""
+        if self._applications is not None:
+            self._applications.engine.kick(app)  # starts nothing unless owned
 
     def _cluster_changed(self, name: str) -> None:
         task = asyncio.get_running_loop().create_task(self._sync(name), name=f"sync {name}")

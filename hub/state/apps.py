@@ -128,6 +128,9 @@ class SqliteAppStore(AppStore):
 
     def set_app(self, name: str, *, phase: AppPhase, message: str = "") -> None:
         with self._store.transaction() as db:
+            row = db.execute("SELECT phase FROM applications WHERE name = ?", (name,)).fetchone()
+            if row is None or not AppPhase(row[0]).yields_to(phase):
+                return
             db.execute(
                 "UPDATE applications SET phase = ?, message = ?, updated_at = ? WHERE name = ?",
                 (phase, message, time.time(), name),

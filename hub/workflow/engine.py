@@ -22,6 +22,14 @@ the canary's state is stored, so the retry goes on from where the cluster stoppe
 Operators reach a runner through the store and one `Signals` (`hub.workflow.verbs`): a
 verb writes its decision, then notifies the application; every waiter reads the store
 again when woken.
+
+Deleting is driven the same way. `delete` writes the phase `deleting`; whoever drives the
+application (this hub, or the replica holding its shard, which hears of the write through
+the store) cancels its runner and starts the removal, the task `workflow:delete:<app>`,
+which takes the application off every cluster and then out of the store. The verb never
+touches a member cluster itself, so a delete sent to any replica is carried out by the
+owner alone, and one cut short by a kill is taken up again by whoever resumes the
+application.
 """
 
 from __future__ import annotations
@@ -58,6 +66,9 @@ log = logging.getLogger(__name__)
 UNSEEN_REVISION_WAIT = 1.0
 # An application's runner is the supervisor's task of this name plus the application's.
 RUNNER = "workflow:"
+# Its removal, once deleted: under the runners' prefix, so that stopping them stops it too
+# (no application name holds a colon).
+REMOVER = RUNNER + "delete:"
 # How the status message of an application whose runner died begins; its next start
 # clears it, as the retry is then under way.
 INTERNAL_ERROR = "internal error: "
@@ -75,6 +86,9 @@ StepOrder = Callable[[str, int], list[list[str]]]
 StepSettings = Callable[[str, int, str], tuple[bool, int | None, float | None]]
 # Called once a revision succeeded, before the application is marked succeeded.
 AfterSuccess = Callable[[str, int], Awaitable[None]]
+# Takes a deleted application off every cluster, then out of the store; or, when some
+# cluster refused, marks it failed and keeps its records for another delete.
+RemoveApp = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,7 @@ class Engine:
         after_success: AfterSuccess,
         analyse_pause: AnalysePause,
         check_metrics: CheckMetrics,
+        remove: RemoveApp,
         supervisor: Supervisor,
         signals: Signals,
         fanout: int = DEFAULTS.fanout,
@@ -133,6 +148,7 @@ class Engine:
         self._after_success = after_success
         self._analyse_pause = analyse_pause
         self._check_metrics = check_metrics
+        self._remove = remove
         self._supervisor = supervisor
         self._fanout = fanout
         self._step_timeout = step_timeout
@@ -147,7 +163,7 @@ class Engine:
         """Resume the active applications `which` picks: this hub drives them from now on
         (it took their shard over from a replica that stopped)."""
         for app in self.apps.apps():
-            if app.phase.active and which(app.name):
+            if app.phase.driven and which(app.name):
                 self.kick(app.name)
 
     async def let_go(self, which: Callable[[str], bool]) -> None:
@@ -161,21 +177,41 @@ class Engine:
         await self._supervisor.cancel_prefix(RUNNER)
 
     def kick(self, app: str) -> None:
-        """Make sure a runner drives `app`, and wake its waiters to read the store again.
-        A runner that drives it already is the one that goes on; an application another
-        hub drives gets no runner here (its owner hears of the change through the store)."""
+        """Make sure a runner drives `app` (its removal, once it is being deleted), and
+        wake its waiters to read the store again. A runner that drives it already is the
+        one that goes on; an application another hub drives gets no runner here (its owner
+        hears of the change through the store)."""
         self.signals.notify(app)
-        if self.owns(app):
+        if not self.owns(app):
+            return
+        try:
+            deleting = self.apps.app(app).phase is AppPhase.DELETING
+        except NotFound:
+            return  # deleted meanwhile: nothing to drive
+        if deleting:
+            self._supervisor.spawn(REMOVER + app, functools.partial(self._delete, app))
+        else:
             self._supervisor.spawn(RUNNER + app, functools.partial(self._drive, app))
 
     async def cancel(self, app: str) -> None:
+        """Stop driving `app` here: its runner, or its removal."""
         await self._supervisor.cancel(RUNNER + app)
+        await self._supervisor.cancel(REMOVER + app)
 
     def running(self, app: str) -> bool:
         """A runner drives `app` now (or waits to be started again after dying)."""
         return self._supervisor.running(RUNNER + app)
 
     # the runner
+
+    async def _delete(self, app: str) -> None:
+        """The removal of a deleted application: its runner stopped first, so that nothing
+        deploys what is being taken away; its waiters told when it is done."""
+        await self._supervisor.cancel(RUNNER + app)
+        try:
+            await self._remove(app)
+        finally:
+            self.signals.notify(app)
 
     async def _drive(self, app: str) -> None:
         """A runner's life under the supervisor. A death is written into the application's

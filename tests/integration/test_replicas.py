@@ -366,3 +366,32 @@ def test_scaling_in_to_one_replica_leaves_every_application_driven(ring: Ring) -
     )
     for app in apps:
         assert {ring.fleet.image(c, app) for c in NAMES} == {"registry.local/canary-demo:2.0.0"}
+
+
+def _gone(fleet: Fleet, app: str) -> bool:
+    return app not in _listed(fleet)
+
+
+def _no_deployment(fleet: Fleet, cluster: str, app: str) -> bool:
+    return fleet.deployment(cluster, app) is None
+
+
+def test_a_delete_sent_to_a_replica_that_does_not_drive_the_application(ring: Ring) -> None:
+    """Replica 2 passes the delete on to replica 0, the owner, through the store, and
+    returns once replica 0 has taken the application off every cluster."""
+    app = _named({EVERYONE: 0}, set())
+    _up(ring.via(1), app, "--wait")
+
+    ring.via(2).hub.ok("delete", app, "--yes")
+
+    for replica in EVERYONE:
+        until(functools.partial(_gone, ring.via(replica), app), SETTLE, "gone everywhere")
+    for cluster in NAMES:
+        until(
+            functools.partial(_no_deployment, ring.fleet, cluster, app),
+            SETTLE,
+            f"its Deployment gone from {cluster}",
+        )
+    removed = f"application {app} deleted from every cluster"
+    assert removed in ring.hubs[0].log()
+    assert all(removed not in ring.hubs[i].log() for i in (1, 2))

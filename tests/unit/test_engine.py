@@ -183,6 +183,9 @@ class Hub:
         self.deploy: Callable[..., Awaitable[bool]] = self.clusters
         self.workflows = workflows
         self.succeeded: list[tuple[str, int]] = []
+        self.removed: list[str] = []
+        self.removal = asyncio.Event()  # set: removals finish (a test may clear it first)
+        self.removal.set()
         self.engine = Engine(
             self.apps,
             deploy=self._deploy,
@@ -191,6 +194,7 @@ class Hub:
             after_success=self._after_success,
             analyse_pause=self._analyse_pause,
             check_metrics=self._check_metrics,
+            remove=self._remove,
             supervisor=self.supervisor,
             signals=self.signals,
             step_timeout=STEP_TIMEOUT,
@@ -271,6 +275,17 @@ class Hub:
 
     async def _after_success(self, app: str, revision: int) -> None:
         self.succeeded.append((app, revision))
+
+    async def _remove(self, app: str) -> None:
+        """What Applications._remove does once every cluster let go: forget the app."""
+        self.removed.append(app)
+        await self.removal.wait()
+        self.apps.delete_app(app)
+
+    def delete(self) -> None:
+        """What the delete verb writes before it waits, as `flotilla delete` does."""
+        self.apps.set_app(APP, phase=AppPhase.DELETING, message="deleting from every cluster")
+        self.engine.kick(APP)
 
     def app(self) -> AppRecord:
         return self.apps.app(APP)
@@ -676,6 +691,47 @@ async def test_a_restarted_hub_goes_on_from_the_first_unfinished_step(tmp_path: 
         await second.settled()
         assert second.app().phase is AppPhase.SUCCEEDED
         assert second.clusters.called() == ["us"]  # dev and eu were done: the store says so
+    finally:
+        await second.close()
+
+
+async def test_a_delete_stops_the_runner_and_a_finishing_run_does_not_undo_it(hub: Hub) -> None:
+    gate = asyncio.Event()
+    hub.clusters.scripts["dev"] = hub.clusters.held(gate)
+    hub.up(THREE_ENVS)
+    await until(lambda: bool(hub.clusters.made("dev")), "dev is being deployed")
+    hub.removal.clear()
+    hub.delete()
+    await until(lambda: hub.removed == [APP], "the removal starts")
+    assert not hub.running()  # the runner was cancelled before the removal began
+    assert [c.outcome for c in hub.clusters.made("dev")] == ["cancelled"]
+    # A write of a runner that finished just then (here, or on another replica).
+    hub.apps.set_app(APP, phase=AppPhase.SUCCEEDED)
+    assert hub.app().phase is AppPhase.DELETING
+    hub.engine.kick(APP)  # another delete, or a store change: still one removal
+    hub.removal.set()
+    await until(lambda: APP not in {a.name for a in hub.apps.apps()}, "the app is gone")
+    assert hub.removed == [APP]
+    assert hub.clusters.called() == ["dev"]
+
+
+async def test_a_restarted_hub_finishes_a_delete_cut_short(tmp_path: Path) -> None:
+    workflows: dict[int, Workflow] = {}
+    first = Hub(tmp_path / "flotilla.db", workflows)
+    first.up(THREE_ENVS)
+    await first.settled()
+    first.removal.clear()
+    first.delete()
+    await until(lambda: first.removed == [APP], "the removal starts")
+    assert first.app().phase is AppPhase.DELETING
+    await first.close()  # killed mid-removal
+
+    second = Hub(tmp_path / "flotilla.db", workflows)
+    try:
+        second.engine.start()
+        await until(lambda: not second.apps.apps(), "the restarted hub removes the app")
+        assert second.removed == [APP]
+        assert second.clusters.called() == []  # nothing deployed again
     finally:
         await second.close()
 

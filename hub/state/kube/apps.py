@@ -300,7 +300,8 @@ class KubeAppStore(AppStore):
 
     def set_app(self, name: str, *, phase: AppPhase, message: str = "") -> None:
         def change(obj: Object) -> None:
-            obj["status"].update(phase=phase, message=message, updatedAt=time.time())
+            if AppPhase(obj["status"]["phase"]).yields_to(phase):
+                obj["status"].update(phase=phase, message=message, updatedAt=time.time())
 
         self._update_app(name, change)
 
