@@ -20,7 +20,7 @@ import re
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,6 +351,13 @@ class Fleet:
                         value
                     )
         return counts
+
+
+async def timed(call: Awaitable[Any]) -> float:
+    """Seconds until `call` (a request to the hub, say) is answered."""
+    started = time.perf_counter()
+    await call
+    return time.perf_counter() - started
 
 
 def _hub_requests_of(text: str) -> Counter[str]:

@@ -13,7 +13,9 @@
    `--only cli`);
 7. members far away: sections 1 and 2 again through a delaying proxy per API server,
    with a ConfigMap-only chart as well, and the requests per target (bench.latency;
-   alone: `--only latency`; `--rtt 0` skips it).
+   alone: `--only latency`; `--rtt 0` skips it);
+8. a thousand clusters: idle cost, reads and a ConfigMap deploy at `--scale` logical
+   clusters (bench.scale; alone: `--only scale`; `--scale 0` skips it).
 
 Runs take minutes and load both cores: everything is bounded, and everything started is
 stopped at the end (`--keep` leaves the bench's clusters up for the next run).
@@ -29,13 +31,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import cli, latency, stores
-from bench.fleet import STATE_DIR, BenchError, Fleet, Timing, phases
+from bench import cli, latency, scale, stores
+from bench.fleet import STATE_DIR, BenchError, Fleet, Timing, phases, timed
 from bench.helm import HelmRun, helm_loop
 from bench.report import Figure, goal, percentile, print_figures, stamp, write
 from e2e import clusters
@@ -119,7 +120,7 @@ async def status_at_scale(fleet: Fleet, app: str, size: int) -> dict[str, Any]:
     )
     await fleet.until_namespaces_gone()
     before = fleet.requests()
-    api = [await _timed(lambda: fleet.status(app)) for _ in range(STATUS_CALLS)]
+    api = [await timed(fleet.status(app)) for _ in range(STATUS_CALLS)]
     cli = [_timed_cli(fleet, app) for _ in range(STATUS_CALLS)]
     after = fleet.requests()
     return {
@@ -129,12 +130,6 @@ async def status_at_scale(fleet: Fleet, app: str, size: int) -> dict[str, Any]:
         "cli_seconds": cli,
         "requests": {key: after[key] - before[key] for key in sorted(after)},
     }
-
-
-async def _timed(call: Callable[[], Coroutine[Any, Any, Any]]) -> float:
-    started = time.perf_counter()
-    await call()
-    return time.perf_counter() - started
 
 
 def _timed_cli(fleet: Fleet, app: str) -> float:
@@ -336,23 +331,23 @@ def figures(
                     note="the waits read the watch caches",
                 )
             )
-    scale = (
+    at_scale = (
         f"4. status of {status['clusters']} clusters, {status['objects']} objects "
         f"({STATUS_CALLS} calls each way)"
     )
     api, cli = status["api_seconds"], status["cli_seconds"]
-    out.append(Figure(scale, "API median", statistics.median(api) * 1000, "ms"))
-    out.append(goal(scale, "API p95", percentile(api, 0.95) * 1000, "ms", at_most=100))
+    out.append(Figure(at_scale, "API median", statistics.median(api) * 1000, "ms"))
+    out.append(goal(at_scale, "API p95", percentile(api, 0.95) * 1000, "ms", at_most=100))
     out.append(
         Figure(
-            scale,
+            at_scale,
             "CLI `flotilla status -o json` median",
             statistics.median(cli) * 1000,
             "ms",
             note="includes a Python start",
         )
     )
-    out.append(Figure(scale, "CLI p95", percentile(cli, 0.95) * 1000, "ms"))
+    out.append(Figure(at_scale, "CLI p95", percentile(cli, 0.95) * 1000, "ms"))
     calls = 2 * STATUS_CALLS
     requests = status["requests"]
     # kube-apiserver lists every Service itself every 3 minutes (its ClusterIP and
@@ -361,7 +356,7 @@ def figures(
     lists = requests.get("LIST", 0) - services
     out.append(
         goal(
-            scale,
+            at_scale,
             "LIST requests per status call",
             lists / calls,
             "",
@@ -372,7 +367,7 @@ def figures(
     )
     out.append(
         Figure(
-            scale,
+            at_scale,
             "GET requests (watched kinds) per status call",
             requests.get("GET", 0) / calls,
             "",
@@ -453,6 +448,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"bench: {args.servers} API servers, {largest} logical clusters", flush=True)
     fleet = Fleet.start(args.servers, largest)
     far_away: dict[str, Any] | None = None
+    thousand: dict[str, Any] | None = None
     try:
         memory = {"empty": fleet.rss()}
         await fleet.join()
@@ -474,12 +470,18 @@ async def run(args: argparse.Namespace) -> None:
             fleet = Fleet.start(args.servers, largest, rtt=args.rtt)
             await fleet.join()
             far_away = await latency.measure(fleet, sizes)
+        if args.scale:
+            fleet.close(keep_clusters=True)
+            fleet = Fleet.start(args.servers, args.scale)
+            thousand = await scale.measure(fleet)
     finally:
         fleet.close(keep_clusters=args.keep)
     results = figures(args.servers, timings, helm, canary, status, memory)
     results += cli.figures(fleet, f"fan{largest}-{REPEATS - 1}", cli_runs)
     if far_away is not None:
         results += latency.figures(args.rtt, far_away)
+    if thousand is not None:
+        results += scale.figures(thousand)
     print_figures(results)
     raw = {
         "servers": args.servers,
@@ -493,6 +495,7 @@ async def run(args: argparse.Namespace) -> None:
         "cli": cli_runs,
         "rtt": args.rtt,
         "far": far_away,
+        "scale": thousand,
     }
     curve = {n: (t.applied, t.healthy) for n, t in timings.items()}
     far_curve = None if far_away is None else (args.rtt, latency.curve(far_away))
@@ -513,12 +516,24 @@ def main(argv: list[str] | None = None) -> None:
         help="round trip (seconds) of the far-away members' section; 0 skips it (bench.latency)",
     )
     parser.add_argument(
+        "--scale",
+        type=int,
+        default=scale.SCALE,
+        help="logical clusters of the thousand-clusters section; 0 skips it (bench.scale)",
+    )
+    parser.add_argument(
         "--only",
-        choices=["cli", "latency", "stores"],
-        help="one section alone, on a fleet of its own (bench.cli, bench.latency, bench.stores)",
+        choices=["cli", "latency", "scale", "stores"],
+        help="one section alone, on a fleet of its own "
+        "(bench.cli, bench.latency, bench.scale, bench.stores)",
     )
     args = parser.parse_args(argv)
-    alone = {"cli": cli.alone, "latency": latency.alone, "stores": stores.alone}
+    alone = {
+        "cli": cli.alone,
+        "latency": latency.alone,
+        "scale": scale.alone,
+        "stores": stores.alone,
+    }
     try:
         asyncio.run(alone[args.only](args) if args.only else run(args))
     except BenchError as e:
