@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from clusters.client import small_tls_buffers
 from hub.api import create_app, create_metrics_app
 from hub.charts import ChartCache
 from hub.errors import FlotillaError, InvalidInput
@@ -67,6 +68,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
 
     `supervisor` is for tests, to run the hub with quicker restarts."""
     home.prepare()
+    small_tls_buffers()
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         stop = _on_signals(stack)
@@ -88,6 +90,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
             temp_dir=home.temp,
             settings=settings,
             supervisor=supervisor,
+            watch_all=replicas is None,
         )
         stack.push_async_callback(registry.close)
         stack.push_async_callback(supervisor.close)  # runs before registry.close
@@ -117,7 +120,13 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         log.info("hub listening on %s (home %s)", url, home.root)
         supervisor.spawn(LAG_TASK, metrics.lag.run)
         registry.start()
-        health = StoredHealth(apps.apps, registry, supervisor=supervisor, owns=apps.engine.owns)
+        health = StoredHealth(
+            apps.apps,
+            registry,
+            supervisor=supervisor,
+            owns=apps.engine.owns,
+            observe=apps.keeper.drift if replicas is not None else None,
+        )
         if replicas is not None:
             from hub.state.kube import KubeStore
 

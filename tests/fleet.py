@@ -3,6 +3,7 @@ written for one test's namespace and chart repository: the setting of every depl
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ import yaml
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess, Result
 from e2e.kubectl import kubectl
+from hub.state.shards import SHARDS, assign, shard_of
 
 NAMES = ("dev", "prod-eu", "prod-us")
 LABELS = ("env=dev", "env=prod,region=eu", "env=prod,region=us")
@@ -153,6 +155,28 @@ class Fleet:
             component["traits"] = traits
         return component
 
+    def app_on(self, labels: dict[str, str], *, name: str = "canary-demo") -> Path:
+        """An application of one component on the clusters `labels` select, in one deploy
+        step, with one replica: the smallest placement that names some clusters only."""
+        values = {"replicaCount": 1}
+        document = {
+            "apiVersion": "core.oam.dev/v1beta1",
+            "kind": "Application",
+            "metadata": {"name": name},
+            "spec": {
+                "components": [self.component(name=name, values=values)],
+                "policies": [_topology("where", labels, self.namespace)],
+                "workflow": {
+                    "steps": [
+                        {"name": "deploy", "type": "deploy", "properties": {"policies": ["where"]}}
+                    ]
+                },
+            },
+        }
+        path = self.workdir / f"{name}-{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
     def kubectl(self, cluster: str, *args: str) -> Any:
         result = kubectl(
             self.clusters[cluster].kubeconfig, "-n", self.namespace, *args, "-o", "json"
@@ -222,3 +246,23 @@ def until(condition: Callable[[], bool], timeout: float = 120.0, what: str = "co
 
 def phase(fleet: Fleet, app: str = "canary-demo") -> str:
     return str(fleet.status(app)["phase"])
+
+
+def owned_by(
+    owners: Mapping[tuple[str, ...], str], taken: set[str], prefix: str = "canary-demo"
+) -> str:
+    """A new application name (`prefix-N`, not in `taken`, which gets it) whose shard each
+    set of live replicas gives to the replica named, e.g. {(a, b, c): c, (a, b): a}: c's
+    now, a's once c is gone. `assign` is the map the replicas compute, so a test knows
+    which replica drives an application before it deploys it, and which one will once a
+    replica is gone. With the chart's name as `prefix`, the chart names its objects after
+    the application."""
+    plans = {live: assign(list(live), SHARDS) for live in owners}
+    name = next(
+        name
+        for name in (f"{prefix}-{n}" for n in itertools.count())
+        if name not in taken
+        and all(plans[live][shard_of(name)] == owner for live, owner in owners.items())
+    )
+    taken.add(name)
+    return name

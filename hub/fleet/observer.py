@@ -11,6 +11,11 @@ listed yet) the caller reads from the cluster, as before.
 A cluster that goes away keeps its last-known objects here, so status shows them with
 when they were seen instead of waiting for a dead server.
 
+A single hub watches every registered cluster. A replica of several on one Kubernetes store
+watches only the clusters its shards deploy to (`keep_only`, told by hub.service.replicas),
+and a deploy holds the cache of its cluster while it runs (`using`), so that what it waits
+on is never dropped under it.
+
 Each cluster's cache runs as the supervised task `observe:<cluster>` (hub.tasks). What a
 cluster does to a cache (an outage, a 410, a bad event) the cache retries by itself; a
 task that dies of anything else is a bug or something unforeseen, and the supervisor
@@ -21,8 +26,10 @@ the objects last seen, so status goes on answering from them meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -38,6 +45,8 @@ from hub.tasks import Supervisor
 log = logging.getLogger(__name__)
 
 TASK_PREFIX = "observe:"
+# The state of a cluster this hub keeps no cache of (`WatchHealth.state`).
+NOT_WATCHED = "not watched"
 # How long a healthy cache is left alone between two looks at its tasks when nothing
 # changes at all; a dying task wakes the look at once (the cache notifies its waiters).
 QUIET_CHECK = 3600.0
@@ -85,7 +94,8 @@ class WatchHealth:
     state: str
     """`synced` (every kind listed, every watch connected), `starting` (not connected
     yet), `listing`, `reconnecting` (it was synced; the cluster went away),
-    `restarting` (its task died and waits for its restart), `not watched`."""
+    `restarting` (its task died and waits for its restart), `not watched` (detached, or
+    a replica's cluster that none of its shards deploys to)."""
     error: str | None
     """Why it is not synced now, if something failed."""
     restarts: int
@@ -129,6 +139,7 @@ class Observer:
         self._watched: dict[str, _Watched] = {}
         self._waiting: dict[str, str] = {}  # cluster -> why its cache has not started yet
         self._listeners: list[Callable[[str], None]] = []
+        self._using: Counter[str] = Counter()  # cluster -> deploys that hold its cache
 
     def listen(self, listener: Callable[[str], None]) -> None:
         """Call `listener(cluster)` whenever a cluster's cache changes (an object, or its
@@ -143,8 +154,46 @@ class Observer:
         and until its cache has listed, reads of it fall back to the cluster."""
         self._supervisor.spawn(task_name(name), partial(self._observe, name))
 
+    def watching(self) -> set[str]:
+        """The clusters watched now (a cache kept, or its task under way)."""
+        tasks = (s.name for s in self._supervisor.states(TASK_PREFIX))
+        running = {n.removeprefix(TASK_PREFIX) for n in tasks if self._supervisor.running(n)}
+        return running | set(self._watched)
+
+    async def keep_only(self, names: Collection[str]) -> None:
+        """Watch exactly `names`, and the clusters a deploy holds (`using`): start the
+        caches missing, stop and drop the others (what was seen is forgotten, and their
+        state is `not watched`).
+
+        What to drop is decided at once, before the first await, so a cluster watched
+        after the call began is not dropped by it; one a deploy took hold of while its
+        drop was under way is watched again at once."""
+        for name in names:
+            self.watch(name)
+        for name in sorted(self.watching() - set(names)):
+            if self._using[name]:
+                continue
+            await self.forget(name)
+            if self._using[name]:
+                self.watch(name)
+
+    @contextlib.contextmanager
+    def using(self, name: str) -> Iterator[None]:
+        """Watch `name` and keep its cache for the block, whatever `keep_only` is told
+        meanwhile: for a deploy, whose waits and hooks read the cache. Once no block holds
+        it, the next `keep_only` drops it if it is not among its names."""
+        self.watch(name)
+        self._using[name] += 1
+        try:
+            yield
+        finally:
+            self._using[name] -= 1
+            if not self._using[name]:
+                del self._using[name]
+
     async def forget(self, name: str) -> None:
-        """Stop watching `name` and drop what was seen (the cluster was detached)."""
+        """Stop watching `name` and drop what was seen (the cluster was detached, or none
+        of a replica's shards deploys to it any more)."""
         await self._supervisor.cancel(task_name(name))
         self._waiting.pop(name, None)
         watched = self._watched.pop(name, None)
@@ -153,15 +202,18 @@ class Observer:
 
     async def rename(self, old: str, new: str) -> None:
         """The same cluster under a new name: its cache (and connection) go along, and
-        its watches keep running; only the task that minds them changes its name.
+        its watches keep running; only the task that minds them changes its name. A
+        cluster not watched stays so.
 
         The cache moves before the first await, so a reader asking for `new` meanwhile
         finds it rather than starting a second one."""
+        watched = old in self.watching()
         if old in self._watched:
             self._watched[new] = self._watched.pop(old)
         self._waiting.pop(old, None)
         await self._supervisor.cancel(task_name(old))  # leaves the cache running
-        self.watch(new)
+        if watched:
+            self.watch(new)
 
     async def close(self) -> None:
         await self._supervisor.cancel_prefix(TASK_PREFIX)
@@ -178,7 +230,7 @@ class Observer:
         cache = watched.cache if watched else None
         error = cache.last_error if cache else self._waiting.get(cluster)
         if task is None:
-            state = "not watched"
+            state = NOT_WATCHED
         elif not task.running:
             state, error = "restarting", task.last_error
         elif cache is None:

@@ -4,6 +4,9 @@ Health is kept by a background prober, never computed on request, so `cluster li
 answers from the store at once even when a member cluster is dead. One ClusterClient per
 cluster is created on first use and reused by everything in the hub that talks to it,
 its watch cache (`observer`) included; detach and rename take the cache along.
+A single hub watches every registered cluster; a replica sharing a Kubernetes store with
+others (`watch_all=False`) leaves which clusters to watch to its shards
+(hub.service.replicas), and probes every cluster all the same.
 
 What each cluster serves (its version and API versions, `clusters.discovery`) is kept here
 too, in memory only: it is a cache of the cluster's own truth, discovered at join and at
@@ -61,12 +64,16 @@ class Registry:
         temp_dir: Path,
         supervisor: Supervisor,
         settings: Settings = DEFAULTS,
+        watch_all: bool = True,
     ) -> None:
+        """`watch_all`: start, join and sync keep a watch cache of every registered
+        cluster; without it, only what the observer is told to watch is watched."""
         self.store = store
         self.scrubber = scrubber
         self.temp_dir = temp_dir
         self.settings = settings
         self.supervisor = supervisor
+        self.watch_all = watch_all
         self.observer = Observer(self.client, supervisor=supervisor)
         self._clients: dict[str, ClusterClient] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
@@ -97,9 +104,11 @@ class Registry:
         return self._records[name]
 
     def start(self) -> None:
-        """Start the prober and the watch cache of every registered cluster, supervised."""
+        """Start the prober and (`watch_all`) the watch cache of every registered cluster,
+        supervised."""
         self.supervisor.spawn(PROBE_TASK, self.probe_forever, critical=True)
-        self.observe()
+        if self.watch_all:
+            self.observe()
 
     def observe(self) -> None:
         """Start the watch cache of every registered cluster (in the background)."""
@@ -268,7 +277,8 @@ class Registry:
         self.store.add_cluster(record)
         record = self._reload(name)
         self._clients[name] = client
-        self.observer.watch(name)
+        if self.watch_all:
+            self.observer.watch(name)
         # Now rather than at the first render; a failure is logged, and that render asks.
         with contextlib.suppress(TimeoutError, ClusterError):
             async with asyncio.timeout(self.settings.probe_timeout):
@@ -328,8 +338,9 @@ class Registry:
 
     async def sync(self, name: str) -> None:
         """Take in what another hub sharing the store did to cluster `name`: joined (a
-        record, a watch cache and probes here too), relabelled, or detached (forgotten
-        here). A rename there is a detach of the old name and a join of the new one."""
+        record and probes here too, and with `watch_all` a watch cache), relabelled, or
+        detached (forgotten here). A rename there is a detach of the old name and a join
+        of the new one."""
         try:
             record = self.store.cluster(name)
         except NotFound:
@@ -340,7 +351,8 @@ class Registry:
         known = self._records.get(name)
         self._records[name] = record
         if known is None:
-            self.observer.watch(name)
+            if self.watch_all:
+                self.observer.watch(name)
             log.info("cluster %s joined by another hub", name, extra={"cluster": name})
 
     async def detach(self, name: str) -> None:
@@ -369,7 +381,9 @@ class Registry:
         A healthy cluster whose watch streams answered within the last probe interval is
         not asked: the streams have just proven it alive, and at a thousand clusters the
         probes would be most of what the hub sends. Only its discovery is refreshed when
-        due. A cluster that dies goes quiet, and is probed one interval later."""
+        due. A cluster that dies goes quiet, and is probed one interval later; so is one
+        this hub does not watch (a replica's cluster outside its shards): it is never
+        heard from."""
         while True:
             now = asyncio.get_running_loop().time()
             due = [name for name in self._records if self._next_probe.get(name, 0) <= now]

@@ -23,6 +23,7 @@ from hub.model.phases import (
     TargetPhase,
 )
 from hub.model.targets import TargetSpec
+from hub.model.views import DriftView
 
 
 @dataclass
@@ -60,6 +61,76 @@ class AppRecord:
     """What the hub last rolled up from its watch caches (hub.service.health), kept for
     readers of the store alone (`kubectl get applications.flotilla.dev`): derived, never
     a reason to act."""
+
+
+@dataclass(frozen=True)
+class ObservedObject:
+    """One object of a release as the hub that drives its application shows it in
+    `status`: its health and, when it differs from what the hub applied, its drift
+    (`sync` is `OutOfSync` exactly when `drift` is given)."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    """None for a cluster-scoped object."""
+    name: str
+    health: str
+    reason: str = ""
+    drift: DriftView | None = None
+
+    def to_json(self) -> list[Any]:
+        """An array, not an object: a record holds hundreds of these, and field names
+        would double its size (`ObservedRecord`)."""
+        plain = [
+            self.api_version,
+            self.kind,
+            self.namespace or "",
+            self.name,
+            self.health,
+            self.reason,
+        ]
+        return [*plain, self.drift] if self.drift is not None else plain
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> ObservedObject:
+        api_version, kind, namespace, name, health, reason, *drift = data
+        return cls(api_version, kind, namespace or None, name, health, reason, *drift)
+
+
+Release = tuple[str, str]
+"""(cluster, component): one release of an application."""
+
+
+@dataclass(frozen=True)
+class ObservedRecord:
+    """What the hub that drives an application last saw of its objects, per release, from
+    its watch caches: kept in the store so that a replica that does not drive it (and
+    keeps no watch cache of its clusters) shows the same status (hub.service.health).
+
+    Compact on purpose, since the Kubernetes store keeps it in the Application object,
+    under etcd's 1.5 MB bound: objects are arrays (`ObservedObject.to_json`); 64 clusters
+    of 10 objects each take about 60 kB. `at` is when it was taken, and is no part of
+    equality: an observation that did not change is not written again."""
+
+    releases: dict[Release, tuple[ObservedObject, ...]] = field(default_factory=dict)
+    at: float = field(default_factory=time.time, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "releases": [
+                [cluster, component, [o.to_json() for o in objects]]
+                for (cluster, component), objects in sorted(self.releases.items())
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ObservedRecord:
+        releases = {
+            (cluster, component): tuple(ObservedObject.from_json(o) for o in objects)
+            for cluster, component, objects in data["releases"]
+        }
+        return cls(releases, at=data["at"])
 
 
 @dataclass

@@ -504,8 +504,16 @@ class Applications:
         return {"events": [event_view(e) for e in self.apps.events(app, after=after, limit=limit)]}
 
     async def status(self, name: str) -> StatusView:
+        """From the watch caches when this hub drives the application; otherwise from what
+        the hub that drives it stored, which watches no cluster here."""
         return await application_status(
-            self.apps, self.registry, self.deployer.rollouts, self.analyses, self.keeper.drift, name
+            self.apps,
+            self.registry,
+            self.deployer.rollouts,
+            self.analyses,
+            self.keeper.drift,
+            name,
+            owned=self.engine.owns(name),
         )
 
 

@@ -9,9 +9,15 @@ passes at most once per `INTERVAL` however many changes came, and writes only th
 applications whose health moved.
 
 It writes only the applications this hub drives: several hubs may share a store, and the
-owner is the one whose caches watch the application's clusters. Its writes are never
-published on the store's `changes` (they are derived from what is published, and a
-publish would wake this task again). A write the store cannot take now is logged once and
+owner is the one whose caches watch the application's clusters. So, given the drift
+keeper's `observe`, it also keeps what those caches and the keeper show of each object
+(`ObservedRecord`): a replica that does not drive the application keeps no cache of its
+clusters, and answers `status` from that (hub.service.status). An observation is written
+only when it changed, ignoring when it was taken.
+
+Its writes are never published on the store's `changes` (they are derived from what is
+published, and a publish would wake this task again); other hubs sharing the store see
+them through their own watch of it. A write the store cannot take now is logged once and
 tried again shortly; it never stops the task, nor the other applications' writes.
 """
 
@@ -23,7 +29,8 @@ from collections.abc import Callable
 
 from hub.errors import FlotillaError
 from hub.fleet.registry import Registry
-from hub.service.status import cached_health
+from hub.model.records import AppRecord, TargetRecord
+from hub.service.status import DriftOf, cached_health, observed_record
 from hub.state.changes import Subscription
 from hub.state.interface import AppStore
 from hub.tasks import Supervisor, first_line
@@ -40,6 +47,11 @@ INTERVAL = 1.0
 # Seconds before a pass whose writes the store refused (a management cluster that does
 # not answer) is tried again, though nothing changed meanwhile.
 RETRY = 5.0
+# Seconds before a pass that keeps observations comes again by itself while the drift
+# keeper shows drift of an application driven here, or after a watch cache changed: the
+# keeper looks at a change after this task does (a GET and a dry run on the cluster), and
+# what it shows moves (found, healed, contested) without another cache event.
+RECHECK = 3.0
 
 
 class StoredHealth:
@@ -50,35 +62,51 @@ class StoredHealth:
         *,
         supervisor: Supervisor,
         owns: Callable[[str], bool] = every_app,
+        observe: DriftOf | None = None,
         interval: float = INTERVAL,
+        recheck: float = RECHECK,
     ) -> None:
-        """`owns` says which applications this hub drives (the engine's): only their
-        health is written here."""
+        """`owns` says which applications this hub drives (the engine's): only theirs is
+        written here. `observe`, the drift keeper's `drift`: keep observations too (hubs
+        sharing a store); None: only the health (a hub alone on its store)."""
         self._apps = apps
         self._registry = registry
         self._supervisor = supervisor
         self._owns = owns
+        self._observe = observe
         self._interval = interval
+        self._recheck = recheck
         self._wake = asyncio.Event()
         self._failing = False
         """A write failed and was logged: the next failures are not, until one succeeds."""
+        self._settling = False
+        """A watch cache changed since the last pass: the keeper may show more soon."""
+        self._drifting = False
+        """The last pass observed drift."""
+        self._again: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         """A pass now, and again after every change of an application or a watch cache."""
-        self._registry.observer.listen(self.changed)
+        self._registry.observer.listen(self._cache_changed)
         self._wake.set()
         self._supervisor.spawn(TASK, self._run)
 
     def changed(self, _: object = None) -> None:
-        """Something a health is rolled up from changed: a pass follows soon. The
-        observer's listener (it names the cluster), so it only takes note."""
+        """Something a health is rolled up from changed: a pass follows soon."""
+        self._wake.set()
+
+    def _cache_changed(self, _: str) -> None:
+        """The observer's listener (it names the cluster), so it only takes note."""
+        self._settling = True
         self._wake.set()
 
     def keep(self) -> list[str]:
-        """One pass: the stored health of every application this hub drives made what its
-        watch caches show. Returns the applications whose health it wrote."""
+        """One pass: the stored health (and, with `observe`, observation) of every
+        application this hub drives made what its watch caches show. Returns the
+        applications it wrote something of."""
         written: list[str] = []
         refused: FlotillaError | None = None
+        observe, self._drifting = self._observe, False
         try:
             records = [r for r in self._apps.apps() if self._owns(r.name)]
         except FlotillaError as e:
@@ -87,13 +115,29 @@ class StoredHealth:
             try:
                 targets = self._apps.targets(record.name, record.revision)
                 health = cached_health(self._apps, self._registry, record, targets).value
-                if health != record.health:
+                wrote = health != record.health
+                if wrote:
                     self._apps.set_health(record.name, health)
+                if observe is not None and self._keep_observed(observe, record, targets):
+                    wrote = True
+                if wrote:
                     written.append(record.name)
             except FlotillaError as e:
                 refused = refused or e
         self._tell(refused)
         return written
+
+    def _keep_observed(
+        self, observe: DriftOf, record: AppRecord, targets: list[TargetRecord]
+    ) -> bool:
+        """Store what the caches and the keeper show of `record`'s objects, if it changed;
+        whether it did."""
+        now = observed_record(self._apps, self._registry, observe, record, targets)
+        self._drifting |= any(o.drift for objects in now.releases.values() for o in objects)
+        if now == self._apps.observed(record.name):
+            return False
+        self._apps.set_observed(record.name, now)
+        return True
 
     def _tell(self, refused: FlotillaError | None) -> None:
         """Say once that the store refuses the writes, and once that it takes them again."""
@@ -127,5 +171,17 @@ class StoredHealth:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            settling, self._settling = self._settling, False
             self.keep()
+            if self._observe is not None and (settling or self._drifting):
+                self._come_again()
             await asyncio.sleep(self._interval)  # what comes meanwhile waits for one pass
+
+    def _come_again(self) -> None:
+        """One more pass `recheck` seconds from now, unless one is due already."""
+        if self._again is None:
+            self._again = asyncio.get_running_loop().call_later(self._recheck, self._due)
+
+    def _due(self) -> None:
+        self._again = None
+        self.changed()

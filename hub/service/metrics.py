@@ -36,7 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from clusters.health import HealthStatus
-from hub.fleet.observer import TASK_PREFIX
+from hub.fleet.observer import NOT_WATCHED, TASK_PREFIX
 from hub.fleet.registry import PROBE_TASK
 from hub.model.phases import AppPhase
 from hub.model.records import TargetRecord
@@ -158,7 +158,9 @@ class StateCollector(Collector):
         probe = _gauge("cluster_probe_duration_seconds", "Seconds the last probe took.", CLUSTER)
         connected = _gauge(
             "cluster_watch_connected",
-            "1 when the watch cache has listed every kind and every watch is connected.",
+            "1 when the watch cache has listed every kind and every watch is connected; "
+            "absent for a cluster this hub does not watch (a replica watches only the "
+            "clusters its shards deploy to).",
             CLUSTER,
         )
         age = _gauge(
@@ -187,7 +189,9 @@ class StateCollector(Collector):
             up.add_metric([name], record.health == "Healthy")
             if (took := registry.probe_seconds(name)) is not None:
                 probe.add_metric([name], took)
-            connected.add_metric([name], registry.watch_health(name).state == SYNCED)
+            # Left out rather than 0 when not watched: nothing is wrong, and 0 would alert.
+            if (watch := registry.watch_health(name).state) != NOT_WATCHED:
+                connected.add_metric([name], watch == SYNCED)
             if (seen := registry.observer.last_seen(name)) is not None:
                 age.add_metric([name], max(now - seen, 0.0))
             sent = stats.get(name)
@@ -208,7 +212,8 @@ class StateCollector(Collector):
         )
         health = _gauge(
             "application_health",
-            "1 for the application's health as its watch caches show it, 0 for the others.",
+            "1 for the application's health as the watch caches of the hub that drives it show "
+            "it, 0 for the others.",
             [*labels, "health"],
         )
         revision = _gauge("application_revision", "The application's current revision.", labels)
@@ -222,11 +227,17 @@ class StateCollector(Collector):
         for record in apps.apps():
             name = record.name
             targets = apps.targets(name, record.revision)
-            rolled_up = cached_health(apps, registry, record, targets)
+            # An application another hub drives: its clusters are watched there, not
+            # here, and that hub keeps the health it rolls up in the store.
+            rolled_up = (
+                cached_health(apps, registry, record, targets).value
+                if self._applications.engine.owns(name)
+                else record.health
+            )
             for each in AppPhase:
                 phase.add_metric([name, each.value], record.phase is each)
             for status in HealthStatus:
-                health.add_metric([name, status.value], rolled_up is status)
+                health.add_metric([name, status.value], rolled_up == status.value)
             revision.add_metric([name], record.revision)
             by_place = {(t.cluster, t.component): t for t in targets}
             for canary in apps.rollouts(name):

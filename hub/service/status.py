@@ -6,14 +6,21 @@ cannot answer for (not listed yet, or of a kind it does not watch) are read from
 cluster, and never from a cluster the prober marks unreachable: one dead cluster costs
 nothing. Its objects show as last seen, or as Unknown if never seen, with when the cluster
 last answered. The worst health of the children is the health of the parent.
+
+That is for an application this hub drives. On a hub that shares its store with others
+(hub.service.replicas) and does not drive it, no cache of its clusters is kept: its
+objects' health and drift come from what the driving hub last observed and stored
+(`ObservedRecord`, kept by hub.service.health), so any replica answers at once, and the
+same tree, without watching or reading a member cluster. Both feed one tree builder.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from clusters.apply import get
 from clusters.errors import ClusterError
@@ -23,11 +30,21 @@ from hub.fleet.objects import ref_of
 from hub.fleet.observer import Sighting
 from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, StepPhase, TargetPhase
-from hub.model.records import AppRecord, ClusterRecord, HookRunRecord, StepRecord, TargetRecord
+from hub.model.records import (
+    AppRecord,
+    ClusterRecord,
+    HookRunRecord,
+    ObservedObject,
+    ObservedRecord,
+    Release,
+    StepRecord,
+    TargetRecord,
+)
 from hub.model.timestamps import timestamp
 from hub.model.views import (
     ClusterStatusView,
     DriftView,
+    FieldDriftView,
     HookRunView,
     MeasurementView,
     ObjectView,
@@ -42,8 +59,30 @@ from hub.workflow.keeper import Drift, ObjectKey, object_key
 from hub.workflow.rollout import Rollouts
 
 Objects = list[dict[str, Any]]
+Inventory = Mapping[Release, tuple[int, Objects]]
 DriftOf = Callable[[str, str, str], Mapping[ObjectKey, Drift]]
 HookRunsOf = Callable[[str, str, str], list[HookRunRecord]]
+# The reason of an object the hub that drives its application has not observed (it is not
+# in that hub's caches yet, or that hub has not stored a pass since it was applied).
+NOT_OBSERVED = "not observed by the hub that drives the application yet"
+# The longest value (as JSON) of a drifted field that an observation keeps: a ConfigMap's
+# data may be a megabyte, and a few of them would not fit the Application object that the
+# Kubernetes store keeps observations in. Longer ones are kept as their size.
+STORED_VALUE_MAX = 1024
+
+
+class Looked(NamedTuple):
+    """One object of a release as status shows it: its inventory entry, its health, and
+    how it differs from what the hub applied (None: it does not)."""
+
+    ref: dict[str, Any]
+    health: Health
+    drift: DriftView | None
+
+
+Seen = dict[Release, list[Looked]]
+Judged = dict[Release, list[tuple[dict[str, Any], Health]]]
+"""Each release's objects (inventory entries) with their health."""
 
 
 async def application_status(
@@ -53,25 +92,32 @@ async def application_status(
     analyses: Analyses,
     drift: DriftOf,
     name: str,
+    *,
+    owned: bool = True,
 ) -> StatusView:
-    """`drift(app, cluster, component)`: what the drift keeper found out of sync there."""
+    """`drift(app, cluster, component)`: what the drift keeper found out of sync there.
+    `owned`: this hub drives the application (its caches and keeper know its objects);
+    otherwise they come from the store's `ObservedRecord`."""
     record = apps.app(name)
     revision = apps.revision(name, record.revision)
     steps = apps.steps(name, record.revision)
     targets = apps.targets(name, record.revision)
     inventory = apps.inventory(name)
     clusters = {c.name: _seen_by_cache(c, registry) for c in registry.clusters()}
-    live = await _read_objects(registry, clusters, targets, inventory)
+    if owned:
+        found = await _read_objects(registry, clusters, targets, inventory)
+        seen = _with_drift(found, drift, name)
+    else:
+        seen = _as_observed(apps.observed(name), clusters, targets, inventory)
     step_views = [
         _step_view(
             rollouts,
-            drift,
             apps.hook_runs,
             record,
             step,
             [t for t in targets if t.step == step.name],
             clusters,
-            live,
+            seen,
             analyses.view(name, record.revision, step),
         )
         for step in steps
@@ -102,16 +148,140 @@ def cached_health(
     watch, a cache not listed yet) are left out instead of read from their cluster, so
     it asks no cluster and starts no watch. For the hub's metrics, on every scrape."""
     steps = {s.name: s for s in apps.steps(record.name, record.revision)}
-    inventory = apps.inventory(record.name)
+    cached = _cached(registry, targets, apps.inventory(record.name))
     clusters = {c.name: c for c in registry.clusters()}
     healths = []
     for target in targets:
-        refs = inventory.get((target.cluster, target.component), (0, []))[1]
-        seen = registry.observer.sightings(target.cluster, refs)
-        objects = [assess(s.obj) for s in seen if s is not None]
+        objects = [h for _, h in cached.get((target.cluster, target.component), [])]
         health = _target_health(record, steps[target.step], target, objects)
         healths.append(_on_cluster(health, clusters.get(target.cluster)))
     return worst(healths).status
+
+
+def observed_record(
+    apps: AppStore,
+    registry: Registry,
+    drift: DriftOf,
+    record: AppRecord,
+    targets: list[TargetRecord],
+) -> ObservedRecord:
+    """What `status` shows of the objects of `record`'s releases (its current revision's
+    `targets`) from the watch caches and the drift keeper alone, as `cached_health` asks
+    them: for the store, where a hub that does not drive the application reads it.
+    Objects no cache covers are left out (shown `NOT_OBSERVED` there)."""
+    seen = _with_drift(_cached(registry, targets, apps.inventory(record.name)), drift, record.name)
+    return ObservedRecord(
+        {key: tuple(_observed(looked) for looked in objects) for key, objects in seen.items()}
+    )
+
+
+def _releases(targets: list[TargetRecord], inventory: Inventory) -> dict[Release, Objects]:
+    """Each release the targets place, with the objects its inventory lists."""
+    return {
+        key: inventory.get(key, (0, []))[1]
+        for key in sorted({(t.cluster, t.component) for t in targets})
+    }
+
+
+def _sighted(registry: Registry, key: Release, refs: Objects) -> list[Health | None]:
+    """The health of each of `refs` as the cache of their cluster tells it; None for what
+    it cannot tell."""
+    sightings = registry.observer.sightings(key[0], refs)
+    return [_judged(seen) if seen is not None else None for seen in sightings]
+
+
+def _cached(registry: Registry, targets: list[TargetRecord], inventory: Inventory) -> Judged:
+    """The objects of each release that the watch caches can tell, with their health."""
+    found: Judged = {}
+    for key, refs in _releases(targets, inventory).items():
+        healths = _sighted(registry, key, refs)
+        found[key] = [(r, h) for r, h in zip(refs, healths, strict=True) if h is not None]
+    return found
+
+
+def _with_drift(found: Judged, drift: DriftOf, app: str) -> Seen:
+    """`found` with what the drift keeper says of each object."""
+    seen: Seen = {}
+    for key, pairs in found.items():
+        drifts = drift(app, *key)
+        seen[key] = [Looked(ref, health, _drift_of(drifts, ref)) for ref, health in pairs]
+    return seen
+
+
+def _drift_of(drifts: Mapping[ObjectKey, Drift], ref: Mapping[str, Any]) -> DriftView | None:
+    found = drifts.get(_ref_key(ref))
+    return None if found is None else _drift_view(found)
+
+
+def _observed(looked: Looked) -> ObservedObject:
+    ref = looked.ref
+    return ObservedObject(
+        ref["apiVersion"],
+        ref["kind"],
+        ref.get("namespace"),
+        ref["name"],
+        looked.health.status.value,
+        looked.health.reason,
+        _storable(looked.drift),
+    )
+
+
+def _storable(drift: DriftView | None) -> DriftView | None:
+    """`drift` with every value longer than `STORED_VALUE_MAX` replaced by its size."""
+    if drift is None:
+        return None
+    fields: list[FieldDriftView] = [
+        {
+            "path": f["path"],
+            "applied": _bounded(f["applied"]),
+            "live": _bounded(f["live"]),
+            "manager": f["manager"],
+        }
+        for f in drift["fields"]
+    ]
+    return {**drift, "fields": fields}
+
+
+def _bounded(value: Any) -> Any:
+    size = len(json.dumps(value))
+    return value if size <= STORED_VALUE_MAX else f"({size} bytes, too long to keep in the store)"
+
+
+def _as_observed(
+    observed: ObservedRecord | None,
+    clusters: Mapping[str, ClusterRecord],
+    targets: list[TargetRecord],
+    inventory: Inventory,
+) -> Seen:
+    """Each release's objects as the hub that drives the application stored them; those
+    it did not store are Unknown, `NOT_OBSERVED`."""
+    releases = observed.releases if observed is not None else {}
+    seen: Seen = {}
+    for key, refs in _releases(targets, inventory).items():
+        if key[0] not in clusters:
+            seen[key] = _unregistered(refs)
+            continue
+        stored = {_key_of(o): o for o in releases.get(key, ())}
+        seen[key] = [_stored(ref, stored.get(_ref_key(ref))) for ref in refs]
+    return seen
+
+
+def _stored(ref: dict[str, Any], found: ObservedObject | None) -> Looked:
+    if found is None:
+        return Looked(ref, Health(HealthStatus.UNKNOWN, NOT_OBSERVED), None)
+    return Looked(ref, Health(HealthStatus(found.health), found.reason), found.drift)
+
+
+def _ref_key(ref: Mapping[str, Any]) -> ObjectKey:
+    return object_key(ref["apiVersion"], ref["kind"], ref.get("namespace"), ref["name"])
+
+
+def _key_of(found: ObservedObject) -> ObjectKey:
+    return object_key(found.api_version, found.kind, found.namespace, found.name)
+
+
+def _unregistered(refs: Objects) -> list[Looked]:
+    return [Looked(r, Health(HealthStatus.UNKNOWN, "cluster not registered"), None) for r in refs]
 
 
 def _seen_by_cache(cluster: ClusterRecord, registry: Registry) -> ClusterRecord:
@@ -136,23 +306,18 @@ async def _read_objects(
     registry: Registry,
     clusters: Mapping[str, ClusterRecord],
     targets: list[TargetRecord],
-    inventory: Mapping[tuple[str, str], tuple[int, Objects]],
-) -> dict[tuple[str, str], list[tuple[dict[str, Any], Health]]]:
-    """Each (cluster, component)'s objects with their health: from the watch caches, and
-    what they cannot tell read from the clusters concurrently. Only those reads become
-    tasks: with every object cached, a call creates none."""
-    found: dict[tuple[str, str], list[tuple[dict[str, Any], Health | None]]] = {}
-    for key in sorted({(t.cluster, t.component) for t in targets}):
-        refs = inventory.get(key, (0, []))[1]
+    inventory: Inventory,
+) -> Judged:
+    """Each release's objects with their health: from the watch caches, and what they
+    cannot tell read from the clusters concurrently. Only those reads become tasks: with
+    every object cached, a call creates none."""
+    found: dict[Release, list[tuple[dict[str, Any], Health | None]]] = {}
+    for key, refs in _releases(targets, inventory).items():
         if key[0] not in clusters:
-            found[key] = [(r, Health(HealthStatus.UNKNOWN, "cluster not registered")) for r in refs]
+            found[key] = [(looked.ref, looked.health) for looked in _unregistered(refs)]
             continue
         registry.observer.watch(key[0])
-        sightings = registry.observer.sightings(key[0], refs)
-        found[key] = [
-            (r, _judged(seen) if seen is not None else None)
-            for r, seen in zip(refs, sightings, strict=True)
-        ]
+        found[key] = list(zip(refs, _sighted(registry, key, refs), strict=True))
     unseen = {k: refs for k, pairs in found.items() if (refs := [r for r, h in pairs if h is None])}
     reads = await asyncio.gather(
         *(_read_live(registry, clusters[key[0]], refs) for key, refs in unseen.items())
@@ -190,13 +355,12 @@ def _judged(seen: Sighting) -> Health:
 
 def _step_view(
     rollouts: Rollouts,
-    drift: DriftOf,
     hook_runs: HookRunsOf,
     record: AppRecord,
     step: StepRecord,
     targets: list[TargetRecord],
     clusters: Mapping[str, ClusterRecord],
-    live: Mapping[tuple[str, str], list[tuple[dict[str, Any], Health]]],
+    seen: Seen,
     analysis: list[MeasurementView],
 ) -> StepView:
     by_cluster: dict[str, list[TargetRecord]] = {}
@@ -208,12 +372,11 @@ def _step_view(
         releases = [
             _release_view(
                 rollouts,
-                drift(t.app, t.cluster, t.component),
                 hook_runs(t.app, t.cluster, t.component),
                 record,
                 step,
                 t,
-                live.get((t.cluster, t.component), []),
+                seen.get((t.cluster, t.component), []),
             )
             for t in cluster_targets
         ]
@@ -245,31 +408,26 @@ def _step_view(
 
 def _release_view(
     rollouts: Rollouts,
-    drifts: Mapping[ObjectKey, Drift],
     runs: list[HookRunRecord],
     record: AppRecord,
     step: StepRecord,
     target: TargetRecord,
-    objects: list[tuple[dict[str, Any], Health]],
+    objects: list[Looked],
 ) -> ReleaseView:
-    object_views: list[ObjectView] = []
-    for ref, health in objects:
-        drift = drifts.get(
-            object_key(ref["apiVersion"], ref["kind"], ref.get("namespace"), ref["name"])
-        )
-        object_views.append(
-            {
-                "kind": ref["kind"],
-                "namespace": ref.get("namespace"),
-                "name": ref["name"],
-                "health": health.status.value,
-                "reason": health.reason,
-                "sync": "Synced" if drift is None else "OutOfSync",
-                "drift": None if drift is None else _drift_view(drift),
-                "keep": is_kept(ref),
-            }
-        )
-    health = _target_health(record, step, target, (h for _, h in objects))
+    object_views: list[ObjectView] = [
+        {
+            "kind": o.ref["kind"],
+            "namespace": o.ref.get("namespace"),
+            "name": o.ref["name"],
+            "health": o.health.status.value,
+            "reason": o.health.reason,
+            "sync": "Synced" if o.drift is None else "OutOfSync",
+            "drift": o.drift,
+            "keep": is_kept(o.ref),
+        }
+        for o in objects
+    ]
+    health = _target_health(record, step, target, (o.health for o in objects))
     return {
         "component": target.component,
         "release": target.release,

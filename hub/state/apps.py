@@ -27,6 +27,7 @@ from hub.model.records import (
     EventRecord,
     HookRunRecord,
     MeasurementRecord,
+    ObservedRecord,
     RevisionRecord,
     RolloutRecord,
     StepRecord,
@@ -40,6 +41,9 @@ from hub.state.interface import AppStore, Hold, Holding
 if TYPE_CHECKING:
     from hub.state.store import SqliteStore
 
+# An AppRecord's columns: `observed` is left out, since it is large and only
+# `observed()` needs it.
+APP_COLUMNS = "name, revision, phase, message, suspend, created_at, updated_at, health"
 # Events added between two prunings of every application's events by age.
 PRUNE_EVERY = 50
 
@@ -117,11 +121,13 @@ class SqliteAppStore(AppStore):
         return self.revision(app, number)
 
     def apps(self) -> list[AppRecord]:
-        rows = self._db.execute("SELECT * FROM applications ORDER BY name").fetchall()
+        rows = self._db.execute(f"SELECT {APP_COLUMNS} FROM applications ORDER BY name").fetchall()
         return [_app(r) for r in rows]
 
     def app(self, name: str) -> AppRecord:
-        row = self._db.execute("SELECT * FROM applications WHERE name = ?", (name,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {APP_COLUMNS} FROM applications WHERE name = ?", (name,)
+        ).fetchone()
         if row is None:
             raise NotFound(f"application {name!r} not found")
         return _app(row)
@@ -148,6 +154,19 @@ class SqliteAppStore(AppStore):
                 "UPDATE applications SET health = ? WHERE name = ? AND health != ?",
                 (health, name, health),
             )
+
+    def set_observed(self, name: str, record: ObservedRecord) -> None:
+        text = json.dumps(record.to_json(), separators=(",", ":"))
+        with self._store.transaction() as db:
+            db.execute("UPDATE applications SET observed = ? WHERE name = ?", (text, name))
+
+    def observed(self, name: str) -> ObservedRecord | None:
+        row = self._db.execute(
+            "SELECT observed FROM applications WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return ObservedRecord.from_json(json.loads(row[0]))
 
     def delete_app(self, name: str) -> None:
         with self._store.transaction() as db:

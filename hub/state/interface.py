@@ -25,6 +25,7 @@ from hub.model.records import (
     EventRecord,
     HookRunRecord,
     MeasurementRecord,
+    ObservedRecord,
     RepositoryRecord,
     RevisionRecord,
     RolloutRecord,
@@ -110,6 +111,20 @@ class AppStore(Protocol):
         nothing when it is kept already or the application is gone. Never published on
         `changes`: it is derived from what is published, and a publish would wake its
         writer (hub.service.health) again."""
+        ...
+
+    def set_observed(self, name: str, record: ObservedRecord) -> None:
+        """Keep what the hub that drives the application last saw of its objects, over
+        what was kept before (the caller compares: `ObservedRecord` equality ignores
+        when it was taken); nothing when the application is gone. A new revision keeps
+        it, as it keeps the health, until the driving hub's next pass. Never published on
+        `changes`, as `set_health`; other hubs sharing the store see it all the same
+        (that is what it is for: `status` on a hub that does not drive the application)."""
+        ...
+
+    def observed(self, name: str) -> ObservedRecord | None:
+        """What `set_observed` kept of the application; None: nothing yet, or no such
+        application."""
         ...
 
     def delete_app(self, name: str) -> None:

@@ -263,6 +263,16 @@ def _rollout_phases_done(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rollouts ADD COLUMN phases_done INTEGER NOT NULL DEFAULT 0")
 
 
+def _application_observed(db: sqlite3.Connection) -> None:
+    """Version 12: an application keeps what the hub that drives it last saw of its objects
+    (`ObservedRecord`, as JSON), so that a hub sharing the store without driving it shows
+    the same status. Derived, so an older store's applications start with none (NULL),
+    shown as not observed yet until the hub's first pass."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(applications)")}
+    if "observed" not in columns:
+        db.execute("ALTER TABLE applications ADD COLUMN observed TEXT")
+
+
 # Version -> the migration that brings a store from the version before it to this one.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     2: _cluster_uids,
@@ -275,5 +285,6 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     9: _repositories,
     10: _application_health,
     11: _rollout_phases_done,
+    12: _application_observed,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -14,6 +14,10 @@ unchanged for the lease duration on its own monotonic clock. The holder, in turn
 acting (`owns` turns False) a safety margin before that could happen, counted from when it
 sent its last successful renewal. That is the fence: it must never let `owns` be True on
 two replicas at once, even when one of them cannot reach the store.
+
+A replica that is gone without deleting its membership (killed, its machine lost) counts
+as dead after one lease duration; its Lease is deleted after DEAD_MEMBER, so that the
+store does not fill up with the members of every replica that ever ran.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ ROLE = "flotilla.dev/role"
 REPLICA, SHARD = "replica", "shard"
 REPLICA_PREFIX, SHARD_PREFIX = "flotilla-replica-", "flotilla-shard-"
 _LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+# Lease durations a membership Lease stays unchanged before it is deleted: far beyond the
+# one after which its replica counts as dead, so that a replica cut off from the store for
+# a while finds its Lease again, and so does a person wondering where a replica went.
+DEAD_MEMBER = 10
 # The identity ends a Lease's name, a DNS subdomain of at most 253 characters.
 _IDENTITY = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 _IDENTITY_LENGTH = 253 - len(REPLICA_PREFIX)
@@ -222,6 +230,11 @@ class Shards:
             for i, owner in wanted.items()
             if owner == self.identity and i not in self._held and self._free(shards.get(i))
         ]
+        moves += [
+            self._bury(name, lease)
+            for name, lease in replicas.items()
+            if name != REPLICA_PREFIX + self.identity and self._expired(lease, DEAD_MEMBER)
+        ]
         self._answered(await asyncio.gather(*moves, return_exceptions=True))
 
     async def _fence(self) -> None:
@@ -294,10 +307,12 @@ class Shards:
             lease is None or not lease.get("spec", {}).get("holderIdentity") or self._expired(lease)
         )
 
-    def _expired(self, lease: Mapping[str, Any]) -> bool:
+    def _expired(self, lease: Mapping[str, Any], durations: int = 1) -> bool:
+        """Whether this replica has seen the Lease unchanged for `durations` of its lease
+        durations (ours, if it claims less)."""
         _, since = self._seen[lease["metadata"]["name"]]
         duration = lease.get("spec", {}).get("leaseDurationSeconds") or 0
-        return time.monotonic() - since >= max(self._lease_seconds, duration)
+        return time.monotonic() - since >= durations * max(self._lease_seconds, duration)
 
     async def _keep_membership(self) -> None:
         name, spec = REPLICA_PREFIX + self.identity, self._renewed(self._member)
@@ -356,16 +371,33 @@ class Shards:
     async def _delete(self) -> None:
         if self._member is None:
             return
-        version = self._member["metadata"]["resourceVersion"]
+        await self._delete_lease(self._member)
+        self._member = None
+
+    async def _bury(self, name: str, lease: Mapping[str, Any]) -> None:
+        """Delete the membership of a replica long gone, as this replica last saw it: one
+        renewed meanwhile (a replica back from a partition) stays."""
+        if await self._delete_lease(lease):
+            holder = lease.get("spec", {}).get("holderIdentity") or name
+            log.info(
+                "replica %s: deleted the membership of replica %s, long gone", self.identity, holder
+            )
+
+    async def _delete_lease(self, lease: Mapping[str, Any]) -> bool:
+        """Delete the Lease unless it changed since `lease` (a lost race is no error):
+        whether this call deleted it."""
+        meta = lease["metadata"]
         options = {"kind": "DeleteOptions", "apiVersion": "v1"}
-        with contextlib.suppress(Conflict, NotFound):
+        try:
             await self._client.request(
                 "DELETE",
-                f"{self._path}/{REPLICA_PREFIX}{self.identity}",
-                body=options | {"preconditions": {"resourceVersion": version}},
+                f"{self._path}/{meta['name']}",
+                body=options | {"preconditions": {"resourceVersion": meta["resourceVersion"]}},
                 timeout=self._deadline,
             )
-        self._member = None
+        except (Conflict, NotFound):
+            return False
+        return True
 
     def _renewed(self, lease: Mapping[str, Any] | None) -> dict[str, Any]:
         """The spec of a Lease held by this replica, as of now: a new one is acquired now."""

@@ -13,13 +13,18 @@ operation of a target is an install on its first deploy (no inventory for the cl
 component; its `crds/` are created then, before anything else), a rollback for a revision
 `workflow rollback` made, an upgrade otherwise, and a delete in `remove`. Only the
 release's objects are returned by `render`: the drift keeper and `diff` never see hooks.
+
+Every action on a cluster (a deploy, a rollback, a removal) holds the cluster's watch cache
+while it runs (`Observer.using`): its waits and hooks read the cache, and a replica that
+watches only its shards' clusters may not have one yet, nor drop it meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from clusters.apply import AppliedRef, apply, delete, get, stale
@@ -83,6 +88,13 @@ class Deployer:
         lands in the middle of the engine's deploy of the next one."""
         return self._locks.setdefault((app, cluster, component), asyncio.Lock())
 
+    @contextlib.asynccontextmanager
+    async def _acting(self, app: str, cluster: str, component: str) -> AsyncIterator[None]:
+        """The release's lock, and the cluster's watch cache kept for as long."""
+        with self.registry.observer.using(cluster):
+            async with self.lock(app, cluster, component):
+                yield
+
     async def render(self, target: TargetRecord) -> list[dict[str, Any]]:
         """The release's manifests of a target, labelled, from the very chart its revision
         pinned: no hooks, no `crds/`."""
@@ -132,7 +144,7 @@ class Deployer:
 
     async def __call__(self, target: TargetRecord, *, resumed: bool = False) -> bool:
         """Deploy one target; False when its canary step is ready and waits for resume."""
-        async with self.lock(target.app, target.cluster, target.component):
+        async with self._acting(target.app, target.cluster, target.component):
             return await self._deploy(target, resumed)
 
     async def _deploy(self, target: TargetRecord, resumed: bool) -> bool:
@@ -256,7 +268,7 @@ class Deployer:
         to stable, stable pods untouched, canary gone), then re-apply the release the
         cluster ran before, so that nothing of the failed revision stays there. The target
         fails with `why`."""
-        async with self.lock(target.app, target.cluster, target.component):
+        async with self._acting(target.app, target.cluster, target.component):
             await self._roll_back(target, why)
 
     async def _roll_back(self, target: TargetRecord, why: str) -> None:
@@ -295,7 +307,7 @@ class Deployer:
     async def remove(self, app: str, cluster: str, component: str) -> None:
         """Delete everything the inventory says the app has on `cluster` for `component`,
         between the `pre-delete` and `post-delete` hooks of the revision it runs there."""
-        async with self.lock(app, cluster, component):
+        async with self._acting(app, cluster, component):
             revision, entries = self.apps.inventory(app).get((cluster, component), (0, []))
             client = await self.registry.client(cluster)
             # The target of the revision the cluster runs: whose delete hooks run.

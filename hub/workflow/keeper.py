@@ -228,7 +228,8 @@ class Keeper:
     ) -> None:
         release = (target.app, target.cluster, target.component)
         cache = self._registry.observer.cache(target.cluster)
-        assert cache is not None
+        if cache is None:
+            return  # its watch was dropped since this pass began (a shard handed on)
         manifests = await self._manifests_of(target)
         drifts = self._drift.setdefault(release, {})
         for entry in entries:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import re
 import secrets
 from collections import Counter
@@ -34,7 +33,7 @@ from e2e.kubeapi import KubeAPI
 from e2e.kubeconfigs import derive
 from hub.state.kube.resources import EVENT, GROUP, VERSION
 from hub.state.shards import ROLE, SHARD, SHARD_PREFIX, SHARDS, assign, shard_of
-from tests.fleet import NAMES, Fleet, until
+from tests.fleet import NAMES, Fleet, owned_by, until
 
 pytestmark = pytest.mark.cluster
 
@@ -153,18 +152,10 @@ def _knows_the_fleet(hub: HubProcess) -> bool:
 
 
 def _named(owners: Mapping[tuple[int, ...], int], taken: set[str]) -> str:
-    """A new application name whose shard each set of live replicas gives to the replica
-    named, e.g. {(0, 1, 2): 2, (0, 1): 0}: replica 2's now, replica 0's once 2 is gone. Its
-    release name contains the chart's, so the chart names its objects after it."""
-    plans = {live: assign([IDS[i] for i in live], SHARDS) for live in owners}
-    name = next(
-        name
-        for name in (f"canary-demo-{n}" for n in itertools.count())
-        if name not in taken
-        and all(plans[live][shard_of(name)] == IDS[owner] for live, owner in owners.items())
+    """`owned_by` with the replicas by their index."""
+    return owned_by(
+        {tuple(IDS[i] for i in live): IDS[owner] for live, owner in owners.items()}, taken
     )
-    taken.add(name)
-    return name
 
 
 def _up(fleet: Fleet, app: str, *extra: str, **spec: Any) -> None:
@@ -376,11 +367,62 @@ def _no_deployment(fleet: Fleet, cluster: str, app: str) -> bool:
     return fleet.deployment(cluster, app) is None
 
 
-def test_a_delete_sent_to_a_replica_that_does_not_drive_the_application(ring: Ring) -> None:
-    """Replica 2 passes the delete on to replica 0, the owner, through the store, and
-    returns once replica 0 has taken the application off every cluster."""
+def _watches(fleet: Fleet) -> dict[str, str]:
+    """The state of each cluster's watch cache on the fleet's replica, by cluster."""
+    listed = fleet.hub.ok("cluster", "list", "-o", "json").json()["clusters"]
+    return {c["name"]: c["watch"]["state"] for c in listed}
+
+
+def _watching(fleet: Fleet, state: str) -> bool:
+    """Every cluster's watch cache on the fleet's replica in `state`."""
+    return set(_watches(fleet).values()) == {state}
+
+
+def _objects(status: Mapping[str, Any]) -> dict[tuple[str, str, str, str], tuple[str, str]]:
+    """Each object of a status tree, by (cluster, component, kind, name): its health and
+    sync, the part of the tree that comes from the watch caches."""
+    return {
+        (cluster["name"], release["component"], obj["kind"], obj["name"]): (
+            obj["health"],
+            obj["sync"],
+        )
+        for step in status["steps"]
+        for cluster in step["clusters"]
+        for release in cluster["releases"]
+        for obj in release["objects"]
+    }
+
+
+def _sees_as_owner(fleet: Fleet, owner: Fleet, app: str) -> bool:
+    """The replica's status of `app` shows each object as the owner's does, healthy."""
+    seen, truth = fleet.status(app), owner.status(app)
+    return (
+        seen["health"] == truth["health"] == HealthStatus.HEALTHY.value
+        and _objects(seen) == _objects(truth) != {}
+    )
+
+
+def test_only_the_owner_watches_and_deletes_and_every_replica_sees_its_status(
+    ring: Ring,
+) -> None:
+    """Replica 0 drives the application: it alone watches the clusters the application is
+    on, replicas 1 and 2 answer its status from what replica 0 recorded in the store,
+    without a watch of their own, and a delete sent to replica 2 is carried out by
+    replica 0, which then watches nothing again."""
     app = _named({EVERYONE: 0}, set())
+    for replica in EVERYONE:
+        until(functools.partial(_watching, ring.via(replica), "not watched"), SETTLE, "no watch")
     _up(ring.via(1), app, "--wait")
+
+    owner = ring.via(0)
+    until(functools.partial(_watching, owner, "synced"), SETTLE, "the owner's watches")
+    for replica in (1, 2):
+        until(
+            functools.partial(_sees_as_owner, ring.via(replica), owner, app),
+            SETTLE,
+            f"replica {replica} shows the owner's status",
+        )
+        assert _watching(ring.via(replica), "not watched"), _watches(ring.via(replica))
 
     ring.via(2).hub.ok("delete", app, "--yes")
 
@@ -395,3 +437,4 @@ def test_a_delete_sent_to_a_replica_that_does_not_drive_the_application(ring: Ri
     removed = f"application {app} deleted from every cluster"
     assert removed in ring.hubs[0].log()
     assert all(removed not in ring.hubs[i].log() for i in (1, 2))
+    until(functools.partial(_watching, owner, "not watched"), SETTLE, "the owner's watches dropped")

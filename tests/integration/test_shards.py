@@ -23,7 +23,15 @@ from e2e.clusters import ClusterInfo
 from e2e.faultproxy import running_proxy
 from e2e.kubeconfigs import derive
 from hub.state.kube.backend import CLOSE_GRACE
-from hub.state.shards import SHARD_PREFIX, SHARDS, Shards, shard_of
+from hub.state.shards import (
+    DEAD_MEMBER,
+    REPLICA,
+    ROLE,
+    SHARD_PREFIX,
+    SHARDS,
+    Shards,
+    shard_of,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -129,10 +137,24 @@ class Ring:
         return every and max(counts) - min(counts) <= 1
 
     async def lease(self, shard: int) -> dict[str, Any]:
-        client = next(iter(self.replicas.values())).client
-        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
-        lease: dict[str, Any] = await client.request("GET", f"{path}/{SHARD_PREFIX}{shard}")
+        lease: dict[str, Any] = await self._client.request(
+            "GET", f"{self._leases}/{SHARD_PREFIX}{shard}"
+        )
         return lease
+
+    async def members(self) -> set[str]:
+        """Whose membership Leases the store holds."""
+        query = {"labelSelector": f"{ROLE}={REPLICA}"}
+        answer = await self._client.request("GET", self._leases, query=query)
+        return {lease["spec"].get("holderIdentity") for lease in answer["items"]}
+
+    @property
+    def _client(self) -> ClusterClient:
+        return next(iter(self.replicas.values())).client
+
+    @property
+    def _leases(self) -> str:
+        return f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
 
 
 @pytest.fixture
@@ -257,3 +279,22 @@ async def test_two_replicas_racing_for_one_free_shard_leave_one_holder(
     assert stored["holderIdentity"] == winner.name
     assert stored["leaseTransitions"] == (1 if lease == "handed back" else 0)
     assert any(code == "409" for _, code in loser.client.stats.errors)
+
+
+async def test_the_membership_of_a_replica_long_gone_is_deleted(ring: Ring) -> None:
+    """Killed, it leaves its membership Lease behind: counted dead after one lease
+    duration, deleted by the others after DEAD_MEMBER of them."""
+    await ring.add("a")
+    await ring.add("b")
+    await until(lambda: ring.balanced("a", "b"), SETTLE, "32 shards split 16/16")
+    assert await ring.members() == {"a", "b"}
+
+    await ring["b"].stop()
+
+    await until(lambda: ring.balanced("a"), TAKEOVER, "b's shards taken over")
+    assert await ring.members() == {"a", "b"}, "deleted as soon as it counted as dead"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEAD_MEMBER * LEASE + SETTLE
+    while (members := await ring.members()) != {"a"}:
+        assert loop.time() < deadline, f"memberships still there: {sorted(members)}"
+        await asyncio.sleep(RENEW)

@@ -42,6 +42,8 @@ from hub.model.records import (
     ClusterRecord,
     HookRunRecord,
     MeasurementRecord,
+    ObservedObject,
+    ObservedRecord,
     RepositoryRecord,
     RevisionRecord,
     RolloutRecord,
@@ -49,6 +51,7 @@ from hub.model.records import (
 )
 from hub.model.settings import DEFAULTS
 from hub.model.targets import TargetSpec
+from hub.model.views import DriftView
 from hub.state.changes import Change
 from hub.state.interface import AppStore, ClusterStore, Hold
 from hub.state.store import SqliteStore
@@ -66,6 +69,9 @@ RACES_WANTED = 5
 # The workflow of most revisions below: its step names sort as they were created, so that
 # an order by name and an order of creation agree.
 STEPS = [("a-deploy", StepType.DEPLOY), ("b-approve", StepType.SUSPEND)]
+# What a fleet's observation may take in the Application object, far under etcd's 1.5 MB
+# bound on one object: 64 clusters of 10 objects with long names (about 60 kB).
+OBSERVED_MAX = 150_000
 
 
 @dataclass
@@ -1008,3 +1014,82 @@ def test_kubectl_shows_applications_with_their_health(management: Management) ->
         ("blog", "running", "Unknown"),
         ("shop", "running", "Healthy"),
     ]
+
+
+# what the hub driving an application observed of its objects (hub.service.health), for
+# the hubs that share the store without driving it
+
+
+def _observation(clusters: int, objects: int) -> ObservedRecord:
+    """`objects` objects of release `checkout` on each of `clusters` clusters, with names
+    as long as charts make them; one object per cluster waits on its rollout, and the
+    first has drifted."""
+    kinds = ("Deployment", "Service", "ConfigMap", "Secret", "ServiceAccount", "Ingress")
+    releases: dict[tuple[str, str], tuple[ObservedObject, ...]] = {}
+    for c in range(clusters):
+        found = [
+            ObservedObject(
+                "apps/v1" if kind == "Deployment" else "v1",
+                kind,
+                "checkout-production",
+                f"checkout-service-{kind.lower()}-{o}",
+                "Progressing" if o == 0 else "Healthy",
+                "Waiting for rollout to finish: 2 of 3 updated replicas are available" * (o == 0),
+            )
+            for o, kind in enumerate(kinds[o % len(kinds)] for o in range(objects))
+        ]
+        releases[f"prod-eu-west-{c:02d}", "checkout"] = tuple(found)
+    first, *rest = releases["prod-eu-west-00", "checkout"]
+    drift: DriftView = {
+        "gone": False,
+        "fields": [{"path": "spec.replicas", "applied": 3, "live": 5, "manager": "kubectl"}],
+        "action": "healing",
+        "since": "2025-01-01T00:00:00Z",
+    }
+    releases["prod-eu-west-00", "checkout"] = (replace(first, drift=drift), *rest)
+    return ObservedRecord(releases)
+
+
+def test_an_observation_is_kept_unpublished_and_outlives_a_new_revision(
+    stores: Stores, store: ClusterStore
+) -> None:
+    apps = store.apps()
+    _revision(apps, "shop", [_target("a")])
+    assert apps.observed("shop") is None, "nothing observed yet"
+    subscription = apps.changes.subscribe()
+    observed = _observation(2, 3)
+    apps.set_observed("shop", observed)
+    apps.set_observed("blog", observed)  # no such application: nothing
+    assert apps.observed("shop") == observed
+    assert apps.observed("shop") == replace(observed, at=observed.at + 1), "`at` is no part of it"
+    assert [a.name for a in apps.apps()] == ["shop"]
+    assert subscription.drain() == [], "derived from what is published: never published"
+    subscription.close()
+    changed = _observation(2, 2)
+    apps.set_observed("shop", changed)
+    found = apps.observed("shop")
+    assert found == changed != observed and found is not None and found.at == changed.at
+    _revision(apps, "shop", [_target("a")])  # until the driving hub's next pass
+    assert apps.observed("shop") == changed
+    assert stores.restart().apps().observed("shop") == changed
+
+
+def test_an_observation_of_64_clusters_fits_in_one_object(store: ClusterStore) -> None:
+    apps = store.apps()
+    _revision(apps, "shop", [_target("a")])
+    observed = _observation(64, 10)
+    assert len(json.dumps(observed.to_json(), separators=(",", ":"))) < OBSERVED_MAX
+    apps.set_observed("shop", observed)
+    assert apps.observed("shop") == observed
+
+
+@pytest.mark.cluster
+def test_another_hub_sees_an_observation_through_its_watch(management: Management) -> None:
+    """A write of the Application's `status.observed` alone reaches the mirror of every
+    other store on the namespace: how a replica that does not drive it answers status."""
+    driving, elsewhere = (management.stores.open().apps() for _ in range(2))
+    _revision(driving, "shop", [_target("a")])
+    until(lambda: [a.name for a in elsewhere.apps()] == ["shop"], CONVERGE, "the application")
+    observed = _observation(3, 2)
+    driving.set_observed("shop", observed)
+    until(lambda: elsewhere.observed("shop") == observed, CONVERGE, "the observation seen")

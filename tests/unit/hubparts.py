@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from clusters.drift import FieldDrift
 from hub.charts import ChartCache
 from hub.fleet.observer import Observer
 from hub.fleet.registry import Registry
@@ -22,6 +23,8 @@ from hub.service.applications import Applications
 from hub.state.interface import AppStore
 from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
+from hub.workflow.engine import every_app
+from hub.workflow.keeper import Drift, ObjectKey, object_key
 from tests.unit.fakeapi import FAST, WAIT, kubeconfig
 
 QUICK = dataclasses.replace(DEFAULTS, probe_interval=1, step_timeout=1, fanout=1)
@@ -105,15 +108,43 @@ async def observing(
         store.close()
 
 
-def applications_of(registry: Registry, home: Path) -> Applications:
-    """The applications service over the registry's store, with its chart cache in `home`."""
+def applications_of(
+    registry: Registry, home: Path, *, owns: Callable[[str], bool] = every_app
+) -> Applications:
+    """The applications service over the registry's store, with its chart cache in `home`;
+    `owns`: the applications this hub drives (another hub sharing the store the others)."""
     return Applications(
         registry.store,
         registry,
         ChartCache(home / "charts"),
         settings=QUICK,
         supervisor=registry.supervisor,
+        owns=owns,
     )
+
+
+@dataclasses.dataclass
+class Drifts:
+    """A drift keeper's `drift(app, cluster, component)` whose answers a test sets."""
+
+    shown: dict[tuple[str, str, str], dict[ObjectKey, Drift]] = dataclasses.field(
+        default_factory=dict
+    )
+
+    def __call__(self, app: str, cluster: str, component: str) -> Mapping[ObjectKey, Drift]:
+        return self.shown.get((app, cluster, component), {})
+
+    def edit(self, app: str, cluster: str, name: str, *, live: str = "2") -> None:
+        """ConfigMap ns/`name` of `app`'s release `web` (`deploy`'s) on `cluster` was
+        edited by kubectl (its `data.k` from "1" to `live`), and is being healed."""
+        field = FieldDrift("data.k", want="1", have=live, manager="kubectl")
+        drift = Drift("ConfigMap", "ns", name, [field], gone=False, action="healing", since=1.0)
+        key = object_key("v1", "ConfigMap", "ns", name)
+        self.shown.setdefault((app, cluster, "web"), {})[key] = drift
+
+    def heal(self) -> None:
+        """Everything is in sync again."""
+        self.shown.clear()
 
 
 async def until(condition: Callable[[], bool]) -> bool:

@@ -1,6 +1,7 @@
 """An application's health in the store (issue 15, for `kubectl get`): the column an older
 SQLite store gets, and the task that keeps it what the watch caches show (a pass, its
-refusals, what wakes it and how often). Both stores' `set_health`:
+refusals, what wakes it and how often), and the observations it keeps beside it for hubs
+that do not drive the application. Both stores' `set_health` and `set_observed`:
 tests/integration/test_store_contract.py."""
 
 from __future__ import annotations
@@ -9,19 +10,21 @@ import asyncio
 import itertools
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, TargetPhase
+from hub.model.records import ObservedObject
 from hub.redaction import Scrubber
 from hub.service.health import INTERVAL, StoredHealth
-from hub.state.interface import StoreUnavailable
+from hub.state.interface import AppStore, StoreUnavailable
 from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
-from tests.unit.hubparts import deploy, store_on, until
+from tests.unit.hubparts import Drifts, deploy, store_on, until
 from tests.unit.test_metrics import DEAD, hub
 from tests.unit.test_store import _tables
 
@@ -153,3 +156,73 @@ async def test_a_burst_of_changes_costs_at_most_one_pass_a_second(
         await supervisor.close()
         await registry.close()
         store.close()
+
+
+# what the caches and the drift keeper show of each object, for hubs that do not drive the
+# application (hub.service.status `owned=False`)
+
+
+async def test_observations_are_written_when_they_change_and_never_published(
+    tmp_path: Path,
+) -> None:
+    async with hub(tmp_path) as h:
+        apps = h.applications.apps
+        subscription = apps.changes.subscribe()
+        drifts = Drifts()
+        stored = StoredHealth(
+            apps,
+            h.applications.registry,
+            supervisor=h.supervisor,
+            owns=lambda a: a != "blog",
+            observe=drifts,
+        )
+        assert stored.keep() == ["gone", "shop", "web"]
+        assert apps.observed("blog") is None, "not driven here"
+        assert [o.name for o in _observed(apps, "shop")] == ["x", "y"]
+        assert stored.keep() == [], "an unchanged observation is not written again"
+        drifts.edit("shop", "edge", "x")
+        assert stored.keep() == ["shop"]
+        assert [o.drift is not None for o in _observed(apps, "shop")] == [True, False]
+        assert apps.app("shop").health == HEALTH["shop"], "drift leaves the health as it is"
+        assert subscription.drain() == [], "a publish would wake the pass again"
+        subscription.close()
+
+
+async def test_drift_the_keeper_shows_after_a_pass_reaches_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keeper looks at a change after the pass that the same change woke, and heals
+    without another cache event: the passes come again by themselves meanwhile."""
+    async with hub(tmp_path) as h:
+        apps, registry = h.applications.apps, h.applications.registry
+        drifts = Drifts()
+        listeners: list[Callable[[str], None]] = []
+        monkeypatch.setattr(registry.observer, "listen", listeners.append)
+        stored = StoredHealth(
+            apps, registry, supervisor=h.supervisor, observe=drifts, interval=0.01, recheck=0.05
+        )
+        keep, edited = stored.keep, asyncio.Event()
+
+        def keeper_after_the_pass() -> list[str]:
+            written = keep()
+            if edited.is_set():
+                drifts.edit("shop", "edge", "x")  # found once this pass has gone by
+            return written
+
+        monkeypatch.setattr(stored, "keep", keeper_after_the_pass)
+        stored.start()
+        assert await until(lambda: apps.observed("shop") is not None)
+        edited.set()
+        [cache_changed] = listeners
+        cache_changed("edge")  # the `kubectl edit`, as the watch cache sees it
+        assert await until(lambda: _observed(apps, "shop")[0].drift is not None)
+        edited.clear()
+        drifts.heal()  # the heal's own cache event is not heard here
+        assert await until(lambda: _observed(apps, "shop")[0].drift is None)
+
+
+def _observed(apps: AppStore, app: str) -> tuple[ObservedObject, ...]:
+    """The objects of `app`'s release web on edge, as stored."""
+    record = apps.observed(app)
+    assert record is not None
+    return record.releases["edge", "web"]

@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 
 from clusters.watch import ClusterCache
-from hub.fleet.registry import Registry
+from hub.fleet.observer import NOT_WATCHED
+from hub.fleet.registry import PROBE_TASK, Registry
 from hub.format import Application
 from hub.model.phases import TargetPhase
+from hub.redaction import Scrubber
 from hub.service.status import application_status
 from hub.state.apps import SqliteAppStore
 from hub.state.store import SqliteStore
@@ -29,6 +31,7 @@ from tests.unit.hubparts import deploy, observing, store_on, until
 
 CLUSTER, APP = "edge", "shop"
 NAMES = ["settings", "gone"]  # the second was deleted behind our back
+THREE = ("a", "b", "held")  # clusters on the one fake: the last one a deploy holds
 
 
 @dataclass
@@ -147,3 +150,52 @@ async def test_rename_and_detach_take_the_cache_along(tmp_path: Path) -> None:
         assert hub.registry.observer.cache(renamed) is None
         assert not supervisor.running(f"observe:{renamed}")
         assert not cache.synced
+
+
+async def test_keep_only_watches_its_names_and_what_a_deploy_holds(tmp_path: Path) -> None:
+    """The replica's scope narrowing and widening: a cluster left out is dropped (not
+    watched, nothing of it kept), one held by a deploy is not, one kept is not restarted."""
+    async with started(FakeApi()) as server:
+        store = store_on(tmp_path / "store.db", address(server), "a", "b", "held")
+        supervisor = Supervisor(first_restart=0.01)
+        async with observing(store, tmp_path, supervisor, kinds=CONFIG_MAPS) as registry:
+            observer = registry.observer
+            assert await until(lambda: _states(registry) == dict.fromkeys(THREE, "synced"))
+            kept, dropped = observer.cache("a"), observer.cache("b")
+            assert kept is not None and dropped is not None
+
+            with observer.using("held"):
+                await observer.keep_only({"a"})
+                assert _states(registry) == {"a": "synced", "b": NOT_WATCHED, "held": "synced"}
+            assert observer.cache("a") is kept and kept.synced
+            assert observer.cache("b") is None and not dropped.synced
+            # Nothing heard from it any more, so the prober does not leave it quiet.
+            assert observer.last_seen("b") is None
+
+            await observer.keep_only({"b"})
+            assert await until(lambda: _states(registry)["b"] == "synced")
+            assert _states(registry) == {"a": NOT_WATCHED, "b": "synced", "held": NOT_WATCHED}
+            assert observer.watching() == {"b"}
+
+
+async def test_a_registry_not_watching_all_starts_only_its_prober(tmp_path: Path) -> None:
+    async with started(FakeApi()) as server:
+        store = store_on(tmp_path / "store.db", address(server), "a", "b")
+        supervisor = Supervisor(first_restart=0.01)
+        registry = Registry(
+            store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor, watch_all=False
+        )
+        try:
+            registry.start()
+            assert supervisor.running(PROBE_TASK)
+            await registry.rename("a", "c")
+            assert registry.observer.watching() == set()
+            assert _states(registry) == {"b": NOT_WATCHED, "c": NOT_WATCHED}
+        finally:
+            await supervisor.close()
+            await registry.close()
+            store.close()
+
+
+def _states(registry: Registry) -> dict[str, str]:
+    return {c.name: registry.watch_health(c.name).state for c in registry.clusters()}

@@ -30,6 +30,7 @@ from hub.model.records import (
     EventRecord,
     HookRunRecord,
     MeasurementRecord,
+    ObservedRecord,
     RevisionRecord,
     RolloutRecord,
     StepRecord,
@@ -221,15 +222,18 @@ class KubeAppStore(AppStore):
                 {"name": app, "incarnation": incarnation, "createdAt": now},
             )
             obj["spec"].update(revision=number, template=fields["spec"], suspend=False, hold=None)
-            # The health rolled up for the revision before stays until the hub's next pass
-            # (as SQLite keeps its column); a new application's is Unknown until then.
-            health = status_of(obj).get("health", HealthStatus.UNKNOWN)
+            # The health rolled up for the revision before, and what was observed of its
+            # objects, stay until the hub's next pass (as SQLite keeps its columns); a new
+            # application's health is Unknown, and nothing of it observed, until then.
+            before = status_of(obj)
             obj["status"] = {
                 "phase": AppPhase.RUNNING,
                 "message": "",
                 "updatedAt": now,
-                "health": health,
+                "health": before.get("health", HealthStatus.UNKNOWN),
             }
+            if "observed" in before:
+                obj["status"]["observed"] = before["observed"]
             return obj
 
         await self._b.update(APPLICATION.kind, application_name(app), commit)
@@ -321,6 +325,22 @@ class KubeAppStore(AppStore):
             return obj
 
         self._b.write(lambda: self._b.update(APPLICATION.kind, application_name(name), mutate))
+
+    def set_observed(self, name: str, record: ObservedRecord) -> None:
+        """One guarded write of the Application's status (its `observed`)."""
+        observed = record.to_json()
+
+        def mutate(obj: Object | None) -> Object | None:
+            if obj is not None:
+                obj.setdefault("status", {})["observed"] = observed
+            return obj
+
+        self._b.write(lambda: self._b.update(APPLICATION.kind, application_name(name), mutate))
+
+    def observed(self, name: str) -> ObservedRecord | None:
+        obj = self._b.read(lambda m: m.get(APPLICATION.kind, application_name(name)))
+        observed = status_of(obj).get("observed")
+        return ObservedRecord.from_json(observed) if observed is not None else None
 
     def delete_app(self, name: str) -> None:
         """The Application first (the commit point: nothing of an application without one

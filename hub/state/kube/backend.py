@@ -284,7 +284,13 @@ class Backend:
         self._others.append(told)
 
     def _changed(self, obj: Object) -> None:
-        if writer_of(obj) == self.identity:
+        """Pass on what others wrote, and every deletion: a deleted object comes as its
+        last state, which may be this hub's own write though another hub deleted it (a
+        `delete` sent here marks the application, and its owner removes it)."""
+        meta = obj.get("metadata") or {}
+        kind, namespace, name = str(obj.get("kind")), meta.get("namespace"), meta.get("name", "")
+        gone = self.view.cache.get(kind, namespace, name) is None
+        if writer_of(obj) == self.identity and not gone:
             return
         for told in self._others:
             told(obj)
