@@ -49,7 +49,11 @@ def serve(
         str, typer.Option(help="HOST:PORT to listen on; port 0 picks a free port.")
     ] = DEFAULTS.listen,
     probe_interval: Annotated[
-        float, typer.Option(help="Seconds between health probes of each member cluster.")
+        float,
+        typer.Option(
+            help="Seconds between health probes of a member cluster whose watches have not "
+            "just answered (one whose watches keep answering is probed every 30 s)."
+        ),
     ] = DEFAULTS.probe_interval,
     log_level: Annotated[
         str, typer.Option(help="debug, info, warning or error.")

@@ -53,6 +53,10 @@ PROBE_TASK = "probe"
 # within this. Discovery rarely changes and each refresh is two conditional GETs, but it
 # is no health signal, so it runs at a fraction of the probes' pace.
 DISCOVERY_INTERVAL = 30.0
+# Seconds a cluster whose watches keep answering goes without a probe, and a connected
+# watch cache may be silent before its cluster is probed anyway (`_heard_from`): as
+# often as its discovery is refreshed.
+WATCH_QUIET = 30.0
 
 
 class Registry:
@@ -80,6 +84,7 @@ class Registry:
         self._next_probe: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._probe_seconds: dict[str, float] = {}
+        self._probed: dict[str, float] = {}  # when (loop time) this hub last probed each
         self._discoveries: dict[str, Discovery] = {}
         self._discovering: dict[str, asyncio.Task[Discovery]] = {}
         self._next_discovery: dict[str, float] = {}
@@ -327,6 +332,7 @@ class Registry:
             self._next_probe,
             self._failures,
             self._probe_seconds,
+            self._probed,
             self._discoveries,
             self._next_discovery,
         ):
@@ -366,6 +372,7 @@ class Registry:
         self._next_probe.pop(name, None)
         self._failures.pop(name, None)
         self._probe_seconds.pop(name, None)
+        self._probed.pop(name, None)
         self._discoveries.pop(name, None)
         self._next_discovery.pop(name, None)
         await self.observer.forget(name)
@@ -397,15 +404,30 @@ class Registry:
             await asyncio.sleep(min(1.0, self.settings.probe_interval))
 
     def _heard_from(self, name: str) -> bool:
-        """Whether the last probe found `name` healthy and its watches answered since one
-        probe interval ago."""
+        """Whether `name` need not be probed now: this hub probed it within WATCH_QUIET
+        and found it healthy, and its watches have spoken since, within one probe interval
+        or, while every one of them is connected, within WATCH_QUIET (the API server sends
+        each watch a bookmark about once a minute, so a connected cache of eight kinds
+        hears from its cluster every few seconds).
+
+        A cluster that goes down breaks its watches (the connection is reset), which the
+        cache shows at once, so it is probed within an interval as before. What an open
+        watch cannot show (a credential revoked since it connected, a cut that drops
+        packets silently, /readyz failing) is found by the probe every cluster gets at
+        least every WATCH_QUIET. At a thousand idle clusters, probes every interval had
+        been most of what the hub sent and a quarter of its CPU."""
         record = self._records[name]
         seen = self.observer.last_seen(name)
-        return (
-            record.health == "Healthy"
-            and seen is not None
-            and seen >= time.time() - self.settings.probe_interval
-        )
+        now = asyncio.get_running_loop().time()
+        if (
+            record.health != "Healthy"
+            or seen is None
+            or self._probed.get(name, -WATCH_QUIET) <= now - WATCH_QUIET
+        ):
+            return False
+        cache = self.observer.cache(name)
+        quiet = WATCH_QUIET if cache is not None and cache.synced else self.settings.probe_interval
+        return seen >= time.time() - max(quiet, self.settings.probe_interval)
 
     async def probe_one(self, name: str) -> None:
         health, reason, seen = "Healthy", "", True
@@ -433,6 +455,7 @@ class Registry:
         except NotFound:
             return  # detached or renamed while we were probing
         self._probe_seconds[name] = took
+        self._probed[name] = asyncio.get_running_loop().time()
         # Scheduled only once recorded: a prober restarted after dying here comes back to
         # this cluster at once.
         failures = 0 if health == "Healthy" else self._failures.get(name, 0) + 1

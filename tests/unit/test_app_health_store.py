@@ -7,11 +7,14 @@ tests/integration/test_store_contract.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from hub.fleet.registry import Registry
 from hub.model.phases import AppPhase, TargetPhase
 from hub.model.records import ObservedObject
 from hub.redaction import Scrubber
-from hub.service.health import INTERVAL, StoredHealth
+from hub.service.health import INTERVAL, SHARE, StoredHealth
 from hub.state.interface import AppStore, StoreUnavailable
 from hub.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from hub.state.store import SqliteStore
@@ -123,39 +126,71 @@ async def test_the_task_follows_the_store_and_the_watch_caches(tmp_path: Path) -
         assert await until(lambda: apps.app("shop").health == "Missing")
 
 
-@pytest.mark.looptime
-async def test_a_burst_of_changes_costs_at_most_one_pass_a_second(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextlib.asynccontextmanager
+async def _passes_of(
+    tmp_path: Path, keep: Callable[[Callable[[], list[str]]], list[str]], **options: Any
+) -> AsyncIterator[tuple[AppStore, list[float]]]:
+    """The task started over a store of one application, `shop` on the dead cluster
+    `edge`, each pass made by `keep(the real pass)`; yields the store and the (virtual)
+    times of the passes so far."""
     store = store_on(tmp_path / "db", DEAD, "edge")
     supervisor = Supervisor()
     registry = Registry(store, Scrubber(), temp_dir=tmp_path, supervisor=supervisor)
     apps = store.apps()
     deploy(apps, "shop", "edge")
-    stored = StoredHealth(apps, registry, supervisor=supervisor)
+    stored = StoredHealth(apps, registry, supervisor=supervisor, **options)
     loop = asyncio.get_running_loop()
     passes: list[float] = []
-    keep = stored.keep
+    real = stored.keep
 
     def counted() -> list[str]:
         passes.append(loop.time())
-        return keep()
+        return keep(real)
 
-    monkeypatch.setattr(stored, "keep", counted)
+    stored.keep = counted  # type: ignore[method-assign]
     try:
         stored.start()
-        assert await until(lambda: len(passes) == 1)
-        for phase in itertools.islice(itertools.cycle(AppPhase), 30):
-            await asyncio.sleep(0.1)  # the burst: 30 changes over 3 (virtual) seconds
-            apps.set_app("shop", phase=phase)
-        before = len(passes)
-        assert await until(lambda: len(passes) > before), "the last change has its pass"
-        assert all(b - a >= INTERVAL for a, b in itertools.pairwise(passes))
-        assert len(passes) <= 5, "one at the start and one a second after"
+        yield apps, passes
     finally:
         await supervisor.close()
         await registry.close()
         store.close()
+
+
+async def _changes(apps: AppStore, count: int) -> None:
+    """`count` changes of `shop`, one every 0.1 (virtual) seconds."""
+    for phase in itertools.islice(itertools.cycle(AppPhase), count):
+        await asyncio.sleep(0.1)
+        apps.set_app("shop", phase=phase)
+
+
+@pytest.mark.looptime
+async def test_a_burst_of_changes_costs_at_most_one_pass_a_second(tmp_path: Path) -> None:
+    async with _passes_of(tmp_path, lambda real: real()) as (apps, passes):
+        assert await until(lambda: len(passes) == 1)
+        await _changes(apps, 30)  # the burst: 30 changes over 3 seconds
+        before = len(passes)
+        assert await until(lambda: len(passes) > before), "the last change has its pass"
+        assert all(b - a >= INTERVAL for a, b in itertools.pairwise(passes))
+        assert len(passes) <= 5, "one at the start and one a second after"
+
+
+@pytest.mark.looptime
+async def test_a_pass_that_takes_long_is_followed_by_a_longer_rest(tmp_path: Path) -> None:
+    """A pass of t seconds (a thousand targets) is followed by t / SHARE of rest, not by
+    INTERVAL, so that keeping the health takes at most a SHARE of the hub's loop."""
+    took = 0.05  # real seconds; virtual time stands still meanwhile
+
+    def slow(real: Callable[[], list[str]]) -> list[str]:
+        started = time.perf_counter()
+        while time.perf_counter() - started < took:
+            pass
+        return real()
+
+    async with _passes_of(tmp_path, slow, interval=0.01) as (apps, passes):
+        await _changes(apps, 20)
+        assert await until(lambda: len(passes) >= 3)
+        assert all(b - a >= took / SHARE for a, b in itertools.pairwise(passes)), passes
 
 
 # what the caches and the drift keeper show of each object, for hubs that do not drive the
