@@ -30,8 +30,8 @@ from collections.abc import Callable
 
 from hub.errors import FlotillaError
 from hub.fleet.registry import Registry
-from hub.model.records import AppRecord, TargetRecord
-from hub.service.status import DriftOf, cached_health, observed_record
+from hub.model.records import AppRecord
+from hub.service.status import DriftOf, Judged, cached_health, cached_objects, observed_record
 from hub.state.changes import Subscription
 from hub.state.interface import AppStore
 from hub.tasks import Supervisor, first_line
@@ -119,11 +119,12 @@ class StoredHealth:
         for record in records:
             try:
                 targets = self._apps.targets(record.name, record.revision)
-                health = cached_health(self._apps, self._registry, record, targets).value
+                cached = cached_objects(self._apps, self._registry, record, targets)
+                health = cached_health(self._apps, self._registry, record, targets, cached).value
                 wrote = health != record.health
                 if wrote:
                     self._apps.set_health(record.name, health)
-                if observe is not None and self._keep_observed(observe, record, targets):
+                if observe is not None and self._keep_observed(observe, record, cached):
                     wrote = True
                 if wrote:
                     written.append(record.name)
@@ -132,12 +133,10 @@ class StoredHealth:
         self._tell(refused)
         return written
 
-    def _keep_observed(
-        self, observe: DriftOf, record: AppRecord, targets: list[TargetRecord]
-    ) -> bool:
-        """Store what the caches and the keeper show of `record`'s objects, if it changed;
-        whether it did."""
-        now = observed_record(self._apps, self._registry, observe, record, targets)
+    def _keep_observed(self, observe: DriftOf, record: AppRecord, cached: Judged) -> bool:
+        """Store what the caches (`cached`) and the keeper show of `record`'s objects, if
+        it changed; whether it did."""
+        now = observed_record(observe, record, cached)
         self._drifting |= any(o.drift for objects in now.releases.values() for o in objects)
         if now == self._apps.observed(record.name):
             return False

@@ -140,15 +140,31 @@ async def application_status(
     }
 
 
-def cached_health(
+def cached_objects(
     apps: AppStore, registry: Registry, record: AppRecord, targets: list[TargetRecord]
+) -> Judged:
+    """The objects of `record`'s releases (its current revision's `targets`) that the
+    watch caches can tell, with their health: from the store and the caches alone, so it
+    asks no cluster and starts no watch. What `cached_health` and `observed_record` are
+    made of; a caller that wants both reads it once."""
+    return _cached(registry, targets, apps.inventory(record.name))
+
+
+def cached_health(
+    apps: AppStore,
+    registry: Registry,
+    record: AppRecord,
+    targets: list[TargetRecord],
+    cached: Judged | None = None,
 ) -> HealthStatus:
     """The health `status` rolls up for `record` (its current revision's `targets`), from
     the store and the watch caches alone: objects no cache covers (a kind it does not
     watch, a cache not listed yet) are left out instead of read from their cluster, so
-    it asks no cluster and starts no watch. For the hub's metrics, on every scrape."""
+    it asks no cluster and starts no watch. For the hub's metrics, on every scrape.
+    `cached`: `cached_objects` of the same, when the caller has it already."""
     steps = {s.name: s for s in apps.steps(record.name, record.revision)}
-    cached = _cached(registry, targets, apps.inventory(record.name))
+    if cached is None:
+        cached = cached_objects(apps, registry, record, targets)
     clusters = {c.name: c for c in registry.clusters()}
     healths = []
     for target in targets:
@@ -158,18 +174,12 @@ def cached_health(
     return worst(healths).status
 
 
-def observed_record(
-    apps: AppStore,
-    registry: Registry,
-    drift: DriftOf,
-    record: AppRecord,
-    targets: list[TargetRecord],
-) -> ObservedRecord:
-    """What `status` shows of the objects of `record`'s releases (its current revision's
-    `targets`) from the watch caches and the drift keeper alone, as `cached_health` asks
-    them: for the store, where a hub that does not drive the application reads it.
-    Objects no cache covers are left out (shown `NOT_OBSERVED` there)."""
-    seen = _with_drift(_cached(registry, targets, apps.inventory(record.name)), drift, record.name)
+def observed_record(drift: DriftOf, record: AppRecord, cached: Judged) -> ObservedRecord:
+    """What `status` shows of the objects of `record`'s releases, from what the watch
+    caches tell of them (`cached_objects`) and the drift keeper: for the store, where a
+    hub that does not drive the application reads it. Objects no cache covers are left
+    out (shown `NOT_OBSERVED` there)."""
+    seen = _with_drift(cached, drift, record.name)
     return ObservedRecord(
         {key: tuple(_observed(looked) for looked in objects) for key, objects in seen.items()}
     )

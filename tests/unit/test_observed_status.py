@@ -16,6 +16,7 @@ from hub.service.status import (
     NOT_OBSERVED,
     STORED_VALUE_MAX,
     application_status,
+    cached_objects,
     observed_record,
 )
 from tests.unit.hubparts import Drifts, applications_of
@@ -43,7 +44,9 @@ def _observe(applications: Applications, drifts: Drifts, app: str) -> ObservedRe
     apps = applications.apps
     record = apps.app(app)
     targets = apps.targets(app, record.revision)
-    return observed_record(apps, applications.registry, drifts, record, targets)
+    return observed_record(
+        drifts, record, cached_objects(apps, applications.registry, record, targets)
+    )
 
 
 def _objects(status: StatusView) -> dict[str, tuple[str, str, str]]:
