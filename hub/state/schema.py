@@ -109,6 +109,15 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def _add_column(db: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    """`ALTER TABLE table ADD COLUMN column declaration`, unless the table has the column:
+    a migration is idempotent, like every statement of version 1, so a store that has the
+    column keeps it."""
+    columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 def _cluster_uids(db: sqlite3.Connection) -> None:
     """Version 2: clusters get an identity apart from their name (a random UUID), so that
     a rename keeps what the hub knows of the cluster, and a cluster detached and joined
@@ -126,27 +135,21 @@ def _rollout_resume_step(db: sqlite3.Connection) -> None:
     """Version 3: a canary remembers a `resume` sent before it reached its pause (the step
     index it approved), so that the resume is neither refused nor lost in that race.
     Idempotent, like every statement of version 1: a store that has the column keeps it."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
-    if "resume_step" not in columns:
-        db.execute("ALTER TABLE rollouts ADD COLUMN resume_step INTEGER")
+    _add_column(db, "rollouts", "resume_step", "INTEGER")
 
 
 def _rollout_stable_hash(db: sqlite3.Connection) -> None:
     """Version 4: a canary remembers the pod-template hash of its stable pods once read.
     Stable pods never change during a canary, so every later phase, a rollback and a
     restarted hub pin the stable Service to the same pods without asking the cluster."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
-    if "stable_hash" not in columns:
-        db.execute("ALTER TABLE rollouts ADD COLUMN stable_hash TEXT")
+    _add_column(db, "rollouts", "stable_hash", "TEXT")
 
 
 def _analysis(db: sqlite3.Connection) -> None:
     """Version 5: metric analysis. A cluster may name its own Prometheus (URL and
     credentials, as secret as its kubeconfig), and every measurement is kept as it is
     taken, so that a hub killed mid-analysis resumes counting instead of starting over."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(clusters)")}
-    if "prometheus" not in columns:
-        db.execute("ALTER TABLE clusters ADD COLUMN prometheus TEXT NOT NULL DEFAULT '{}'")
+    _add_column(db, "clusters", "prometheus", "TEXT NOT NULL DEFAULT '{}'")
     db.execute(
         """CREATE TABLE IF NOT EXISTS measurements (
             id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -172,15 +175,13 @@ def _event_fields(db: sqlite3.Connection) -> None:
     """Version 6: an event says where it happened (revision, step, cluster, component),
     so that `flotilla events` and the web view can show and filter it without parsing
     its message."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
     for column, kind in (
         ("revision", "INTEGER"),
         ("step", "TEXT"),
         ("cluster", "TEXT"),
         ("component", "TEXT"),
     ):
-        if column not in columns:
-            db.execute(f"ALTER TABLE events ADD COLUMN {column} {kind}")
+        _add_column(db, "events", column, kind)
     db.execute("CREATE INDEX IF NOT EXISTS events_app ON events (app, id)")
 
 
@@ -248,9 +249,7 @@ def _application_health(db: sqlite3.Connection) -> None:
     caches (hub.service.health), so that whoever reads the store alone sees it, as the
     Kubernetes store's `kubectl get applications.flotilla.dev` does. It is derived, so an
     older store's applications start `Unknown` and get theirs from the hub's first pass."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(applications)")}
-    if "health" not in columns:
-        db.execute("ALTER TABLE applications ADD COLUMN health TEXT NOT NULL DEFAULT 'Unknown'")
+    _add_column(db, "applications", "health", "TEXT NOT NULL DEFAULT 'Unknown'")
 
 
 def _rollout_phases_done(db: sqlite3.Connection) -> None:
@@ -258,9 +257,7 @@ def _rollout_phases_done(db: sqlite3.Connection) -> None:
     that a hub killed (or a replica that lost the application) mid-stage repeats only the
     phase it was in, not the stage's earlier ones. An older store's canaries start the
     stage they are in over, as before."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(rollouts)")}
-    if "phases_done" not in columns:
-        db.execute("ALTER TABLE rollouts ADD COLUMN phases_done INTEGER NOT NULL DEFAULT 0")
+    _add_column(db, "rollouts", "phases_done", "INTEGER NOT NULL DEFAULT 0")
 
 
 def _application_observed(db: sqlite3.Connection) -> None:
@@ -268,9 +265,7 @@ def _application_observed(db: sqlite3.Connection) -> None:
     (`ObservedRecord`, as JSON), so that a hub sharing the store without driving it shows
     the same status. Derived, so an older store's applications start with none (NULL),
     shown as not observed yet until the hub's first pass."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(applications)")}
-    if "observed" not in columns:
-        db.execute("ALTER TABLE applications ADD COLUMN observed TEXT")
+    _add_column(db, "applications", "observed", "TEXT")
 
 
 # Version -> the migration that brings a store from the version before it to this one.
