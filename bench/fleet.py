@@ -20,7 +20,7 @@ import re
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -358,6 +358,13 @@ async def timed(call: Awaitable[Any]) -> float:
     started = time.perf_counter()
     await call
     return time.perf_counter() - started
+
+
+def by_verb(asked: Mapping[str, float], per: float = 1.0) -> str:
+    """The hub's requests (`Fleet.hub_requests`, or a rate of them) by verb, the most
+    asked first, each divided by `per` (the targets of a deploy, say)."""
+    verbs = sorted((v for v in asked if v != "all" and asked[v]), key=asked.__getitem__)
+    return ", ".join(f"{verb} {asked[verb] / per:.1f}" for verb in reversed(verbs))
 
 
 def _hub_requests_of(text: str) -> Counter[str]:

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import asdict, fields
 from typing import Any
 
-from bench.fleet import STATE_DIR, Fleet, Timing
+from bench.fleet import STATE_DIR, Fleet, Timing, by_verb
 from bench.helm import helm_loop
 from bench.report import Figure, goal, print_figures, stamp, write_json
 from e2e import clusters
@@ -123,14 +123,13 @@ def figures(rtt: float, far: dict[str, Any]) -> list[Figure]:
     largest = config[high]
     for chart, run in ((CONFIG_CHART, largest), ("canary-demo", far["demo"])):
         size, asked = run["size"], run["requests"]
-        verbs = sorted((verb for verb in asked if verb != "all" and asked[verb]), key=asked.get)
         out.append(
             Figure(
                 section,
                 f"hub's requests per target ({chart}, N={size})",
                 asked.get("all", 0) / size,
                 "",
-                note=", ".join(f"{verb} {asked[verb] / size:.1f}" for verb in reversed(verbs)),
+                note=by_verb(asked, size),
             )
         )
     return out

@@ -24,7 +24,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.fleet import Fleet, timed
+from bench.fleet import Fleet, by_verb, timed
 from bench.latency import CONFIG_CHART
 from bench.report import Figure, goal, percentile, print_figures, stamp, write_json
 from e2e.binaries import CONTROL_PLANE, ensure_built
@@ -78,7 +78,6 @@ def figures(measured: dict[str, Any]) -> list[Figure]:
     per_cluster = (rss["idle"] - rss["empty"]) / size / MIB
     share = measured["idle_cpu_seconds"] / measured["idle_seconds"] * 100
     asked = measured["idle_requests_per_second"]
-    verbs = sorted((v for v in asked if v != "all" and asked[v]), key=asked.get, reverse=True)
     deploy = measured["deploy"]
     peak = rss["deploy_peak"]
     out = [
@@ -96,7 +95,7 @@ def figures(measured: dict[str, Any]) -> list[Figure]:
             "hub's requests to the API servers, idle",
             asked.get("all", 0.0),
             "/s",
-            note=", ".join(f"{verb} {asked[verb]:.1f}" for verb in verbs),
+            note=by_verb(asked),
         ),
     ]
     for label, seconds in (
