@@ -244,6 +244,12 @@ def until(condition: Callable[[], bool], timeout: float = 120.0, what: str = "co
         time.sleep(0.5)
 
 
+def listed_clusters(hub: HubProcess) -> dict[str, dict[str, Any]]:
+    """Every cluster of `cluster list -o json` on `hub`, by name."""
+    clusters = hub.ok("cluster", "list", "-o", "json").json()["clusters"]
+    return {c["name"]: c for c in clusters}
+
+
 def phase(fleet: Fleet, app: str = "canary-demo") -> str:
     return str(fleet.status(app)["phase"])
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fleet import Fleet, phase, until
+from tests.fleet import Fleet, listed_clusters, phase, until
 
 pytestmark = pytest.mark.cluster
 
@@ -23,11 +23,6 @@ V1, V2 = "registry.local/canary-demo:1.0.0", "registry.local/canary-demo:2.0.0"
 def _trait() -> list[dict[str, Any]]:
     canary = {"steps": [{"weight": 20}], "trafficRoutings": [{"type": "nginx"}]}
     return [{"type": "kruise-rollout", "properties": {"canary": canary}}]
-
-
-def _clusters(fleet: Fleet) -> dict[str, dict[str, Any]]:
-    listed = fleet.hub.ok("cluster", "list", "-o", "json").json()["clusters"]
-    return {c["name"]: c for c in listed}
 
 
 def _canary_objects(fleet: Fleet, cluster: str) -> list[str]:
@@ -69,16 +64,18 @@ def _paused_canary(fleet: Fleet) -> None:
 
 def test_rename_mid_canary_then_status_resume_and_delete(fleet: Fleet) -> None:
     _paused_canary(fleet)
-    before = _clusters(fleet)["prod-eu"]
+    before = listed_clusters(fleet.hub)["prod-eu"]
     uids = _stable_uids(fleet, "prod-eu")
 
     _rename(fleet, "prod-eu", "prod-west")
 
-    after = _clusters(fleet)
+    after = listed_clusters(fleet.hub)
     assert "prod-eu" not in after and after["prod-west"]["uid"] == before["uid"]
     shown = fleet.hub.ok("cluster", "show", "prod-west", "-o", "json").json()
     assert shown["uid"] == before["uid"]
-    until(lambda: _clusters(fleet)["prod-west"]["watch"]["state"] == "synced", what="watch")
+    until(
+        lambda: listed_clusters(fleet.hub)["prod-west"]["watch"]["state"] == "synced", what="watch"
+    )
     status = fleet.status()
     prod = _prod(status)
     assert set(prod) == {"prod-west", "prod-us"}
@@ -133,7 +130,7 @@ def test_detach_refuses_forgets_or_deletes_the_releases(fleet: Fleet) -> None:
     assert "cluster 'prod-us' still holds application canary-demo (" in refused.stderr
     assert "nothing was detached" in refused.stderr and "--forget-releases" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
-    assert "prod-us" in _clusters(fleet) and "prod-us" in _prod(fleet.status())
+    assert "prod-us" in listed_clusters(fleet.hub) and "prod-us" in _prod(fleet.status())
     assert _managed(fleet, "prod-us") == everywhere["prod-us"]
 
     both = fleet.hub.cli("cluster", "detach", "prod-us", "--delete-releases", "--forget-releases")
@@ -142,7 +139,7 @@ def test_detach_refuses_forgets_or_deletes_the_releases(fleet: Fleet) -> None:
     forgot = fleet.hub.ok("cluster", "detach", "prod-us", "--forget-releases")
     assert "forgot canary-demo on prod-us:" in forgot.stdout and "left running" in forgot.stdout
     assert "cluster prod-us detached" in forgot.stdout
-    assert "prod-us" not in _clusters(fleet) and "prod-us" not in _prod(fleet.status())
+    assert "prod-us" not in listed_clusters(fleet.hub) and "prod-us" not in _prod(fleet.status())
     assert _managed(fleet, "prod-us") == everywhere["prod-us"]  # left where they were
     ready = fleet.deployment("prod-us")
     assert ready is not None and ready["status"].get("readyReplicas") == 5
@@ -154,7 +151,7 @@ def test_detach_refuses_forgets_or_deletes_the_releases(fleet: Fleet) -> None:
     assert held["name"] == "canary-demo" and held["objects"] >= len(everywhere["prod-eu"])
     assert _managed(fleet, "prod-eu") == []  # deleted before the detach answered
     until(lambda: not fleet.pods("prod-eu"), what="prod-eu pods gone")
-    assert set(_clusters(fleet)) == {"dev"}
+    assert set(listed_clusters(fleet.hub)) == {"dev"}
     assert _managed(fleet, "dev") == everywhere["dev"]
     history = fleet.hub.ok("history", "canary-demo", "-o", "json").json()
     messages = [e["message"] for e in history["events"]]

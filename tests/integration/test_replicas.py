@@ -33,7 +33,7 @@ from e2e.kubeapi import KubeAPI
 from e2e.kubeconfigs import derive
 from hub.state.kube.resources import EVENT, GROUP, VERSION
 from hub.state.shards import ROLE, SHARD, SHARD_PREFIX, SHARDS, assign, shard_of
-from tests.fleet import NAMES, Fleet, owned_by, until
+from tests.fleet import NAMES, Fleet, listed_clusters, owned_by, until
 
 pytestmark = pytest.mark.cluster
 
@@ -147,8 +147,7 @@ def ring(
 
 def _knows_the_fleet(hub: HubProcess) -> bool:
     """Whether the clusters joined through replica 0 reached this replica's registry."""
-    listed = hub.ok("cluster", "list", "-o", "json").json()["clusters"]
-    return {c["name"] for c in listed} == set(NAMES)
+    return set(listed_clusters(hub)) == set(NAMES)
 
 
 def _named(owners: Mapping[tuple[int, ...], int], taken: set[str]) -> str:
@@ -369,8 +368,7 @@ def _no_deployment(fleet: Fleet, cluster: str, app: str) -> bool:
 
 def _watches(fleet: Fleet) -> dict[str, str]:
     """The state of each cluster's watch cache on the fleet's replica, by cluster."""
-    listed = fleet.hub.ok("cluster", "list", "-o", "json").json()["clusters"]
-    return {c["name"]: c["watch"]["state"] for c in listed}
+    return {name: c["watch"]["state"] for name, c in listed_clusters(fleet.hub).items()}
 
 
 def _watching(fleet: Fleet, state: str) -> bool:

@@ -20,7 +20,7 @@ from e2e.chartrepo import ChartRepo
 from e2e.clusters import ClusterInfo
 from e2e.hubproc import HubProcess, kubernetes_store
 from hub.fleet.observer import NOT_WATCHED
-from tests.fleet import NAMES, Fleet, owned_by, until
+from tests.fleet import NAMES, Fleet, listed_clusters, owned_by, until
 
 pytestmark = pytest.mark.cluster
 
@@ -56,18 +56,14 @@ def replicas(tmp_path: Path, e2e_clusters: list[ClusterInfo]) -> Iterator[list[H
         clusters.delete_namespace(store, [management])
 
 
-def _clusters(hub: HubProcess) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in hub.ok("cluster", "list", "-o", "json").json()["clusters"]}
-
-
 def _watching(hub: HubProcess, *names: str) -> bool:
     """Whether `hub` has a synced cache of exactly the clusters `names`, none of the others."""
-    states = {name: entry["watch"]["state"] for name, entry in _clusters(hub).items()}
+    states = {name: entry["watch"]["state"] for name, entry in listed_clusters(hub).items()}
     return states == {n: "synced" if n in names else NOT_WATCHED for n in NAMES}
 
 
 def _probed_since(hub: HubProcess, seen: dict[str, Any]) -> bool:
-    return all(entry["lastSeen"] != seen[name] for name, entry in _clusters(hub).items())
+    return all(entry["lastSeen"] != seen[name] for name, entry in listed_clusters(hub).items())
 
 
 def test_a_replica_watches_only_the_clusters_its_shards_deploy_to(
@@ -82,7 +78,7 @@ def test_a_replica_watches_only_the_clusters_its_shards_deploy_to(
     fleet = Fleet.join(first, e2e_clusters, namespace, chart_repo.url, tmp_path)
 
     assert _watching(first), "a replica that drives nothing watches nothing"
-    seen = {name: entry["lastSeen"] for name, entry in _clusters(first).items()}
+    seen = {name: entry["lastSeen"] for name, entry in listed_clusters(first).items()}
     until(lambda: _probed_since(first, seen), SETTLE, "clusters not watched probed all the same")
 
     # The first replica's while it runs alone, the second's once both run.
