@@ -509,7 +509,6 @@ class Applications:
         return await application_status(
             self.apps,
             self.registry,
-            self.deployer.rollouts,
             self.analyses,
             self.keeper.drift,
             name,

@@ -37,6 +37,7 @@ from hub.model.records import (
     ObservedObject,
     ObservedRecord,
     Release,
+    RolloutRecord,
     StepRecord,
     TargetRecord,
 )
@@ -56,12 +57,11 @@ from hub.state.interface import AppStore
 from hub.workflow.analysis import Analyses
 from hub.workflow.hooks import CRDS
 from hub.workflow.keeper import Drift, ObjectKey, object_key
-from hub.workflow.rollout import Rollouts
+from hub.workflow.rollout import rollout_view
 
 Objects = list[dict[str, Any]]
 Inventory = Mapping[Release, tuple[int, Objects]]
 DriftOf = Callable[[str, str, str], Mapping[ObjectKey, Drift]]
-HookRunsOf = Callable[[str, str, str], list[HookRunRecord]]
 # The reason of an object the hub that drives its application has not observed (it is not
 # in that hub's caches yet, or that hub has not stored a pass since it was applied).
 NOT_OBSERVED = "not observed by the hub that drives the application yet"
@@ -80,6 +80,13 @@ class Looked(NamedTuple):
     drift: DriftView | None
 
 
+class _Stored(NamedTuple):
+    """What the store keeps of each release beside its target and inventory."""
+
+    rollouts: Mapping[Release, RolloutRecord]
+    hook_runs: Mapping[Release, list[HookRunRecord]]
+
+
 Seen = dict[Release, list[Looked]]
 Judged = dict[Release, list[tuple[dict[str, Any], Health]]]
 """Each release's objects (inventory entries) with their health."""
@@ -88,7 +95,6 @@ Judged = dict[Release, list[tuple[dict[str, Any], Health]]]
 async def application_status(
     apps: AppStore,
     registry: Registry,
-    rollouts: Rollouts,
     analyses: Analyses,
     drift: DriftOf,
     name: str,
@@ -109,10 +115,14 @@ async def application_status(
         seen = _with_drift(found, drift, name)
     else:
         seen = _as_observed(apps.observed(name), clusters, targets, inventory)
+    # Read once for every target, not once per target: a thousand targets were a thousand
+    # queries of each.
+    stored = _Stored(
+        {(r.cluster, r.component): r for r in apps.rollouts(name)}, apps.hook_runs_of(name)
+    )
     step_views = [
         _step_view(
-            rollouts,
-            apps.hook_runs,
+            stored,
             record,
             step,
             [t for t in targets if t.step == step.name],
@@ -364,8 +374,7 @@ def _judged(seen: Sighting) -> Health:
 
 
 def _step_view(
-    rollouts: Rollouts,
-    hook_runs: HookRunsOf,
+    stored: _Stored,
     record: AppRecord,
     step: StepRecord,
     targets: list[TargetRecord],
@@ -381,8 +390,7 @@ def _step_view(
         cluster = clusters.get(name)
         releases = [
             _release_view(
-                rollouts,
-                hook_runs(t.app, t.cluster, t.component),
+                stored,
                 record,
                 step,
                 t,
@@ -417,8 +425,7 @@ def _step_view(
 
 
 def _release_view(
-    rollouts: Rollouts,
-    runs: list[HookRunRecord],
+    stored: _Stored,
     record: AppRecord,
     step: StepRecord,
     target: TargetRecord,
@@ -438,6 +445,8 @@ def _release_view(
         for o in objects
     ]
     health = _target_health(record, step, target, (o.health for o in objects))
+    key = (target.cluster, target.component)
+    runs = stored.hook_runs.get(key, [])
     return {
         "component": target.component,
         "release": target.release,
@@ -447,7 +456,7 @@ def _release_view(
         "message": target.message,
         "health": health.status.value,
         "reason": health.reason,
-        "rollout": rollouts.view(target),
+        "rollout": rollout_view(target, stored.rollouts.get(key)),
         "objects": object_views,
         "hooks": [_hook_view(r) for r in runs if r.event != CRDS],
         "crds": [

@@ -11,6 +11,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from hub.errors import NotFound
 from hub.model.phases import (
     AppPhase,
@@ -28,6 +30,7 @@ from hub.model.records import (
     HookRunRecord,
     MeasurementRecord,
     ObservedRecord,
+    Release,
     RevisionRecord,
     RolloutRecord,
     StepRecord,
@@ -335,8 +338,11 @@ class SqliteAppStore(AppStore):
             rows = self._db.execute(
                 "SELECT * FROM inventory WHERE app = ? AND cluster = ?", (app, cluster)
             ).fetchall()
+        # orjson: `status` of a thousand targets reads every row, and the stdlib's decoder
+        # was a quarter of it. The entries are references (no big numbers orjson refuses).
         return {
-            (r["cluster"], r["component"]): (r["revision"], json.loads(r["objects"])) for r in rows
+            (r["cluster"], r["component"]): (r["revision"], orjson.loads(r["objects"]))
+            for r in rows
         }
 
     def set_inventory(
@@ -453,6 +459,16 @@ class SqliteAppStore(AppStore):
         ).fetchall()
         return [_hook_run(r) for r in rows]
 
+    def hook_runs_of(self, app: str) -> dict[Release, list[HookRunRecord]]:
+        rows = self._db.execute(
+            "SELECT * FROM hook_runs WHERE app = ? ORDER BY started_at, rowid", (app,)
+        ).fetchall()
+        found: dict[Release, list[HookRunRecord]] = {}
+        for row in rows:
+            run = _hook_run(row)
+            found.setdefault((run.cluster, run.component), []).append(run)
+        return found
+
     def holdings(self, cluster: str) -> list[Holding]:
         """Every application that holds something on `cluster`, by name: objects in its
         inventory there, a canary there, or a target there in its current revision (not
@@ -464,7 +480,7 @@ class SqliteAppStore(AppStore):
         ):
             holding = found.setdefault(row["app"], Holding(row["app"]))
             holding.components.append(row["component"])
-            holding.objects += len(json.loads(row["objects"]))
+            holding.objects += len(orjson.loads(row["objects"]))
         for row in self._db.execute(
             "SELECT DISTINCT t.app FROM targets t JOIN applications a"
             " ON a.name = t.app AND a.revision = t.revision WHERE t.cluster = ?",

@@ -26,6 +26,7 @@ from hub.model.records import (
     HookRunRecord,
     MeasurementRecord,
     ObservedRecord,
+    Release,
     RepositoryRecord,
     RevisionRecord,
     RolloutRecord,
@@ -231,6 +232,11 @@ class AppStore(Protocol):
     def hook_runs(self, app: str, cluster: str, component: str) -> list[HookRunRecord]:
         """The last run of every hook (and `crds/` object) of a release, in the order
         they started."""
+        ...
+
+    def hook_runs_of(self, app: str) -> dict[Release, list[HookRunRecord]]:
+        """`hook_runs` of every release of `app` that has any, in one read: `status`
+        shows them for every target at once."""
         ...
 
     def holdings(self, cluster: str) -> list[Holding]:

@@ -239,22 +239,6 @@ class Rollouts:
         for phase in plan.rollback(previous, stable_hash):
             await self._run_phase(target, client, phase, record)
 
-    def view(self, target: TargetRecord) -> RolloutView | None:
-        """The canary of a target as `status` shows it, or None when it has none."""
-        record = self.apps.rollout(target.app, target.cluster, target.component)
-        props = _trait(target)
-        if record is None or props is None or record.revision != target.revision:
-            return None
-        step = props.canary.steps[record.step]
-        return {
-            "workload": f"{record.kind}/{record.name}",
-            "step": f"{record.step + 1}/{len(props.canary.steps)}",
-            "stage": record.stage,
-            "weight": _weight(record.stage, step.weight),
-            "canary": record.detail,
-            "resumeAt": timestamp(record.resume_at) if record.stage == Stage.PAUSED else None,
-        }
-
     def describe(self, target: TargetRecord) -> str:
         """`paused at step 1/2 (20%)`: where the target's canary waits."""
         record = self.apps.rollout(target.app, target.cluster, target.component)
@@ -401,6 +385,26 @@ def _weight(stage: Stage, weight: int | None) -> int | None:
     if stage is Stage.COMPLETED:
         return 100
     return 0 if stage is Stage.ROLLED_BACK else weight
+
+
+def rollout_view(target: TargetRecord, record: RolloutRecord | None) -> RolloutView | None:
+    """The canary of a target as `status` shows it (`record`: the store's rollout of its
+    release, read by the caller with those of every other release at once), or None when
+    it has none."""
+    if record is None or record.revision != target.revision:
+        return None
+    props = _trait(target)
+    if props is None:
+        return None
+    step = props.canary.steps[record.step]
+    return {
+        "workload": f"{record.kind}/{record.name}",
+        "step": f"{record.step + 1}/{len(props.canary.steps)}",
+        "stage": record.stage,
+        "weight": _weight(record.stage, step.weight),
+        "canary": record.detail,
+        "resumeAt": timestamp(record.resume_at) if record.stage == Stage.PAUSED else None,
+    }
 
 
 def _trait(target: TargetRecord | None) -> KruiseRolloutProperties | None:

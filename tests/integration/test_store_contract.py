@@ -674,6 +674,21 @@ def test_a_hook_run_replaces_the_last_run_of_its_hook_and_event(apps: AppStore) 
     assert apps.hook_runs("shop", "b", "web") == []
 
 
+def test_the_hook_runs_of_an_application_are_each_releases_runs_at_once(apps: AppStore) -> None:
+    _revision(apps, "shop", [_target("a"), _target("b"), _target("c")])
+    _revision(apps, "blog", [_target("a")])
+    apps.put_hook_run(_hook_run("seed", "pre-upgrade", 5.0))
+    apps.put_hook_run(_hook_run("migrate", "pre-install", 1.0))
+    apps.put_hook_run(_hook_run("migrate", "pre-install", 2.0, cluster="b"))
+    apps.put_hook_run(replace(_hook_run("other", "pre-install", 1.0), app="blog"))
+    found = apps.hook_runs_of("shop")
+    assert set(found) == {("a", "web"), ("b", "web")}
+    for (cluster, component), runs in found.items():
+        assert runs == apps.hook_runs("shop", cluster, component)
+    assert [r.name for r in found["a", "web"]] == ["migrate", "seed"]
+    assert apps.hook_runs_of("blog") == {("a", "web"): apps.hook_runs("blog", "a", "web")}
+
+
 def test_a_hold_is_confirmed_dropped_and_cleared_by_a_new_revision(apps: AppStore) -> None:
     _revision(apps, "shop", [_target("a")])
     removals = frozenset({("b", "web"), ("c", "api")})

@@ -233,7 +233,6 @@ async def test_health_is_what_status_rolls_up_when_the_caches_hold_every_object(
             status = await application_status(
                 apps.apps,
                 apps.registry,
-                apps.deployer.rollouts,
                 apps.analyses,
                 apps.keeper.drift,
                 app,

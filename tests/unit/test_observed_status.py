@@ -31,7 +31,6 @@ async def _status(applications: Applications, drifts: Drifts, app: str, owned: b
     return await application_status(
         applications.apps,
         applications.registry,
-        applications.deployer.rollouts,
         applications.analyses,
         drifts,
         app,

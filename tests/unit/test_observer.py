@@ -23,9 +23,7 @@ from hub.state.apps import SqliteAppStore
 from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.workflow.analysis import Analyses
-from hub.workflow.rollout import Rollouts
 from hub.workflow.signals import Signals
-from hub.workflow.waiting import Waits
 from tests.unit.fakeapi import CONFIG_MAPS, WAIT, FakeApi, address, config_map, started
 from tests.unit.hubparts import deploy, observing, store_on, until
 
@@ -52,14 +50,8 @@ class Hub:
 
     async def status(self) -> Any:
         apps = SqliteAppStore(self.store)
-        waits = Waits(self.registry.observer.cache, timeout=1)
-        rollouts = Rollouts(
-            apps, step_timeout=1, waits=waits, signals=Signals(), analysed=lambda t, gate: True
-        )
         analyses = Analyses(apps, self.registry, signals=Signals(), application=_no_spec)
-        return await application_status(
-            apps, self.registry, rollouts, analyses, lambda *release: {}, APP
-        )
+        return await application_status(apps, self.registry, analyses, lambda *release: {}, APP)
 
     def requests(self) -> list[str]:
         return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]

@@ -31,6 +31,7 @@ from hub.model.records import (
     HookRunRecord,
     MeasurementRecord,
     ObservedRecord,
+    Release,
     RevisionRecord,
     RolloutRecord,
     StepRecord,
@@ -744,6 +745,21 @@ class KubeAppStore(AppStore):
             runs = spec_of(obj).get("hookRuns") or [] if obj is not None else []
             found = [hook_run_record(app, cluster, component, r) for r in runs]
             return sorted(found, key=lambda r: r.started_at)
+
+        return self._b.read(look)
+
+    def hook_runs_of(self, app: str) -> dict[Release, list[HookRunRecord]]:
+        def look(m: Mirror) -> dict[Release, list[HookRunRecord]]:
+            found: dict[Release, list[HookRunRecord]] = {}
+            for cluster, obj in self._releases(m, app):
+                component = spec_of(obj)["component"]
+                runs = [
+                    hook_run_record(app, cluster, component, r)
+                    for r in spec_of(obj).get("hookRuns") or []
+                ]
+                if runs:
+                    found[cluster, component] = sorted(runs, key=lambda r: r.started_at)
+            return found
 
         return self._b.read(look)
 
