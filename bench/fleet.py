@@ -314,6 +314,20 @@ class Fleet:
         /metrics), without the API servers' other clients (controllers, the nodes)."""
         return _hub_requests_of(self.hub_metrics())
 
+    def full_collections(self) -> tuple[int, float]:
+        """The hub's full (generation 2) garbage collections so far, and the seconds they
+        held it (`flotilla_gc_pause_seconds`)."""
+        count, seconds = 0, 0.0
+        for family in text_string_to_metric_families(self.hub_metrics()):
+            if family.name == "flotilla_gc_pause_seconds":
+                for sample in family.samples:
+                    if sample.labels.get("generation") == "2":
+                        if sample.name.endswith("_count"):
+                            count = int(sample.value)
+                        elif sample.name.endswith("_sum"):
+                            seconds = sample.value
+        return count, seconds
+
     def hub_metrics(self) -> str:
         """The hub's /metrics as it stands (Prometheus' text format)."""
         request = urllib.request.Request(

@@ -59,7 +59,9 @@ async def measure(fleet: Fleet) -> dict[str, Any]:
     listing = [await timed(fleet.api.call("GET", "/api/v1/clusters")) for _ in range(CALLS)]
     print(f"bench: idle {idle_cpu / IDLE:.1%} of a core; deploying to {size}", flush=True)
     timing = await fleet.deploy(APP, fleet.application(APP, size, chart=CONFIG_CHART, values={}))
+    collections = fleet.full_collections()
     status = [await timed(fleet.status(APP)) for _ in range(CALLS)]
+    after_status = fleet.full_collections()
     return {
         "clusters": size,
         "join_seconds": joined,
@@ -69,6 +71,7 @@ async def measure(fleet: Fleet) -> dict[str, Any]:
         "idle_requests_per_second": asked,
         "cluster_list_seconds": listing,
         "status_seconds": status,
+        "status_full_collections": [b - a for a, b in zip(collections, after_status, strict=True)],
         "deploy": {"healthy": timing.healthy, "hub_cpu": timing.hub_cpu},
     }
 
@@ -114,7 +117,16 @@ def figures(measured: dict[str, Any]) -> list[Figure]:
                 note=f"median {median:.0f} ms of {len(seconds)}",
             )
         )
+    count, held = measured["status_full_collections"]
     out += [
+        Figure(
+            SECTION,
+            "  full garbage collections during those calls",
+            count,
+            "",
+            note=f"{held * 1000:.0f} ms in all, of {sum(measured['status_seconds']) * 1000:.0f} ms"
+            " of calls",
+        ),
         Figure(
             SECTION,
             f"{CONFIG_CHART} to {size}: all healthy",

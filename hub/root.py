@@ -39,7 +39,7 @@ from hub.model.settings import Settings, StoreKind
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.health import StoredHealth
-from hub.service.metrics import LAG_TASK, HubMetrics
+from hub.service.metrics import GC_TASK, LAG_TASK, HubMetrics
 from hub.state.interface import ClusterStore
 from hub.state.store import SqliteStore
 from hub.tasks import HubFailed, Supervisor
@@ -119,6 +119,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         stack.callback(home.remove_hub_file)
         log.info("hub listening on %s (home %s)", url, home.root)
         supervisor.spawn(LAG_TASK, metrics.lag.run)
+        supervisor.spawn(GC_TASK, metrics.gc.run)
         registry.start()
         health = StoredHealth(
             apps.apps,

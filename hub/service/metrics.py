@@ -6,8 +6,8 @@ requests each cluster's client counted, applications and canaries from the store
 on a hub that is one of several replicas of a Kubernetes store, the shards it holds now
 (`ReplicaCollector`). A scrape asks no member cluster, starts nothing and writes
 nothing. Only what cannot be read afterwards is recorded as it happens: the latency of
-each store transaction, the time each target took to become healthy, and how late the
-event loop wakes (`LoopLag`).
+each store transaction, the time each target took to become healthy, how late the
+event loop wakes (`LoopLag`) and how long each garbage collection held it (`GcPauses`).
 
 Each hub has its own registry rather than prometheus_client's global one, and no metric
 lives at module level, so that hubs built in one process (tests) never share a series.
@@ -18,6 +18,7 @@ no URL or credential: the series are bounded by what is registered and deployed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterable, Iterator
 from typing import Protocol
@@ -64,6 +65,11 @@ CLUSTER = ("cluster",)
 LAG_INTERVAL = 0.1
 # The supervised task of the lag probe.
 LAG_TASK = "loop-lag"
+# A young generation's collection takes microseconds; a full one over a heap of a few
+# GB, most of a second.
+GC_BUCKETS = (0.0001, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# The supervised task that times the collections (`GcPauses`).
+GC_TASK = "gc-pauses"
 
 
 class LoopLag:
@@ -84,6 +90,35 @@ class LoopLag:
             await asyncio.sleep(LAG_INTERVAL)
             self.last = max(loop.time() - before - LAG_INTERVAL, 0.0)
             self.worst = max(self.worst, self.last)
+
+
+class GcPauses:
+    """How long each of the interpreter's garbage collections held the process, by
+    generation. A full (generation 2) collection walks every container the hub holds, the
+    watch caches' objects among them, and stops the event loop meanwhile: with a big heap
+    it is what an API call that is slow now and then waited for.
+
+    `gc.callbacks` is the process's, so the callback is there only while `run` runs: hubs
+    built one after another in one process (tests) do not pile theirs up."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._started = 0.0
+
+    def _observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._histogram.labels(str(info["generation"])).observe(
+                time.perf_counter() - self._started
+            )
+
+    async def run(self) -> None:
+        gc.callbacks.append(self._observe)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            gc.callbacks.remove(self._observe)
 
 
 class HubMetrics:
@@ -110,6 +145,16 @@ class HubMetrics:
             registry=self.registry,
         )
         self.lag = LoopLag()
+        self.gc = GcPauses(
+            Histogram(
+                "flotilla_gc_pause_seconds",
+                "Seconds each garbage collection of the hub's interpreter held it, by "
+                "generation (2: a full one).",
+                ["generation"],
+                buckets=GC_BUCKETS,
+                registry=self.registry,
+            )
+        )
         Gauge(
             "flotilla_event_loop_lag_seconds",
             f"Seconds the event loop woke late from the lag probe's last {LAG_INTERVAL} s sleep.",

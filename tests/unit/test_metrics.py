@@ -6,6 +6,7 @@ tests/integration/test_hub_metrics.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -319,6 +320,22 @@ def test_hubs_in_one_process_keep_their_own_series() -> None:
     first.transaction(0.001)
     assert value(scrape(first), "flotilla_store_transaction_duration_seconds_count") == 1
     assert value(scrape(second), "flotilla_store_transaction_duration_seconds_count") == 0
+
+
+async def test_garbage_collections_are_timed_by_generation_while_the_task_runs() -> None:
+    metrics = HubMetrics()
+    task = asyncio.create_task(metrics.gc.run())
+    await asyncio.sleep(0)  # the task installs its callback
+    gc.collect(2)
+    samples = scrape(metrics)
+    timed = value(samples, "flotilla_gc_pause_seconds_count", generation="2") or 0
+    assert timed >= 1
+    assert (value(samples, "flotilla_gc_pause_seconds_sum", generation="2") or 0) > 0
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gc.collect(2)  # no longer timed: the callback went with the task
+    assert value(scrape(metrics), "flotilla_gc_pause_seconds_count", generation="2") == timed
 
 
 @asynccontextmanager
