@@ -35,7 +35,13 @@ AGGREGATED = ",".join(
     )
 )
 # The core group (`/api`) and every other group (`/apis`), each one aggregated document.
-DOCUMENTS = ("/api", "/apis")
+CORE, GROUPS = "/api", "/apis"
+DOCUMENTS = (CORE, GROUPS)
+# A refresh asks only `/apis` (where CRDs and aggregated APIs come and go) unless it
+# changed or this many refreshes went by: the server version and the core group change
+# only with an upgrade, and asking them every time was two thirds of an idle hub's
+# requests.
+FULL_EVERY = 10
 STALE = "Stale"
 
 
@@ -72,6 +78,8 @@ class Discovery:
     capabilities: Capabilities
     etags: Mapping[str, str] = field(default_factory=dict)
     sets: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    partial: int = 0
+    """Refreshes since the last discovery that asked every document."""
 
 
 def version_set(document: Mapping[str, Any]) -> frozenset[str]:
@@ -102,11 +110,13 @@ async def discover(
     """The cluster's capabilities now; the documents whose ETags still hold are not sent
     again (their sets come from `previous`). Raises ClusterError when it cannot ask.
 
-    A first discovery asks for its three documents at once (a join waits for it); a
-    refresh (`previous` given, every half minute in the background) asks one after
-    another, over the one connection the prober keeps open. Asked at once, every refresh
-    opened two more TLS connections that the pool closed again when they had idled for
-    15 s: at a thousand clusters, 67 handshakes a second, a quarter of an idle hub's CPU."""
+    A first discovery asks for its three documents at once (a join waits for it). A
+    refresh (`previous` given, every half minute in the background) asks `/apis` alone,
+    and the server version and the core group too when `/apis` changed or every
+    FULL_EVERY refreshes, one after another over the one connection the prober keeps
+    open. Asked at once, every refresh opened two more TLS connections that the pool
+    closed again when they had idled for 15 s: at a thousand clusters, 67 handshakes a
+    second, a quarter of an idle hub's CPU."""
     etags = dict(previous.etags) if previous else {}
     sets = dict(previous.sets) if previous else {}
 
@@ -115,22 +125,35 @@ async def discover(
             path, accept=AGGREGATED, etag=etags.get(path), timeout=timeout
         )
 
+    def server_version() -> Awaitable[Any]:
+        return client.request("GET", "/version", timeout=timeout)
+
+    answered: dict[str, tuple[str | None, Any]] = {}
     if previous is None:
-        version, *answers = await asyncio.gather(
-            client.request("GET", "/version", timeout=timeout), *map(ask, DOCUMENTS)
-        )
+        version, *answers = await asyncio.gather(server_version(), *map(ask, DOCUMENTS))
+        answered = dict(zip(DOCUMENTS, answers, strict=True))
+        kube_version = _git_version(client, version)
     else:
-        version = await client.request("GET", "/version", timeout=timeout)
-        answers = [await ask(path) for path in DOCUMENTS]
-    for path, (etag, document) in zip(DOCUMENTS, answers, strict=True):
+        answered[GROUPS] = await ask(GROUPS)
+        kube_version = previous.capabilities.kube_version
+        if answered[GROUPS][1] is not None or previous.partial + 1 >= FULL_EVERY:
+            kube_version = _git_version(client, await server_version())
+            answered[CORE] = await ask(CORE)
+    for path, (etag, document) in answered.items():
         if document is not None:  # else 304: only sent with an ETag, so `sets` has it
             sets[path] = version_set(document)
         if etag:
             etags[path] = etag
         else:
             etags.pop(path, None)
-    kube_version = str((version or {}).get("gitVersion") or "")
-    if not kube_version:
-        raise ClusterError(f"{client.server}: /version names no gitVersion")
     api_versions = frozenset().union(*sets.values())
-    return Discovery(Capabilities.of(kube_version, api_versions), etags, sets)
+    partial = previous.partial + 1 if previous and CORE not in answered else 0
+    return Discovery(Capabilities.of(kube_version, api_versions), etags, sets, partial)
+
+
+def _git_version(client: ClusterClient, answer: Any) -> str:
+    """The gitVersion of `/version`'s answer."""
+    found = str((answer or {}).get("gitVersion") or "")
+    if not found:
+        raise ClusterError(f"{client.server}: /version names no gitVersion")
+    return found

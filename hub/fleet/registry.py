@@ -53,10 +53,18 @@ PROBE_TASK = "probe"
 # within this. Discovery rarely changes and each refresh is two conditional GETs, but it
 # is no health signal, so it runs at a fraction of the probes' pace.
 DISCOVERY_INTERVAL = 30.0
-# Seconds a cluster whose watches keep answering goes without a probe, and a connected
-# watch cache may be silent before its cluster is probed anyway (`_heard_from`): as
-# often as its discovery is refreshed.
+# Seconds a cluster whose watches keep answering goes without a probe (`_heard_from`):
+# as often as its discovery is refreshed.
 WATCH_QUIET = 30.0
+# Seconds a watch cache whose every watch is connected may be silent before its cluster is
+# probed at every interval again. The API server sends each watch a bookmark about once a
+# minute, and a cache's watches start together, so their bookmarks come in bursts a
+# minute apart: with 30 s here, every such cluster was probed at every interval for half
+# of each minute (measured: a probe every 9 s instead of every 30).
+BOOKMARK_GAP = 90.0
+# Refreshes of discovery between two that ask every document (`clusters.discovery`): the
+# others ask only `/apis`, where CRDs and aggregated APIs appear.
+FULL_DISCOVERY_EVERY = 10
 
 
 class Registry:
@@ -406,9 +414,8 @@ class Registry:
     def _heard_from(self, name: str) -> bool:
         """Whether `name` need not be probed now: this hub probed it within WATCH_QUIET
         and found it healthy, and its watches have spoken since, within one probe interval
-        or, while every one of them is connected, within WATCH_QUIET (the API server sends
-        each watch a bookmark about once a minute, so a connected cache of eight kinds
-        hears from its cluster every few seconds).
+        or, while every one of them is connected, within BOOKMARK_GAP (the API server sends
+        each watch a bookmark about once a minute).
 
         A cluster that goes down breaks its watches (the connection is reset), which the
         cache shows at once, so it is probed within an interval as before. What an open
@@ -426,7 +433,7 @@ class Registry:
         ):
             return False
         cache = self.observer.cache(name)
-        quiet = WATCH_QUIET if cache is not None and cache.synced else self.settings.probe_interval
+        quiet = BOOKMARK_GAP if cache is not None and cache.synced else self.settings.probe_interval
         return seen >= time.time() - max(quiet, self.settings.probe_interval)
 
     async def probe_one(self, name: str) -> None:

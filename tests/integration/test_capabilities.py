@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from clusters.client import ClusterClient
-from clusters.discovery import AGGREGATED, DOCUMENTS, discover
+from clusters.discovery import AGGREGATED, DOCUMENTS, FULL_EVERY, discover
 from e2e.chartrepo import CHARTS_DIR
 from e2e.clusters import ClusterInfo
 from e2e.kubectl import kubectl
@@ -115,6 +115,35 @@ async def test_kube_apiserver_answers_an_unchanged_discovery_with_304s(
             first = await discover(client)
         assert [document for _, document in answers] == [None, None]
         assert (await discover(client, first)).capabilities == first.capabilities
+    finally:
+        await client.close()
+
+
+async def test_a_refresh_asks_the_version_and_the_core_group_only_now_and_then(
+    e2e_clusters: list[ClusterInfo],
+) -> None:
+    """Between two full discoveries a refresh asks `/apis` alone (one request), keeping the
+    server version and the core group; every FULL_EVERY refreshes, or whenever `/apis`
+    changed (another test may add a CRD meanwhile), it asks all three again."""
+    client = await ClusterClient.connect(yaml.safe_load(e2e_clusters[1].kubeconfig.read_text()))
+    try:
+        found = await discover(client)
+        full = 0
+        for _ in range(FULL_EVERY + 1):
+            before = client.stats.requests.get("GET", 0)
+            refreshed = await discover(client, found)
+            asked = client.stats.requests.get("GET", 0) - before
+            if refreshed.partial == 0:
+                full += 1
+                assert asked == 3
+            else:
+                assert (asked, refreshed.partial) == (1, found.partial + 1)
+                assert refreshed.capabilities == found.capabilities
+            assert refreshed.partial < FULL_EVERY
+            found = refreshed
+        # One every FULL_EVERY, and one or two more if another test's CRD came and went.
+        assert 1 <= full <= 3
+        assert found.capabilities.kube_version.startswith("v1.34.")
     finally:
         await client.close()
 
