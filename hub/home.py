@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +67,8 @@ class Home:
     def write_token(self, given: Path | None = None) -> str:
         """A fresh random token, or the one in the file `given` (replicas share one); kept
         where the CLI on this machine finds it either way."""
+        import secrets  # only the hub makes one: every CLI start imports this module
+
         token = secrets.token_urlsafe(32) if given is None else _read_token(given)
         _write_private(self.token_file, token + "\n")
         return token

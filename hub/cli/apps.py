@@ -1,7 +1,5 @@
 """Application commands: plan, up, status, ls, history, delete."""
 
-from __future__ import annotations
-
 import contextlib
 import time
 from collections.abc import Callable
@@ -24,7 +22,6 @@ from hub.cli.client import HubClient
 from hub.cli.output import Format, emit
 from hub.errors import InvalidInput
 from hub.model.phases import AppPhase
-from hub.model.views import TAKE_OVER
 
 
 @app.command()
@@ -38,11 +35,13 @@ def plan(
         ),
     ] = None,
 ) -> None:
-    """Show what `up` would do, changing nothing: per step and cluster, the namespace, the
-    values that differ from the chart's defaults and which policy set them, the objects
-    Helm renders, the objects of a release that `up` would delete (`prune`), and, for a
-    first deploy, the fields of objects on the cluster that another field manager (helm,
-    kubectl) owns, which only `up --take-ownership` takes over (the clusters are asked)."""
+    """Show what `up` would do, changing nothing.
+
+    Per step and cluster: the namespace, the values that differ from the chart's defaults
+    and which policy set them, the objects Helm renders, the objects of a release that
+    `up` would delete (`prune`), and, for a first deploy, the fields of objects on the
+    cluster that another field manager (helm, kubectl) owns, which only
+    `up --take-ownership` takes over (the clusters are asked)."""
     body = read_app(file) | {"explain": explain}
     view = run(call("POST", "/api/v1/plan", body))
     emit(view, output_format, lambda v: _plan_printed(v, explain))
@@ -55,6 +54,8 @@ def _plan_printed(view: dict[str, Any], explain: str | None) -> Any:
     one change a plan must not bury in a tree."""
     from rich.console import Group
     from rich.text import Text
+
+    from hub.model.views import TAKE_OVER
 
     lines = Text()
     for step in view["steps"]:
@@ -90,7 +91,7 @@ def up(
     ] = False,
     output_format: OutputOption = Format.table,
 ) -> None:
-    """Deploy an application: a new revision when the file changed, run by the hub.
+    """Deploy an application: a new revision if the file changed. The hub runs it.
 
     The file is checked completely first (spec, placement, charts, values schema, render);
     if anything is wrong nothing is stored or deployed. A revision that would delete every
@@ -98,7 +99,8 @@ def up(
     objects named (exit 2, nothing stored) unless `--allow-prune` is given. So is a first
     deploy onto objects whose fields another field manager owns (what `helm install` or
     `kubectl apply` put there), one line per object, unless `--take-ownership` is given.
-    Exit codes with --wait: 0 finished or suspended, 1 failed.
+
+    Exit codes with `--wait`: 0 finished or suspended, 1 failed.
     """
     body = read_app(file) | {"allowPrune": allow_prune, "takeOwnership": take_ownership}
     result = run(call("POST", "/api/v1/apps", body))
@@ -158,7 +160,10 @@ def status(
     ] = False,
     output_format: OutputOption = Format.table,
 ) -> None:
-    """The application as one tree: step -> cluster -> release -> objects, health rolled up.
+    """An application as one tree, its health rolled up.
+
+    Step -> cluster -> release -> objects; healthy objects are counted, not listed,
+    unless `--tree`.
 
     `-o json` has a stable shape for scripts (see the README); an unreachable cluster
     shows as such with when it was last seen.
@@ -203,7 +208,9 @@ def delete(
     name: AppArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Remove everything the application applied on every cluster, then its records."""
+    """Delete an application from every cluster.
+
+    Everything it applied there is removed, then the hub's records of it."""
     if not yes and not typer.confirm(f"delete {name} from every cluster?"):
         raise typer.Exit(1)
     run(call("DELETE", f"/api/v1/apps/{name}"))

@@ -5,8 +5,6 @@ the labels' syntax before the hub is asked; those parsers (YAML, pydantic's vali
 are imported by the commands that parse, never by `cluster list` or any other start.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +29,28 @@ cluster_app = typer.Typer(help="Register, label and detach member clusters.", no
 labels_app = typer.Typer(help="Add or remove labels on a member cluster.", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 cluster_app.add_typer(labels_app, name="labels")
+
+
+PrometheusOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prometheus",
+        help="URL of the cluster's own Prometheus (or Thanos), e.g. http://prom.eu:9090.",
+    ),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prometheus-token-file", help="File holding a bearer token for that Prometheus."
+    ),
+]
+UsernameOption = Annotated[
+    str | None, typer.Option("--prometheus-username", help="Basic-auth user for that Prometheus.")
+]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option("--prometheus-password-file", help="File holding that user's password."),
+]
 
 
 @cluster_app.command("join")
@@ -87,28 +107,6 @@ def cluster_join(
         emit(record, output_format)
 
 
-PrometheusOption = Annotated[
-    str | None,
-    typer.Option(
-        "--prometheus",
-        help="URL of the cluster's own Prometheus (or Thanos), e.g. http://prom.eu:9090.",
-    ),
-]
-TokenFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--prometheus-token-file", help="File holding a bearer token for that Prometheus."
-    ),
-]
-UsernameOption = Annotated[
-    str | None, typer.Option("--prometheus-username", help="Basic-auth user for that Prometheus.")
-]
-PasswordFileOption = Annotated[
-    Path | None,
-    typer.Option("--prometheus-password-file", help="File holding that user's password."),
-]
-
-
 def _prometheus_body(
     url: str | None, token_file: Path | None, username: str | None, password_file: Path | None
 ) -> dict[str, str]:
@@ -159,13 +157,17 @@ def cluster_prometheus(
     ] = None,
     output_format: OutputOption = Format.table,
 ) -> None:
-    """Register, replace or forget the Prometheus that holds a cluster's metrics.
+    """Register, replace or forget a cluster's Prometheus.
 
-    Canary analysis and `check-metrics` steps query it for this cluster whenever the
-    Application names no `metricEndpoint`. Credentials are kept like kubeconfig
-    credentials (in the hub's 0600 store) and never shown again; `cluster list` shows
-    the URL only. E.g. `flotilla cluster prometheus prod-eu http://prom.eu:9090
-    --token-file prom.token`, or `flotilla cluster prometheus prod-eu --clear`.
+    The Prometheus that holds the cluster's metrics: canary analysis and `check-metrics`
+    steps query it for this cluster whenever the Application names no `metricEndpoint`.
+    Credentials are kept like kubeconfig credentials (in the hub's 0600 store) and never
+    shown again; `cluster list` shows the URL only.
+
+    \b
+    Examples:
+      flotilla cluster prometheus prod-eu http://prom.eu:9090 --token-file prom.token
+      flotilla cluster prometheus prod-eu --clear
     """
     if clear == (url is not None):
         raise_invalid("give the Prometheus URL, or --clear to forget it")
@@ -181,14 +183,14 @@ def cluster_prometheus(
         output.console.print(f"cluster {name}: no Prometheus")
 
 
-def _watch_cell(watch: WatchView) -> str:
+def _watch_cell(watch: "WatchView") -> str:
     """`synced`, `reconnecting`..., with `, 3 restarts` when its task had to be restarted."""
     restarts = watch["restarts"]
     more = f", {restarts} restart{'s' if restarts > 1 else ''}" if restarts else ""
     return str(watch["state"]) + more
 
 
-def _task_problems(data: MemberList) -> list[str]:
+def _task_problems(data: "MemberList") -> list[str]:
     """One line per background task that died: what, how often, when and why."""
     lines = []
     prober = data.get("prober") or {}
@@ -207,7 +209,7 @@ def _task_problems(data: MemberList) -> list[str]:
     return lines
 
 
-def _cluster_table(data: MemberList) -> Any:
+def _cluster_table(data: "MemberList") -> Any:
     from rich.console import Group
     from rich.text import Text
 
@@ -230,15 +232,15 @@ def _cluster_table(data: MemberList) -> Any:
 
 @cluster_app.command("list")
 def cluster_list(output_format: OutputOption = Format.table) -> None:
-    """Member clusters with labels, API server, version, health, when last seen, and how
-    the hub's watch of each fares.
+    """Member clusters, their health and the hub's watch of each.
 
-    Health comes from the hub's background probes, so this answers at once even when a
-    cluster is down. WATCH is the hub's watch cache of the cluster (what `status` reads):
-    `synced`, `starting`, `listing`, `reconnecting` (the cluster went away) or
-    `restarting` (its task died), and how often its task was restarted after dying; a
-    line under the table says why the prober or a watch last died. `-o json` has the
-    same per cluster as `watch` {state, error, restarts, lastError, lastErrorAt}, and the
+    Each with its labels, API server, version, health, when last seen, and how the hub's
+    watch of it fares. Health comes from the hub's background probes, so this answers at
+    once even when a cluster is down. WATCH is the hub's watch cache of the cluster (what
+    `status` reads): `synced`, `starting`, `listing`, `reconnecting` (the cluster went away)
+    or `restarting` (its task died), and how often its task was restarted after dying; a
+    line under the table says why the prober or a watch last died. `-o json` has the same
+    per cluster as `watch` {state, error, restarts, lastError, lastErrorAt}, and the
     prober's as `prober` {running, restarts, lastError, lastErrorAt}.
     """
     emit(run(call("GET", "/api/v1/clusters")), output_format, _cluster_table)
@@ -251,8 +253,10 @@ def cluster_show(
         Format, typer.Option("--output", "-o", help="yaml (default) or json.")
     ] = Format.yaml,
 ) -> None:
-    """One cluster in full: its uid (which a rename keeps), its watch, and its kubeconfig
-    with every credential redacted."""
+    """One cluster in full, its credentials redacted.
+
+    Its uid (which a rename keeps), its watch, and its kubeconfig with every credential
+    redacted."""
     emit(run(call("GET", f"/api/v1/clusters/{name}")), output_format)
 
 
@@ -262,7 +266,12 @@ def labels_add(
     labels: Annotated[list[str], typer.Argument(help="k=v pairs; an existing key is replaced.")],
     output_format: OutputOption = Format.table,
 ) -> None:
-    """Add or replace labels, e.g. `flotilla cluster labels add prod-eu env=prod region=eu`."""
+    """Add or replace labels.
+
+    \b
+    Example:
+      flotilla cluster labels add prod-eu env=prod region=eu
+    """
     from placement.selectors import parse_labels
 
     try:
@@ -340,10 +349,11 @@ def cluster_detach(
     of their current revision) is refused with their names, and nothing changes. Say
     what becomes of those releases with one of:
 
+    \b
     * `--delete-releases`: delete them from the cluster, then detach;
     * `--forget-releases`: leave them running and forget them. The hub no longer
-      prunes, upgrades or deletes them; joined again, the cluster takes them over with the
-      application's next revision (`up` of a changed file).
+      prunes, upgrades or deletes them; joined again, the cluster takes them over
+      with the application's next revision (`up` of a changed file).
 
     A cluster that holds nothing is detached as is; nothing on it is deleted.
     """

@@ -1,7 +1,5 @@
 """`flotilla diff`: what `up` would change on each cluster, or how the clusters drifted."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode
@@ -54,25 +52,27 @@ def diff(
     ] = None,
     output_format: OutputOption = Format.table,
 ) -> None:
-    """Show what `up` would change on each cluster, asking the clusters: every object goes
-    through a server-side apply in dry-run mode (`dryRun=All`, the same field manager and
-    labels as a real deploy) and the answer is compared with the live object.
+    """Show what `up` would change on each cluster.
 
-    Per cluster and release, each object is **created**, **changed** (a unified diff),
-    **pruned** (the new render no longer holds it), **unchanged**, or left alone by the
-    application's **apply-once** policy. Fields the server defaults, or that other field
-    managers own, do not show. Secret values never show: a changed key reads
-    `(redacted: old value)` -> `(redacted: new value)`.
+    The clusters are asked: every object goes through a server-side apply in dry-run mode
+    (`dryRun=All`, the same field manager and labels as a real deploy) and the answer is
+    compared with the live object.
+
+    Per cluster and release, each object is created, changed (a unified diff), pruned
+    (the new render no longer holds it), unchanged, or left alone by the application's
+    apply-once policy. Fields the server defaults, or that other field managers own, do
+    not show. Secret values never show: a changed key reads `(redacted: old value)` ->
+    `(redacted: new value)`.
 
     `flotilla diff APP [--revision N]` needs no file: it shows how the clusters drifted
     from a stored revision, rendered from the charts that revision pinned.
 
+    \b
     Examples:
-
-        flotilla diff -f app.yaml                  # before `up -f app.yaml`
-        flotilla diff -f app.yaml --cluster prod-eu -o json
-        flotilla diff shop                         # drift from the running revision
-        flotilla diff shop --revision 3
+      flotilla diff -f app.yaml                  # before `up -f app.yaml`
+      flotilla diff -f app.yaml --cluster prod-eu -o json
+      flotilla diff shop                         # drift from the running revision
+      flotilla diff shop --revision 3
 
     Exit codes, as `kubectl diff`: 0 nothing would change, 1 something would. A cluster
     that cannot be reached is named and the others are diffed, then the command exits 5
@@ -112,7 +112,7 @@ def _ask(method: str, path: str, body: Any = None) -> dict[str, Any]:
     return view
 
 
-def _printed(view: dict[str, Any]) -> Text:
+def _printed(view: dict[str, Any]) -> "Text":
     """Cluster, release, then each object that would change with its diff; coloured on
     a terminal, plain when piped (the console decides, NO_COLOR too)."""
     from rich.text import Text

@@ -1,7 +1,5 @@
 """`flotilla events`: what the engine did, as a list or as a stream."""
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Annotated, Any
@@ -31,8 +29,10 @@ def events(
     limit: Annotated[int, typer.Option(help="At most this many past events.")] = 100,
     output_format: OutputOption = Format.table,
 ) -> None:
-    """Every transition the engine makes: steps started, targets applied, canary steps,
-    pauses, resumes, analysis verdicts, rollbacks.
+    """What the engine did, as a list or a stream (`--follow`).
+
+    Every transition it makes: steps started, targets applied, canary steps, pauses,
+    resumes, analysis verdicts, rollbacks.
 
     Each event has an `id`, the time, and the application, revision, step, cluster and
     component it concerns where they apply. `-o json` prints one JSON object per line,

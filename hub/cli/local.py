@@ -4,8 +4,6 @@ shell's completion script). The imports of the hub's inside, by the first two, a
 and the only ones the CLI has (see ARCHITECTURE.md).
 """
 
-from __future__ import annotations
-
 import dataclasses
 from pathlib import Path
 from typing import Annotated
@@ -30,13 +28,13 @@ DEFAULT_LOG_FORMAT = LogFormat(DEFAULTS.log_format)
 StoreKubeconfig = Annotated[
     Path | None,
     typer.Option(
-        help="Kubeconfig of the management cluster that holds the state with --store "
-        "kubernetes (custom resources in the flotilla.dev group, credentials in Secrets).",
+        help="Kubeconfig of the management cluster that holds the state with `--store "
+        "kubernetes` (custom resources in the flotilla.dev group, credentials in Secrets).",
         dir_okay=False,
     ),
 ]
 StoreContext = Annotated[
-    str | None, typer.Option(help="Context of --store-kubeconfig (default: its current one).")
+    str | None, typer.Option(help="Context of `--store-kubeconfig` (default: its current one).")
 ]
 StoreNamespace = Annotated[
     str, typer.Option(help="Namespace of the management cluster the state is kept in.")
@@ -94,8 +92,8 @@ def serve(
     heal: Annotated[
         bool,
         typer.Option(
-            help="Re-apply what drifts from the applied revision (a kubectl edit, a deleted "
-            "object) within seconds. --no-heal: drift is shown in status and the events, "
+            help="Re-apply what drifts from the applied revision (a `kubectl edit`, a deleted "
+            "object) within seconds. `--no-heal`: drift is shown in status and the events, "
             "and left as it is."
         ),
     ] = DEFAULTS.heal,
@@ -103,7 +101,7 @@ def serve(
         StoreKind,
         typer.Option(
             help="sqlite: one file in $FLOTILLA_HOME, for one hub. kubernetes: custom "
-            "resources in a management cluster (--store-kubeconfig), so that the state "
+            "resources in a management cluster (`--store-kubeconfig`), so that the state "
             "outlives this machine; the CRDs are installed on start."
         ),
     ] = DEFAULTS.store,
@@ -128,7 +126,7 @@ def serve(
     lease_seconds: Annotated[
         float,
         typer.Option(
-            help="With --store kubernetes: how long a replica's shard Leases last unrenewed; "
+            help="With `--store kubernetes`: how long a replica's shard Leases last unrenewed; "
             "a replica that dies hands its applications on this long after.",
             min=1,
         ),
@@ -136,16 +134,16 @@ def serve(
     renew_seconds: Annotated[
         float,
         typer.Option(
-            help="How often a replica renews its Leases (less than half of --lease-seconds).",
+            help="How often a replica renews its Leases (less than half of `--lease-seconds`).",
             min=0.1,
         ),
     ] = DEFAULTS.renew_seconds,
 ) -> None:
-    """Run the hub: the store, the cluster prober and the HTTP API (until SIGTERM).
+    """Run the hub: its store, prober and HTTP API, until SIGTERM.
 
-    With --store kubernetes, any number of replicas may share one store: each drives the
+    With `--store kubernetes`, any number of replicas may share one store: each drives the
     applications of the shards it holds through Leases, and takes over those of a replica
-    that stops, within --lease-seconds."""
+    that stops, within `--lease-seconds`."""
     from hub.root import serve as serve_hub
 
     if store is StoreKind.KUBERNETES and store_kubeconfig is None:
@@ -192,14 +190,15 @@ def install(
         ),
     ] = False,
 ) -> None:
-    """Install what `serve --store kubernetes` keeps its state in: the store namespace and
-    the flotilla.dev CRDs of the management cluster. Idempotent; `serve` does it too on
+    """Install the Kubernetes store's CRDs and namespace.
+
+    What `serve --store kubernetes` keeps its state in: the store namespace and the
+    flotilla.dev CRDs of the management cluster. Idempotent; `serve` does it too on
     start, so this is for those who install CRDs apart (GitOps, a locked-down hub).
 
+    \b
     Examples:
-
       flotilla install --store-kubeconfig mgmt.kubeconfig
-
       flotilla install --print > flotilla-crds.yaml
     """
     from hub.state.kube import install as install_store
@@ -219,7 +218,7 @@ def install(
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of the Application format, for editors and CI linters."""
+    """Print the Application format's JSON Schema. For editors and CI linters."""
     from hub.format import json_schema
 
     emit(json_schema(), Format.json)
@@ -227,15 +226,16 @@ def schema() -> None:
 
 @app.command()
 def completion(shell: Annotated[Shell, typer.Argument(help="bash, zsh or fish.")]) -> None:
-    """Print the completion script of a shell: TAB then completes commands, options, and
-    the names of applications and clusters, asked from the running hub.
+    """Print a shell's completion script.
 
-    Load it in the shell you are in, or for every new one:
+    TAB then completes commands, options, and the names of applications and clusters,
+    asked from the running hub. Load it in the shell you are in, or for every new one:
 
-    * bash: `source <(flotilla completion bash)`; for every shell, add that line to
-      ~/.bashrc (bash 4.4 or later)
-    * zsh: `source <(flotilla completion zsh)`, after `compinit`; for every shell, add
-      that line to ~/.zshrc
+    \b
+    * bash: `source <(flotilla completion bash)`; for every shell, add that line
+      to ~/.bashrc (bash 4.4 or later)
+    * zsh: `source <(flotilla completion zsh)`, after `compinit`; for every shell,
+      add that line to ~/.zshrc
     * fish: `flotilla completion fish | source`; for every shell,
       `flotilla completion fish > ~/.config/fish/completions/flotilla.fish`
 

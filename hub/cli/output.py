@@ -132,7 +132,7 @@ def ago(timestamp: str | None) -> str:
     """'12s', '5m', '3h', '2d' since an RFC 3339 UTC timestamp, like kubectl's AGE."""
     if not timestamp:
         return "never"
-    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    then = datetime.fromisoformat(timestamp)  # not strptime, which loads locale and calendar
     seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

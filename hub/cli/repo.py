@@ -5,8 +5,6 @@ Passwords and tokens are read from standard input, never from the command line, 
 shows them again.
 """
 
-from __future__ import annotations
-
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -47,15 +45,16 @@ def repo_add(
     ] = False,
     output_format: OutputOption = Format.table,
 ) -> None:
-    """Register a repository's credentials with the hub, once; every chart fetched from a
-    URL it covers is then fetched with them, whichever Application names it.
+    """Register a repository's credentials with the hub, once.
 
-    The hub asks the repository first (its index.yaml, or a registry login) and stores
-    nothing if the credentials are refused. E.g.
+    Every chart fetched from a URL it covers is then fetched with them, whichever
+    Application names it. The hub asks the repository first (its index.yaml, or a
+    registry login) and stores nothing if the credentials are refused.
 
-    `flotilla repo add acme --url https://charts.acme.io --username ci --password-stdin < pass`
-
-    `flotilla repo add ghcr --url oci://ghcr.io/acme --username bot --password-stdin < token`
+    \b
+    Examples:
+      flotilla repo add acme --url https://charts.acme.io --username ci --password-stdin < pass
+      flotilla repo add ghcr --url oci://ghcr.io/acme --username bot --password-stdin < token
 
     A registry takes a token as the password; `--token-stdin` sends it as `Authorization:
     Bearer` to an HTTP repository. Name it from a helm component with `secretRef: acme`.
@@ -94,7 +93,7 @@ def _read_secret(what: str) -> str:
     return line
 
 
-def _repository_table(data: RepositoryList) -> Any:
+def _repository_table(data: "RepositoryList") -> Any:
     rows = [
         [r["name"], r["kind"], r["url"], r["username"] or "-", r["auth"]]
         for r in data["repositories"]
@@ -104,8 +103,10 @@ def _repository_table(data: RepositoryList) -> Any:
 
 @repo_app.command("list")
 def repo_list(output_format: OutputOption = Format.table) -> None:
-    """Registered repositories: name, kind (http or oci), URL, user and how it logs in
-    (`basic` or `token`). The password or token is never shown."""
+    """Registered repositories, never their passwords or tokens.
+
+    Each with its name, kind (http or oci), URL, user and how it logs in (`basic` or
+    `token`)."""
     emit(run(call("GET", "/api/v1/repositories")), output_format, _repository_table)
 
 

@@ -1,7 +1,5 @@
 """`flotilla ui`: a one-time link that signs a browser in to the hub's web view."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from hub.cli import output
@@ -11,12 +9,12 @@ from hub.cli.client import HubClient
 
 @app.command()
 def ui() -> None:
-    """Print a link that signs a browser in to the web view (read-only: the fleet, the
-    applications, each one's tree, canaries, analysis and events, live).
+    """Print a link that signs a browser in to the web view.
 
-    The link holds a random code the hub issued for this command, not the token: it
-    works once, within a minute. The browser then keeps a session cookie. Without a link,
-    the page at the hub's address asks for the token (`$FLOTILLA_HOME/token`).
+    The view is read-only: the fleet, the applications, each one's tree, canaries, analysis
+    and events, live. The link holds a random code the hub issued for this command, not the
+    token: it works once, within a minute. The browser then keeps a session cookie. Without
+    a link, the page at the hub's address asks for the token (`$FLOTILLA_HOME/token`).
     """
     link, seconds = run(_link)
     output.console.print(link, highlight=False, soft_wrap=True)

@@ -1,7 +1,5 @@
 """`flotilla workflow ...`: resume, suspend, restart, rollback."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer
@@ -27,9 +25,11 @@ def workflow_resume(
     name: AppArgument,
     wait: WaitOption = False,
 ) -> None:
-    """Continue a suspended workflow: approve a suspend step or an `auto: false` deploy
-    step, advance every cluster's paused canary to its next step together (or cut a timed
-    pause short), or lift an operator's suspend. On a failed workflow: retry what failed.
+    """Continue a suspended workflow, or retry a failed one.
+
+    It approves a suspend step or an `auto: false` deploy step, advances every cluster's
+    paused canary to its next step together (or cuts a timed pause short), or lifts an
+    operator's suspend. On a failed workflow it retries what failed.
 
     Sent while a canary step is still moving (its pods coming up, traffic shifting), it
     approves the pause that step is heading for: the step goes on once its canary is ready
@@ -50,7 +50,7 @@ def workflow_suspend(name: AppArgument) -> None:
 
 @workflow_app.command("restart")
 def workflow_restart(name: AppArgument) -> None:
-    """Retry what failed in the current revision; what succeeded is kept."""
+    """Retry what failed in the current revision. What succeeded is kept."""
     run(call("POST", f"/api/v1/apps/{name}/workflow/restart", {}))
     output.console.print(f"application {name} restarted")
 
@@ -63,7 +63,7 @@ def workflow_rollback(
     ] = None,
     wait: WaitOption = False,
 ) -> None:
-    """Re-apply an earlier revision to every target, pruning what later ones added."""
+    """Re-apply an earlier revision to every target. What later ones added is pruned."""
     result = run(call("POST", f"/api/v1/apps/{name}/workflow/rollback", {"revision": revision}))
     output.console.print(result["message"])
     if wait:

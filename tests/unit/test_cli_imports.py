@@ -3,8 +3,11 @@ and its one request to the hub, on the standard library, keeps the CLI's behavio
 
 Every module a CLI process imports is start-up time a user waits through on each command,
 so a read command must not load the hub's inside (the format's pydantic models, the
-cluster client, Helm, the store), aiohttp or asyncio; `-o json` must not load rich or
-YAML; a table loads rich's console and table, not its Markdown or traceback parts.
+cluster client, Helm, the store), aiohttp or asyncio, nor `http.client` (the email package
+and ssl come with it) for one request a socket sends; `-o json` must not load rich or
+YAML; a table loads rich's console and table, not its Markdown or traceback parts; help
+and usage errors are click's plain text, without rich at all (Typer's rich help loads its
+Markdown parser, tracebacks and layouts, which cost a `--help` more than the rest of it).
 
 Each case runs the real `python -X importtime -m hub ...` in a fresh interpreter against a
 stand-in hub (canned answers of the documented shapes) and reads the modules it imported
@@ -12,8 +15,9 @@ from the interpreter's own report, so a lazy import that is not lazy, or a new t
 import anywhere under `hub.cli`, fails here. No timings are asserted: the benchmark
 (`python -m bench --only cli`) measures them.
 
-The same stand-in answers an event stream (chunked NDJSON with keep-alive lines, as the
-hub's), one cut short, and a page that is not the hub's; with a closed port and no hub
+The same stand-in answers in each framing HTTP/1.1 allows (a length, chunks, the end of
+the connection), an event stream (chunked NDJSON with keep-alive lines, as the hub's),
+one cut short, and a page that is not the hub's; with a closed port and no hub
 at all, those are the ways a request fails, each one line and exit code 6.
 """
 
@@ -65,6 +69,8 @@ EVENTS = [
     }
     for n in (1, 2)
 ]
+FRAMED = {"/api/v1/apps/chunks/history": "chunks", "/api/v1/apps/unframed/history": "close"}
+"""History answers framed otherwise than by Content-Length (which every other answer has)."""
 ANSWERS = {
     "/api/v1/apps": APPS,
     "/api/v1/clusters": CLUSTERS,
@@ -103,10 +109,18 @@ RICH_HEAVY = ["typer.rich_utils", "rich.markdown", "markdown_it", "rich.tracebac
 TEXT_ONLY = ["rich", "yaml"]
 """JSON for scripts is json.dumps: no console, no YAML."""
 
-JSON = [*INSIDE, *TEXT_ONLY]
-TABLE = [*INSIDE, *RICH_HEAVY, "yaml"]
+HTTP_CLIENT = ["http.client", "email", "ssl"]
+"""The standard library's client, and what it loads: one request to a hub on `http://`
+needs a socket only."""
+
+JSON = [*INSIDE, *HTTP_CLIENT, *TEXT_ONLY]
+TABLE = [*INSIDE, *HTTP_CLIENT, *RICH_HEAVY, "yaml"]
+HELP = [*INSIDE, *HTTP_CLIENT, *RICH_HEAVY, *TEXT_ONLY, "socket"]
+"""Help is click's plain text: no console, and no request."""
 CASES = [
-    (["--help"], [*INSIDE, "yaml", "http.client"], "Usage: flotilla"),
+    (["--help"], HELP, "Usage: flotilla [OPTIONS] COMMAND"),
+    (["cluster", "--help"], HELP, "Usage: flotilla cluster [OPTIONS] COMMAND"),
+    (["cluster", "join", "--help"], HELP, "--prometheus-token-file"),
     (["ls", "-o", "json"], JSON, '"worker"'),
     (["status", "web", "-o", "json"], JSON, '"deploy-prod"'),
     (["cluster", "list", "-o", "json"], JSON, '"prod-eu"'),
@@ -134,6 +148,10 @@ class _Hub(BaseHTTPRequestHandler):
         if self.path == "/api/v1/apps/page":
             self._send(200, "<html>a proxy's page</html>")
             return
+        framing = FRAMED.get(self.path)
+        if framing is not None:
+            self._framed(framing, json.dumps(HISTORY).encode())
+            return
         answer = ANSWERS.get(self.path)
         body = json.dumps(answer or {"error": f"{self.path} not found", "exit_code": 3})
         self._send(200 if answer else 404, body)
@@ -143,6 +161,19 @@ class _Hub(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body.encode())
+
+    def _framed(self, framing: str, body: bytes) -> None:
+        self.send_response(200)
+        if framing == "chunks":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (body[:10], body[10:]):
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        else:  # no length: the answer ends with the connection
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
 
     def _stream(self, *, cut: bool) -> None:
         self.send_response(200)
@@ -190,11 +221,19 @@ def _flotilla(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     )
 
 
-def _imported(env: dict[str, str], args: list[str]) -> tuple[set[str], str]:
-    """The modules `flotilla ARGS` imported, and what it printed on stdout."""
+def _imported(
+    env: dict[str, str], args: list[str], exit_code: int = 0
+) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """The modules `flotilla ARGS` imported, and how it ended."""
     done = _flotilla(env, "-X", "importtime", "-m", "hub", *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return set(IMPORTED.findall(done.stderr)), done.stdout
+    assert done.returncode == exit_code, done.stdout + done.stderr
+    modules = set(IMPORTED.findall(done.stderr))
+    assert "hub.cli" in modules, "importtime reported nothing: the check would see nothing"
+    return modules, done
+
+
+def _loaded(modules: set[str], forbidden: list[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
 
 
 @pytest.mark.parametrize(
@@ -203,14 +242,34 @@ def _imported(env: dict[str, str], args: list[str]) -> tuple[set[str], str]:
 def test_a_command_imports_only_what_it_needs(
     hub_env: dict[str, str], args: list[str], forbidden: list[str], printed: str
 ) -> None:
-    modules, out = _imported(hub_env, args)
-    assert "hub.cli" in modules, "importtime reported nothing: the check would see nothing"
-    assert printed in out, out
-    loaded = sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+    modules, done = _imported(hub_env, args)
+    assert printed in done.stdout, done.stdout
+    loaded = _loaded(modules, forbidden)
     assert loaded == [], f"flotilla {' '.join(args)} imported {loaded}"
 
 
+def test_a_usage_error_is_one_plain_error_and_the_usage_hint(hub_env: dict[str, str]) -> None:
+    modules, done = _imported(hub_env, ["ls", "--bogus"], exit_code=2)
+    printed = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert printed == [
+        "Usage: flotilla ls [OPTIONS]",
+        "Try 'flotilla ls --help' for help.",
+        "",
+        "Error: No such option: --bogus",
+    ]
+    assert _loaded(modules, HELP) == []
+
+
 # the one request
+
+
+@pytest.mark.parametrize("app", ["chunks", "unframed"])
+def test_an_answer_framed_by_chunks_or_by_its_end_is_read_whole(
+    hub_env: dict[str, str], app: str
+) -> None:
+    done = _flotilla(hub_env, "-m", "hub", "history", app, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == HISTORY
 
 
 def test_events_follow_prints_each_streamed_event_and_skips_the_keep_alives(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from rich.console import Console
@@ -482,11 +483,15 @@ async def test_on_a_terminal_up_wait_is_redrawn_within_its_width_and_no_color(
     assert "next: fix the cause, then `flotilla workflow restart web`" in text
 
 
+FORCED_TERMINAL = {"TTY_COMPATIBLE": "1", "FORCE_COLOR": "1"}
+"""A terminal forced both ways rich knows: a TTY-compatible output, and FORCE_COLOR."""
+
+
 async def test_no_color_means_no_escape_codes_even_on_a_terminal() -> None:
-    """Forced both ways rich and Typer know (a TTY-compatible output, FORCE_COLOR), with
-    the same output uncoloured as the control: tables, the tree, an error, the help."""
-    forced = {"TTY_COMPATIBLE": "1", "FORCE_COLOR": "1"}
-    commands = [("cluster", "list"), ("status", "web"), ("status", "nope"), ("--help",)]
+    """Forced to a terminal, with the same output uncoloured as the control: tables, the
+    tree, an error."""
+    forced = FORCED_TERMINAL
+    commands = [("cluster", "list"), ("status", "web"), ("status", "nope")]
     async with _hub(PROGRESS[-1:]) as env:
         colored = await asyncio.gather(*(_flotilla(env | forced, *args) for args in commands))
         env |= {"NO_COLOR": "1"}
@@ -495,6 +500,56 @@ async def test_no_color_means_no_escape_codes_even_on_a_terminal() -> None:
     for (code, printed), (expected, _) in zip(plain, colored, strict=True):
         assert code == expected and "\x1b" not in printed, repr(printed)
     assert "error: application nope not found" in plain[2][1]
+
+
+async def test_help_and_usage_errors_are_plain_text_even_on_a_terminal() -> None:
+    """click's help, as kubectl's: no colour, boxes or Markdown wherever it goes; a usage
+    error is the usage, the hint and one error line, exit code 2."""
+    async with _hub(PROGRESS[-1:]) as env:
+        (_, root), (_, group), (code, error) = await asyncio.gather(
+            _flotilla(env | FORCED_TERMINAL, "--help"),
+            _flotilla(env | FORCED_TERMINAL, "cluster", "--help"),
+            _flotilla(env | FORCED_TERMINAL, "cluster", "list", "--bogus"),
+        )
+    assert "\x1b" not in root + group + error
+    assert root.startswith("Usage: flotilla [OPTIONS] COMMAND [ARGS]...\n")
+    assert "  status      An application as one tree, its health rolled up.\n" in root
+    assert "  list        Member clusters, their health and the hub's watch of each.\n" in group
+    assert code == 2
+    assert error.splitlines() == [
+        "Usage: flotilla cluster list [OPTIONS]",
+        "Try 'flotilla cluster list --help' for help.",
+        "",
+        "Error: No such option: --bogus",
+    ]
+
+
+def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+EVERY_COMMAND = dict(_commands(typer.main.get_command(cli)))
+"""Each command and group by its words after `flotilla`: the root's are none."""
+
+
+@pytest.mark.parametrize("width", [60, 100])
+@pytest.mark.parametrize("command", EVERY_COMMAND, ids=lambda words: " ".join(words) or "-")
+def test_every_help_keeps_its_words_and_its_blocks_whole(
+    command: tuple[str, ...], width: int
+) -> None:
+    """Help is rewrapped to the terminal: never inside a word (`--take-ownership`, a
+    default such as `flotilla-system`), and never inside a block marked to be kept (a
+    list, examples), whose lines stay as written."""
+    shown = CliRunner().invoke(cli, [*command, "--help"], env={"COLUMNS": str(width)})
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith(f"Usage: {' '.join(['flotilla', *command])} ")
+    assert not re.search(r"\w-\n", shown.output), shown.output
+    assert "\u2011" not in shown.output and "**" not in shown.output, shown.output
+    for block in (EVERY_COMMAND[command].help or "").split("\n\n"):
+        if block.startswith("\b\n"):
+            assert all(line.strip() in shown.output for line in block.splitlines()[1:])
 
 
 async def test_piped_tables_take_the_width_columns_gives() -> None:
