@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from clusters.client import small_tls_buffers
+from hub import heap
 from hub.api import create_app, create_metrics_app
 from hub.charts import ChartCache
 from hub.errors import FlotillaError, InvalidInput
@@ -120,6 +121,7 @@ async def serve(home: Home, settings: Settings, *, supervisor: Supervisor | None
         log.info("hub listening on %s (home %s)", url, home.root)
         supervisor.spawn(LAG_TASK, metrics.lag.run)
         supervisor.spawn(GC_TASK, metrics.gc.run)
+        supervisor.spawn(heap.TASK, heap.keep)
         registry.start()
         health = StoredHealth(
             apps.apps,
