@@ -9,13 +9,15 @@ collections promote while it is being built, so every dozen calls or so paid a f
 collection: 2.5 s each over the thousand caches of the scale bench
 (`flotilla_gc_pause_seconds`).
 
-So every FREEZE_EVERY the hub moves everything it holds into the interpreter's permanent
-generation (`gc.freeze`, which splices two lists and costs nothing), where no collection
-looks; what is allocated afterwards is collected as before, and full collections walk
-only that. The price: a reference cycle among objects frozen while alive is not freed
-when it dies (what is in no cycle is freed by its reference counts all the same, frozen
-or not). So every THAW_EVERY everything goes back to the collector (`gc.unfreeze`) and one
-full collection frees what died meanwhile, before it is frozen again.
+So the hub moves everything it holds into the interpreter's permanent generation
+(`gc.freeze`, which splices two lists and costs nothing), where no collection looks: after
+every full collection (what survived one is long-lived, and no other should walk it
+again) and every FREEZE_EVERY besides. What is allocated afterwards is collected as
+before, and full collections walk only that. The price: a reference cycle among objects
+frozen while alive is not freed when it dies (what is in no cycle is freed by its
+reference counts all the same, frozen or not). So every THAW_EVERY everything goes back to
+the collector (`gc.unfreeze`) and one full collection frees what died meanwhile, before it
+is frozen again.
 """
 
 from __future__ import annotations
@@ -33,10 +35,17 @@ THAW_EVERY = 30 * 60.0
 
 
 async def keep() -> None:
-    """Freeze the heap every FREEZE_EVERY, and thaw and collect it every THAW_EVERY, until
-    cancelled; it is given back to the collector then."""
+    """Freeze the heap after every full collection and every FREEZE_EVERY, and thaw and
+    collect it every THAW_EVERY, until cancelled; it is given back to the collector then."""
     loop = asyncio.get_running_loop()
     thawed = loop.time()
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        # On the thread that collected (a render's, perhaps), within the collection.
+        if phase == "stop" and info["generation"] == 2:
+            loop.call_soon_threadsafe(gc.freeze)
+
+    gc.callbacks.append(collected)
     try:
         while True:
             await asyncio.sleep(FREEZE_EVERY)
@@ -46,4 +55,5 @@ async def keep() -> None:
                 thawed = loop.time()
             gc.freeze()
     finally:
+        gc.callbacks.remove(collected)
         gc.unfreeze()

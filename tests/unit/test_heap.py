@@ -56,3 +56,18 @@ async def test_what_is_allocated_after_a_freeze_is_collected_as_before() -> None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@pytest.mark.looptime
+async def test_what_survives_a_full_collection_is_frozen_at_once() -> None:
+    task = asyncio.create_task(heap.keep())
+    try:
+        await asyncio.sleep(0)  # the task is waiting for its first freeze
+        assert gc.get_freeze_count() == 0
+        gc.collect(2)
+        await asyncio.sleep(0)  # the freeze the collection asked for
+        assert gc.get_freeze_count() > 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
