@@ -111,7 +111,7 @@ async def discover(
     again (their sets come from `previous`). Raises ClusterError when it cannot ask.
 
     A first discovery asks for its three documents at once (a join waits for it). A
-    refresh (`previous` given, every half minute in the background) asks `/apis` alone,
+    refresh (`previous` given, every minute in the background) asks `/apis` alone,
     and the server version and the core group too when `/apis` changed or every
     FULL_EVERY refreshes, one after another over the one connection the prober keeps
     open. Asked at once, every refresh opened two more TLS connections that the pool

@@ -50,21 +50,20 @@ from placement.selectors import validate_label_key, validate_label_value
 log = logging.getLogger(__name__)
 PROBE_TASK = "probe"
 # Seconds between discoveries of a healthy cluster: a CRD installed there reaches renders
-# within this. Discovery rarely changes and each refresh is two conditional GETs, but it
-# is no health signal, so it runs at a fraction of the probes' pace.
-DISCOVERY_INTERVAL = 30.0
+# within this. Discovery rarely changes, and a refresh is one conditional GET of `/apis`
+# (`clusters.discovery`), but it is no health signal: at a thousand idle clusters each
+# such refresh per minute is a seventeenth of a request a millisecond.
+DISCOVERY_INTERVAL = 60.0
 # Seconds a cluster whose watches keep answering goes without a probe (`_heard_from`):
-# as often as its discovery is refreshed.
-WATCH_QUIET = 30.0
+# as often as its discovery is refreshed. What an open watch cannot show (a credential
+# revoked since it connected, a cut that drops packets silently) is found within this.
+WATCH_QUIET = 60.0
 # Seconds a watch cache whose every watch is connected may be silent before its cluster is
 # probed at every interval again. The API server sends each watch a bookmark about once a
 # minute, and a cache's watches start together, so their bookmarks come in bursts a
-# minute apart: with 30 s here, every such cluster was probed at every interval for half
-# of each minute (measured: a probe every 9 s instead of every 30).
+# minute apart: when this was 30 s, every such cluster was probed at every interval for
+# half of each minute (measured: a probe every 9 s instead of every 30).
 BOOKMARK_GAP = 90.0
-# Refreshes of discovery between two that ask every document (`clusters.discovery`): the
-# others ask only `/apis`, where CRDs and aggregated APIs appear.
-FULL_DISCOVERY_EVERY = 10
 
 
 class Registry:

@@ -82,12 +82,13 @@ async def test_a_cluster_whose_watches_answer_is_not_probed_until_they_go_quiet(
     async with prober(tmp_path, monkeypatch) as state:
         interval = state.registry.settings.probe_interval
         state.last_seen = time.time  # its watches speak all the time
-        await asyncio.sleep(10 * interval)
+        spoken = WATCH_QUIET + 2 * interval
+        await asyncio.sleep(spoken)
         assert state.probes == [0.0, WATCH_QUIET]  # the first finds it healthy
         state.last_seen = lambda: None
         await asyncio.sleep(3 * interval + 1)
         # Quiet: probed at once (its next probe was due) and every interval again.
-        assert state.probes[2:] == [(10 + i) * interval for i in range(4)]
+        assert state.probes[2:] == [spoken + i * interval for i in range(4)]
 
 
 @pytest.mark.looptime
@@ -107,7 +108,7 @@ async def test_a_cluster_whose_watches_are_all_connected_is_probed_once_they_mis
         await asyncio.sleep(BOOKMARK_GAP + 3 * interval)
         quiet = [t for t in state.probes if t < BOOKMARK_GAP]
         assert quiet == [i * WATCH_QUIET for i in range(len(quiet))], state.probes
-        assert len(quiet) >= 3  # not asked for several intervals, though silent meanwhile
+        assert len(quiet) >= 2  # not asked for many intervals, though silent meanwhile
         after = [t for t in state.probes if t >= BOOKMARK_GAP]
         assert after and after[0] - BOOKMARK_GAP <= interval, state.probes
         assert [b - a for a, b in itertools.pairwise(after)] == [interval] * (len(after) - 1)
