@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +40,12 @@ class Command:
     label: str
     argv: list[str]
     goal_ms: float | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    note: str = ""
 
 
 def commands(fleet: Fleet, app: str) -> list[Command]:
     flotilla = str(Path(sys.executable).with_name("flotilla"))
     found = [
         Command("flotilla --help", [flotilla, "--help"], 120),
-        Command(
-            "flotilla --help, Typer's plain help",
-            [flotilla, "--help"],
-            env={"TYPER_USE_RICH": "0"},
-            note="TYPER_USE_RICH=0: no rich panels, no Markdown",
-        ),
         Command("flotilla ls", [flotilla, "ls"], 150),
         Command("flotilla status APP -o json", [flotilla, "status", app, "-o", "json"], 150),
         Command("flotilla cluster list", [flotilla, "cluster", "list"]),
@@ -87,7 +79,7 @@ def timings(fleet: Fleet, app: str, rounds: int = ROUNDS) -> dict[str, dict[str,
     runs: dict[str, dict[str, list[float]]] = {c.label: {"wall": [], "cpu": []} for c in measured}
     for index in range(WARMUP + rounds):
         for command in measured:
-            wall, cpu = _timed(command, env | command.env)
+            wall, cpu = _timed(command, env)
             if index >= WARMUP:
                 runs[command.label]["wall"].append(wall)
                 runs[command.label]["cpu"].append(cpu)
@@ -115,7 +107,7 @@ def figures(fleet: Fleet, app: str, runs: dict[str, dict[str, list[float]]]) -> 
         notes = [f"cpu {statistics.median(cpu) * 1000:.0f} ms"]
         if yardstick is not None and command.label != "kubectl get nodes":
             notes.append(f"{median / (statistics.median(yardstick['wall']) * 1000):.1f}x kubectl")
-        note = "; ".join([*notes, command.note] if command.note else notes)
+        note = "; ".join(notes)
         name = f"{command.label} median"
         if command.goal_ms is None:
             out.append(Figure(SECTION, name, median, "ms", note=note))
