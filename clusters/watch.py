@@ -331,7 +331,7 @@ class ClusterCache:
             async with self._rc.client.stream(
                 resource.path(stream.namespace), query=query, read_timeout=READ_TIMEOUT
             ) as response:
-                self._mark_alive(stream)
+                self._mark_alive(stream, changed=False)
                 async for line in response.content:
                     if line.strip():
                         # orjson: every event of every watched kind is parsed here, and
@@ -357,13 +357,19 @@ class ClusterCache:
             self._on_change(obj)
         if version:
             stream.resource_version = str(version)
-        self._mark_alive(stream)
+        self._mark_alive(stream, changed=kind in ("ADDED", "MODIFIED", "DELETED"))
 
-    def _mark_alive(self, stream: _Stream) -> None:
+    def _mark_alive(self, stream: _Stream, *, changed: bool = True) -> None:
+        """The stream answered. Waiters and listeners hear of it only when an object or
+        the stream's state changed: a bookmark or a resumed watch changes neither, and a
+        thousand idle clusters' watches hear a bookmark 150 times a second, each of which
+        woke the drift keeper and the status keeper for nothing."""
+        was_fine = stream.synced and stream.error is None
         stream.last_seen = time.time()
         stream.synced = True
         stream.error = None
-        self._notify()
+        if changed or not was_fine:
+            self._notify()
 
 
 def _version(obj: Object) -> str | None:
