@@ -20,7 +20,7 @@ import re
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from e2e import clusters, kubeconfigs
 from e2e.chartrepo import ChartRepo, start_chart_repo
@@ -318,14 +319,12 @@ class Fleet:
         """The hub's full (generation 2) garbage collections so far, and the seconds they
         held it (`flotilla_gc_pause_seconds`)."""
         count, seconds = 0, 0.0
-        for family in text_string_to_metric_families(self.hub_metrics()):
-            if family.name == "flotilla_gc_pause_seconds":
-                for sample in family.samples:
-                    if sample.labels.get("generation") == "2":
-                        if sample.name.endswith("_count"):
-                            count = int(sample.value)
-                        elif sample.name.endswith("_sum"):
-                            seconds = sample.value
+        for sample in _samples(self.hub_metrics(), "flotilla_gc_pause_seconds"):
+            if sample.labels.get("generation") == "2":
+                if sample.name.endswith("_count"):
+                    count = int(sample.value)
+                elif sample.name.endswith("_sum"):
+                    seconds = sample.value
         return count, seconds
 
     def hub_metrics(self) -> str:
@@ -383,13 +382,18 @@ def by_verb(asked: Mapping[str, float], per: float = 1.0) -> str:
 
 def _hub_requests_of(text: str) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for family in text_string_to_metric_families(text):
-        if family.name == "flotilla_cluster_requests":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    counts[sample.labels["verb"]] += int(sample.value)
-                    counts["all"] += int(sample.value)
+    for sample in _samples(text, "flotilla_cluster_requests"):
+        if sample.name.endswith("_total"):
+            counts[sample.labels["verb"]] += int(sample.value)
+            counts["all"] += int(sample.value)
     return counts
+
+
+def _samples(text: str, family: str) -> Iterator[Sample]:
+    """The samples of one metric family of a /metrics text."""
+    for found in text_string_to_metric_families(text):
+        if found.name == family:
+            yield from found.samples
 
 
 def _through(info: ClusterInfo, proxy: FaultProxy) -> ClusterInfo:
