@@ -5,8 +5,9 @@ rename; the code then does nothing, silently, and these tests are what says so:
 - TLS connections read a record at a time (clusters.client.small_tls_buffers): asyncio's
   256 KiB buffer per connection was most of an idle member cluster's memory;
 - an idle connection is kept for KEEPALIVE, longer than the hub leaves a quiet cluster
-  alone (its discovery every 30 s), instead of aiohttp's 15 s: each request of a quiet
-  cluster had paid a TLS handshake."""
+  alone (its probe and discovery, every minute and a prober's pass), instead of aiohttp's
+  15 s, and shorter than the API server keeps it: each request of a quiet cluster had
+  paid a TLS handshake."""
 
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ import aiohttp
 import pytest
 
 from clusters.client import KEEPALIVE, TLS_READ_BUFFER, ClusterClient, small_tls_buffers
+from hub.fleet.registry import DISCOVERY_INTERVAL, WATCH_QUIET
+
+# Seconds an API server keeps an idle connection (k8s.io/apiserver's IdleTimeout).
+API_SERVER_IDLE = 90.0
+# The prober's passes come a second apart: a cluster due at 60 s is asked at up to 61.
+PASS = 1.0
 
 KUBECONFIG = {
     "apiVersion": "v1",
@@ -40,6 +47,7 @@ async def test_a_cluster_client_keeps_an_idle_connection_past_the_hubs_quiet_int
     try:
         connector = client.api.rest_client.pool_manager.connector
         assert isinstance(connector, aiohttp.TCPConnector)
-        assert connector._keepalive_timeout == KEEPALIVE > 30
+        assert connector._keepalive_timeout == KEEPALIVE
+        assert max(WATCH_QUIET, DISCOVERY_INTERVAL) + PASS < KEEPALIVE < API_SERVER_IDLE
     finally:
         await client.close()
