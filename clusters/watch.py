@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 
 from clusters.errors import ClusterError, Gone, api_error, reworded
+from clusters.health import Health, assess
 from clusters.resources import Backoff, Connection, ResourceClient, ResourceType
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class _Kind:
     api_version: str
     kind: str
     objects: dict[Key, Object] = field(default_factory=dict)
+    judged: dict[Key, Health] = field(default_factory=dict)
+    """`assess` of objects as last seen, dropped whenever the object changes."""
     streams: list[_Stream] = field(default_factory=list)
     resolved: bool = False
     error: str | None = None
@@ -108,6 +111,8 @@ class ClusterCache:
         self._tasks: builtins.list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._version = 0
+        self._last_seen: float | None = None
+        self._synced = (-1, False)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,11 +150,18 @@ class ClusterCache:
 
     @property
     def synced(self) -> bool:
-        """Every kind listed, and every watch connected right now."""
-        return all(
-            state.resolved and all(stream.synced for stream in state.streams)
-            for state in self._kinds.values()
-        )
+        """Every kind listed, and every watch connected right now. Worked out again only
+        when the cache's version moved (every change of a stream's state moves it):
+        `status` asks it of every cluster, which walked a thousand caches' streams."""
+        if self._synced[0] != self._version:
+            self._synced = (
+                self._version,
+                all(
+                    state.resolved and all(stream.synced for stream in state.streams)
+                    for state in self._kinds.values()
+                ),
+            )
+        return self._synced[1]
 
     @property
     def last_error(self) -> str | None:
@@ -162,9 +174,11 @@ class ClusterCache:
 
     @property
     def last_seen(self) -> float | None:
-        """When (epoch seconds) the cluster last answered any of our lists or watches."""
-        seen = [s.last_seen for st in self._kinds.values() for s in st.streams if s.last_seen]
-        return max(seen, default=None)
+        """When (epoch seconds) the cluster last answered any of our lists or watches.
+        Kept as they answer, not gathered from the streams: the prober asks it of every
+        cluster every interval, and walking a thousand caches' streams was a tenth of an
+        idle hub."""
+        return self._last_seen
 
     @property
     def version(self) -> int:
@@ -187,6 +201,19 @@ class ClusterCache:
     def get(self, kind: str, namespace: str | None, name: str) -> Object | None:
         """One object as last seen, or None; `namespace` None for cluster-scoped kinds."""
         return self._state(kind).objects.get((namespace or "", name))
+
+    def health(self, kind: str, namespace: str | None, name: str) -> Health:
+        """`assess` of one object as last seen (MISSING if the cache has none), judged
+        once per version of it: `status` asks it of every object of every cluster on
+        every call, and at a thousand clusters judging them anew was a tenth of it."""
+        state = self._state(kind)
+        key = (namespace or "", name)
+        health = state.judged.get(key)
+        if health is None:
+            health = assess(state.objects.get(key))
+            if key in state.objects:
+                state.judged[key] = health
+        return health
 
     def list(
         self,
@@ -260,6 +287,7 @@ class ClusterCache:
         )
         state.streams = [_Stream(state.kind, namespace) for namespace in scopes]
         state.resolved = True
+        self._notify()  # a kind with no stream to run (no namespace given) is synced now
         for stream in state.streams:
             self._spawn(state, self._run_stream(state, resource, stream), f"watch {_where(stream)}")
 
@@ -316,6 +344,7 @@ class ClusterCache:
             if held is None or _version(held) != _version(obj):
                 self._on_change(obj)
         state.objects.update(fresh)
+        state.judged.clear()  # a list is rare: no need to tell which of them changed
         stream.resource_version = str(answer["metadata"]["resourceVersion"])
         self._mark_alive(stream)
 
@@ -350,10 +379,12 @@ class ClusterCache:
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
             normalized = _normalized(obj, resource)
-            state.objects[_key(normalized)] = normalized
+            state.objects[key := _key(normalized)] = normalized
+            state.judged.pop(key, None)
             self._on_change(normalized)
         elif kind == "DELETED":
-            state.objects.pop(_key(obj), None)
+            state.objects.pop(key := _key(obj), None)
+            state.judged.pop(key, None)
             self._on_change(obj)
         if version:
             stream.resource_version = str(version)
@@ -365,7 +396,7 @@ class ClusterCache:
         thousand idle clusters' watches hear a bookmark 150 times a second, each of which
         woke the drift keeper and the status keeper for nothing."""
         was_fine = stream.synced and stream.error is None
-        stream.last_seen = time.time()
+        stream.last_seen = self._last_seen = time.time()
         stream.synced = True
         stream.error = None
         if changed or not was_fine:

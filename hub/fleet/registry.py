@@ -425,18 +425,22 @@ class Registry:
         packets silently, /readyz failing) is found by the probe every cluster gets at
         least every WATCH_QUIET. At a thousand idle clusters, probes every interval had
         been most of what the hub sent and a quarter of its CPU."""
-        record = self._records[name]
-        seen = self.observer.last_seen(name)
         now = asyncio.get_running_loop().time()
         if (
-            record.health != "Healthy"
-            or seen is None
+            self._records[name].health != "Healthy"
             or self._probed.get(name, -WATCH_QUIET) <= now - WATCH_QUIET
         ):
             return False
+        # Asked of every cluster every interval: whether every watch is connected (which
+        # walks the cache's streams) only when the streams have been quiet that long.
+        seen = self.observer.last_seen(name)
+        if seen is None:
+            return False
+        silent = time.time() - seen
+        if silent <= self.settings.probe_interval:
+            return True
         cache = self.observer.cache(name)
-        quiet = BOOKMARK_GAP if cache is not None and cache.synced else self.settings.probe_interval
-        return seen >= time.time() - max(quiet, self.settings.probe_interval)
+        return silent <= BOOKMARK_GAP and cache is not None and cache.synced
 
     async def probe_one(self, name: str) -> None:
         health, reason, seen = "Healthy", "", True

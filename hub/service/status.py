@@ -366,7 +366,7 @@ async def _read_live(registry: Registry, cluster: ClusterRecord, refs: Objects) 
 
 def _judged(seen: Sighting) -> Health:
     """The health of what a cache saw; when its watch is down, say how old that is."""
-    health = assess(seen.obj)
+    health = seen.health
     if seen.fresh:
         return health
     note = f"as last seen {timestamp(seen.seen) or 'never'}"

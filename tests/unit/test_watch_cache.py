@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 
+from clusters.health import HealthStatus
 from clusters.watch import ClusterCache
 from tests.unit.fakeapi import CONFIG_MAPS, FAST, WAIT, FakeApi, config_map, event, gone, serving
 
@@ -129,3 +130,47 @@ async def test_reading_a_kind_that_is_not_watched_is_a_clear_error() -> None:
         cache = ClusterCache(api, CONFIG_MAPS)
         with pytest.raises(KeyError, match="Secret is not watched"):
             cache.get("Secret", "ns", "a")
+
+
+def deleting(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z"
+    return obj
+
+
+async def test_an_objects_judged_health_follows_every_change_of_it() -> None:
+    """`health` is kept per object between reads, so every change must drop it: a stale
+    health would show a deleted object as present, or a settled one as still going. The
+    listener reads `a` as each event lands, so each read follows one kept before it."""
+    fake = FakeApi(
+        lists=[[deleting(config_map("a", "1"))], [config_map("a", "6"), config_map("b", "2")]],
+        watches=[
+            [
+                event("ADDED", config_map("b", "2")),
+                event("MODIFIED", config_map("a", "3")),
+                event("DELETED", config_map("a", "4")),
+                event("ADDED", deleting(config_map("a", "5"))),
+            ],
+            [gone()],
+        ],
+    )
+    read: list[HealthStatus] = []
+    async with serving(fake) as api:
+        cache = ClusterCache(
+            api,
+            CONFIG_MAPS,
+            namespaces=["ns"],
+            backoff=FAST,
+            on_change=lambda _: read.append(cache.health("ConfigMap", "ns", "a").status),
+        )
+        async with cache:
+            assert await cache.wait_for(lambda: fake.count("list") == 2 and cache.synced, WAIT)
+            final = cache.health("ConfigMap", "ns", "a").status
+    assert read == [
+        HealthStatus.MISSING,  # the first list, told before it is stored
+        HealthStatus.PROGRESSING,  # b added: a as listed, pending deletion
+        HealthStatus.HEALTHY,  # a modified: no longer being deleted
+        HealthStatus.MISSING,  # a deleted
+        HealthStatus.PROGRESSING,  # a created again, being deleted
+        HealthStatus.PROGRESSING,  # the second list, told before it is stored
+    ]
+    assert final == HealthStatus.HEALTHY  # what the second list stored
