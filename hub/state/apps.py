@@ -6,6 +6,7 @@ cluster and after the cluster confirms.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
 APP_COLUMNS = "name, revision, phase, message, suspend, created_at, updated_at, health"
 # Events added between two prunings of every application's events by age.
 PRUNE_EVERY = 50
+# Decoded target specs kept (`_spec`): every target of a thousand-cluster application with
+# a few components, at a few kB each.
+SPECS_KEPT = 4096
 
 
 class SqliteAppStore(AppStore):
@@ -624,8 +628,21 @@ def _revision(row: sqlite3.Row) -> RevisionRecord:
 def _target(row: sqlite3.Row) -> TargetRecord:
     data = dict(row)
     data["phase"] = TargetPhase(data["phase"])
-    data["spec"] = TargetSpec.from_json(json.loads(data["spec"]))
+    data["spec"] = _spec(data["spec"])
     return TargetRecord(**data)
+
+
+@functools.lru_cache(maxsize=SPECS_KEPT)
+def _spec(text: str) -> TargetSpec:
+    """A stored target spec, decoded once per text: a spec never changes once its revision
+    is planned, `status` of a thousand targets decoded a thousand on every call, and its
+    readers copy what they change. By orjson, or by the stdlib where the values hold a NaN
+    or an infinity, which `json.dumps` writes and orjson refuses."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = json.loads(text)
+    return TargetSpec.from_json(data)
 
 
 def _step(row: sqlite3.Row) -> StepRecord:
