@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from clusters.apply import get
@@ -109,7 +108,10 @@ async def application_status(
     steps = apps.steps(name, record.revision)
     targets = apps.targets(name, record.revision)
     inventory = apps.inventory(name)
-    clusters = {c.name: _seen_by_cache(c, registry) for c in registry.clusters()}
+    clusters = {c.name: c for c in registry.clusters()}
+    # When each was last heard from, by its prober or its watches, which may have heard
+    # from a dying cluster after its last probe.
+    last_seen = {name: registry.last_seen(c) for name, c in clusters.items()}
     if owned:
         found = await _read_objects(registry, clusters, targets, inventory)
         seen = _with_drift(found, drift, name)
@@ -127,6 +129,7 @@ async def application_status(
             step,
             [t for t in targets if t.step == step.name],
             clusters,
+            last_seen,
             seen,
             analyses.view(name, record.revision, step),
         )
@@ -304,12 +307,6 @@ def _unregistered(refs: Objects) -> list[Looked]:
     return [Looked(r, Health(HealthStatus.UNKNOWN, "cluster not registered"), None) for r in refs]
 
 
-def _seen_by_cache(cluster: ClusterRecord, registry: Registry) -> ClusterRecord:
-    """The cluster as the prober saw it, last seen when its prober or its watches last
-    heard from it (`Registry.last_seen`)."""
-    return replace(cluster, last_seen=registry.last_seen(cluster))
-
-
 def next_action(record: AppRecord, steps: list[StepRecord]) -> str | None:
     """What the operator must do now, as a command they can paste."""
     if record.phase == AppPhase.SUSPENDED:
@@ -379,6 +376,7 @@ def _step_view(
     step: StepRecord,
     targets: list[TargetRecord],
     clusters: Mapping[str, ClusterRecord],
+    last_seen: Mapping[str, float | None],
     seen: Seen,
     analysis: list[MeasurementView],
 ) -> StepView:
@@ -405,7 +403,7 @@ def _step_view(
                 "labels": cluster.labels if cluster else {},
                 "reachable": cluster is not None and cluster.health != "Unreachable",
                 "clusterHealth": cluster.health if cluster else "NotRegistered",
-                "lastSeen": timestamp(cluster.last_seen) if cluster else None,
+                "lastSeen": timestamp(last_seen[name]) if cluster else None,
                 "health": health.status.value,
                 "reason": health.reason,
                 "releases": releases,

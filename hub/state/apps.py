@@ -621,7 +621,7 @@ def _app(row: sqlite3.Row) -> AppRecord:
 def _revision(row: sqlite3.Row) -> RevisionRecord:
     data = dict(row)
     data["outcome"] = Outcome(data["outcome"])
-    data["spec"] = json.loads(data["spec"])
+    data["spec"] = _loads(data["spec"])
     return RevisionRecord(**data)
 
 
@@ -636,13 +636,19 @@ def _target(row: sqlite3.Row) -> TargetRecord:
 def _spec(text: str) -> TargetSpec:
     """A stored target spec, decoded once per text: a spec never changes once its revision
     is planned, `status` of a thousand targets decoded a thousand on every call, and its
-    readers copy what they change. By orjson, or by the stdlib where the values hold a NaN
-    or an infinity, which `json.dumps` writes and orjson refuses."""
+    readers copy what they change."""
+    return TargetSpec.from_json(_loads(text))
+
+
+def _loads(text: str) -> Any:
+    """A stored document that holds the user's values: by orjson, in a third of the
+    stdlib's time (`status` reads a revision and every target of it), or by the stdlib
+    where the values hold a NaN or an infinity, which `json.dumps` writes and orjson
+    refuses."""
     try:
-        data = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
-        data = json.loads(text)
-    return TargetSpec.from_json(data)
+        return json.loads(text)
 
 
 def _step(row: sqlite3.Row) -> StepRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import stat
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from hub.errors import Conflict, NotFound
-from hub.model.records import ClusterRecord
+from hub.model.phases import StepType, TargetPhase
+from hub.model.records import ClusterRecord, TargetRecord
+from hub.model.targets import ChartSpec, TargetSpec
 from hub.state.schema import SCHEMA, SCHEMA_VERSION
 from hub.state.store import SqliteStore, StoreTooNew
 
@@ -113,3 +116,38 @@ def test_a_store_from_a_newer_flotilla_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreTooNew, match="newer than this Flotilla's"):
         SqliteStore(path)
+
+
+def test_values_of_nan_and_infinity_are_read_back_as_written(tmp_path: Path) -> None:
+    """Revisions and targets are decoded by orjson, which refuses what `json.dumps` writes
+    for a YAML `.nan` or `.inf`; those must still read back, not fail every status."""
+    apps = SqliteStore(tmp_path / "db").apps()
+    values = {"ratio": math.nan, "limit": math.inf}
+    target = TargetRecord(
+        app="",
+        revision=0,
+        step="deploy",
+        cluster="a",
+        component="web",
+        namespace="ns",
+        release="web",
+        chart="web-1.0.0",
+        spec=TargetSpec(
+            "helm", chart=ChartSpec("helm", "https://charts", "web", "1.0.0"), values=values
+        ),
+        phase=TargetPhase.PENDING,
+    )
+    apps.create_revision(
+        "shop",
+        spec={"spec": {"components": [{"properties": {"values": values}}]}},
+        digest="sha256:0",
+        publish_version="",
+        source="test",
+        base="/work",
+        steps=[("deploy", StepType.DEPLOY)],
+        targets=[target],
+    )
+    read = apps.revision("shop", 1).spec["spec"]["components"][0]["properties"]["values"]
+    [stored] = apps.targets("shop", 1)
+    for found in (read, stored.spec.values):
+        assert math.isnan(found["ratio"]) and found["limit"] == math.inf
