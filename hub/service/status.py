@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from clusters.apply import get
 from clusters.errors import ClusterError
@@ -336,6 +336,8 @@ async def _read_objects(
         registry.observer.watch(key[0])
         found[key] = list(zip(refs, _sighted(registry, key, refs), strict=True))
     unseen = {k: refs for k, pairs in found.items() if (refs := [r for r, h in pairs if h is None])}
+    if not unseen:  # every object cached: nothing to read or to fill in
+        return cast(Judged, found)
     reads = await asyncio.gather(
         *(_read_live(registry, clusters[key[0]], refs) for key, refs in unseen.items())
     )
