@@ -94,7 +94,9 @@ class Timing:
     """One deploy: seconds from `up` to every target applied and to all healthy, the
     CPU seconds the hub and the clusters (etcd, API servers, controller managers,
     simulated nodes) used meanwhile, the GETs of watched kinds the API servers answered
-    (the deployer's health checks), and the hub's largest resident memory."""
+    (the deployer's health checks), the hub's largest resident memory, and the part of
+    `hub_cpu` that went to answering the bench's own status reads (summed over each
+    read; they come every POLL, as a watching user's would, and deliver nothing)."""
 
     applied: float
     healthy: float
@@ -102,6 +104,7 @@ class Timing:
     clusters_cpu: float
     gets: int
     peak_rss: int
+    reads_cpu: float = 0.0
 
 
 class Fleet:
@@ -266,9 +269,11 @@ class Fleet:
         """Up, then read status until the revision succeeded."""
         cpu, their_cpu, gets = self.cpu(), clusters_cpu(), self.requests()["GET"]
         started = await self.up(name, text)
-        applied, peak = None, self.rss()
+        applied, peak, reads = None, self.rss(), 0.0
         while True:
+            before = self.cpu()
             status = await self.status(name)
+            reads += self.cpu() - before
             elapsed = time.monotonic() - started
             peak = max(peak, self.rss())
             if applied is None and all(p in APPLIED for p in phases(status)):
@@ -276,7 +281,7 @@ class Fleet:
             if status["phase"] == "succeeded":
                 used, theirs = self.cpu() - cpu, clusters_cpu() - their_cpu
                 asked = self.requests()["GET"] - gets
-                return Timing(applied or elapsed, elapsed, used, theirs, asked, peak)
+                return Timing(applied or elapsed, elapsed, used, theirs, asked, peak, reads)
             if status["phase"] == "failed" or elapsed > DEPLOY_TIMEOUT:
                 raise BenchError(f"{name}: {status['phase']} after {elapsed:.0f}s: {status}")
             await asyncio.sleep(POLL)
