@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from clusters.drift import FieldDrift
 from hub.charts import ChartCache
@@ -42,6 +43,10 @@ def store_on(path: Path, server: str, *clusters: str) -> SqliteStore:
     return store
 
 
+# What a target deploys unless told: a `k8s-objects` component of no objects.
+OBJECTS = TargetSpec("k8s-objects")
+
+
 def deploy(
     apps: AppStore,
     app: str,
@@ -49,10 +54,13 @@ def deploy(
     *,
     objects: Sequence[str] = ("x", "y"),
     phase: TargetPhase = TargetPhase.PAUSED,
+    spec: TargetSpec = OBJECTS,
+    document: dict[str, Any] | None = None,
 ) -> int:
-    """A new revision of `app`, whose one step deploys release `web` (chart web-1.0.0) to
-    namespace `ns` of `cluster`, with the ConfigMaps `objects` in its inventory there (none:
-    targeted, nothing applied yet). Returns the revision's number."""
+    """A new revision of `app` (the application `document`), whose one step deploys
+    release `web` (chart web-1.0.0, `spec`) to namespace `ns` of `cluster`, with the
+    ConfigMaps `objects` in its inventory there (none: targeted, nothing applied yet).
+    Returns the revision's number."""
     target = TargetRecord(
         app=app,
         revision=0,
@@ -62,12 +70,12 @@ def deploy(
         namespace="ns",
         release="web",
         chart="web-1.0.0",
-        spec=TargetSpec("k8s-objects"),
+        spec=spec,
         phase=phase,
     )
     revision = apps.create_revision(
         app,
-        spec={},
+        spec=document or {},
         digest="d",
         publish_version="",
         source="test",

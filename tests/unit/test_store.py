@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from hub.errors import Conflict, NotFound
-from hub.model.phases import StepType, TargetPhase
-from hub.model.records import ClusterRecord, TargetRecord
+from hub.model.records import ClusterRecord
 from hub.model.targets import ChartSpec, TargetSpec
 from hub.state.schema import SCHEMA, SCHEMA_VERSION
 from hub.state.store import SqliteStore, StoreTooNew
+from tests.unit.hubparts import deploy
 
 
 def _record(name: str) -> ClusterRecord:
@@ -123,29 +123,13 @@ def test_values_of_nan_and_infinity_are_read_back_as_written(tmp_path: Path) -> 
     for a YAML `.nan` or `.inf`; those must still read back, not fail every status."""
     apps = SqliteStore(tmp_path / "db").apps()
     values = {"ratio": math.nan, "limit": math.inf}
-    target = TargetRecord(
-        app="",
-        revision=0,
-        step="deploy",
-        cluster="a",
-        component="web",
-        namespace="ns",
-        release="web",
-        chart="web-1.0.0",
-        spec=TargetSpec(
-            "helm", chart=ChartSpec("helm", "https://charts", "web", "1.0.0"), values=values
-        ),
-        phase=TargetPhase.PENDING,
-    )
-    apps.create_revision(
+    deploy(
+        apps,
         "shop",
-        spec={"spec": {"components": [{"properties": {"values": values}}]}},
-        digest="sha256:0",
-        publish_version="",
-        source="test",
-        base="/work",
-        steps=[("deploy", StepType.DEPLOY)],
-        targets=[target],
+        "a",
+        objects=(),
+        spec=TargetSpec("helm", ChartSpec("helm", "https://charts", "web", "1.0.0"), values),
+        document={"spec": {"components": [{"properties": {"values": values}}]}},
     )
     read = apps.revision("shop", 1).spec["spec"]["components"][0]["properties"]["values"]
     [stored] = apps.targets("shop", 1)
