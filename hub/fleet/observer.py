@@ -262,7 +262,7 @@ class Observer:
         if watched is None:
             return [None] * len(refs)
         cache = watched.cache
-        fresh, seen = cache.synced, cache.last_seen  # once per call: `synced` walks the streams
+        fresh, seen = cache.synced, cache.last_seen  # the same for every object: once per call
         found: list[Sighting | None] = []
         # Whether the cache covers a kind, once per kind and call: `listed` walks its streams.
         covers: dict[tuple[str, str], bool] = {}

@@ -431,8 +431,9 @@ class Registry:
             or self._probed.get(name, -WATCH_QUIET) <= now - WATCH_QUIET
         ):
             return False
-        # Asked of every cluster every interval: whether every watch is connected (which
-        # walks the cache's streams) only when the streams have been quiet that long.
+        # Asked of every cluster every interval: whether every watch is connected (worked
+        # out anew whenever the cache changed) only when the streams have been quiet that
+        # long.
         seen = self.observer.last_seen(name)
         if seen is None:
             return False
