@@ -104,7 +104,7 @@ class Timing:
     clusters_cpu: float
     gets: int
     peak_rss: int
-    reads_cpu: float = 0.0
+    reads_cpu: float
 
 
 class Fleet:

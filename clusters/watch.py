@@ -202,18 +202,20 @@ class ClusterCache:
         """One object as last seen, or None; `namespace` None for cluster-scoped kinds."""
         return self._state(kind).objects.get((namespace or "", name))
 
-    def health(self, kind: str, namespace: str | None, name: str) -> Health:
-        """`assess` of one object as last seen (MISSING if the cache has none), judged
-        once per version of it: `status` asks it of every object of every cluster on
-        every call, and at a thousand clusters judging them anew was a tenth of it."""
+    def judged(self, kind: str, namespace: str | None, name: str) -> tuple[Object | None, Health]:
+        """One object as last seen (`get`) with its `assess` (MISSING if the cache has
+        none), judged once per version of it: `status` asks it of every object of every
+        cluster on every call, and at a thousand clusters judging them anew was a tenth of
+        it."""
         state = self._state(kind)
         key = (namespace or "", name)
+        obj = state.objects.get(key)
         health = state.judged.get(key)
         if health is None:
-            health = assess(state.objects.get(key))
-            if key in state.objects:
+            health = assess(obj)
+            if obj is not None:
                 state.judged[key] = health
-        return health
+        return obj, health
 
     def list(
         self,

@@ -275,8 +275,8 @@ class Observer:
             if not covered:
                 found.append(None)
                 continue
-            where = (kind, ref.get("namespace"), ref["name"])
-            found.append(Sighting(cache.get(*where), cache.health(*where), fresh, seen))
+            obj, health = cache.judged(kind, ref.get("namespace"), ref["name"])
+            found.append(Sighting(obj, health, fresh, seen))
         return found
 
     def last_seen(self, cluster: str) -> float | None:

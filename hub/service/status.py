@@ -109,9 +109,13 @@ async def application_status(
     targets = apps.targets(name, record.revision)
     inventory = apps.inventory(name)
     clusters = {c.name: c for c in registry.clusters()}
-    # When each was last heard from, by its prober or its watches, which may have heard
-    # from a dying cluster after its last probe.
-    last_seen = {name: registry.last_seen(c) for name, c in clusters.items()}
+    # When each targeted one was last heard from, by its prober or its watches, which may
+    # have heard from a dying cluster after its last probe.
+    last_seen = {
+        name: registry.last_seen(clusters[name])
+        for name in {t.cluster for t in targets}
+        if name in clusters
+    }
     if owned:
         found = await _read_objects(registry, clusters, targets, inventory)
         seen = _with_drift(found, drift, name)

@@ -138,7 +138,7 @@ def deleting(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_an_objects_judged_health_follows_every_change_of_it() -> None:
-    """`health` is kept per object between reads, so every change must drop it: a stale
+    """`judged` keeps each object's health between reads, so every change must drop it: a stale
     health would show a deleted object as present, or a settled one as still going. The
     listener reads `a` as each event lands, so each read follows one kept before it."""
     fake = FakeApi(
@@ -160,11 +160,11 @@ async def test_an_objects_judged_health_follows_every_change_of_it() -> None:
             CONFIG_MAPS,
             namespaces=["ns"],
             backoff=FAST,
-            on_change=lambda _: read.append(cache.health("ConfigMap", "ns", "a").status),
+            on_change=lambda _: read.append(cache.judged("ConfigMap", "ns", "a")[1].status),
         )
         async with cache:
             assert await cache.wait_for(lambda: fake.count("list") == 2 and cache.synced, WAIT)
-            final = cache.health("ConfigMap", "ns", "a").status
+            final = cache.judged("ConfigMap", "ns", "a")[1].status
     assert read == [
         HealthStatus.MISSING,  # the first list, told before it is stored
         HealthStatus.PROGRESSING,  # b added: a as listed, pending deletion
