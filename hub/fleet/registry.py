@@ -111,6 +111,10 @@ class Registry:
         """Every registered cluster, by name, as the store has it (read from memory)."""
         return [self._records[name] for name in sorted(self._records)]
 
+    def record(self, name: str) -> ClusterRecord | None:
+        """The registered cluster called `name` (read from memory), None if none is."""
+        return self._records.get(name)
+
     def _reload(self, name: str) -> ClusterRecord:
         self._records[name] = self.store.cluster(name)
         return self._records[name]

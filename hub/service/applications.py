@@ -38,6 +38,7 @@ from hub.model.views import (
 )
 from hub.service.diff import Differ
 from hub.service.enrollment import Enrollment, target_record
+from hub.service.memo import StatusMemo
 from hub.service.ownership import Takeover, takeovers
 from hub.service.planner import (
     Inventory,
@@ -49,7 +50,6 @@ from hub.service.planner import (
     pruned,
 )
 from hub.service.plans import plan_view
-from hub.service.status import application_status
 from hub.state.interface import ClusterStore
 from hub.tasks import Supervisor, first_line
 from hub.workflow.analysis import Analyses
@@ -132,6 +132,7 @@ class Applications:
             settings=settings,
             owns=owns,
         )
+        self._statuses = StatusMemo(self.apps, registry, self.analyses, self.keeper.drift)
 
     async def stop(self) -> None:
         """Stop every runner and the enrollment, then close what they measured with."""
@@ -506,14 +507,7 @@ class Applications:
     async def status(self, name: str) -> StatusView:
         """From the watch caches when this hub drives the application; otherwise from what
         the hub that drives it stored, which watches no cluster here."""
-        return await application_status(
-            self.apps,
-            self.registry,
-            self.analyses,
-            self.keeper.drift,
-            name,
-            owned=self.engine.owns(name),
-        )
+        return await self._statuses.status(name, owned=self.engine.owns(name))
 
 
 def event_view(event: EventRecord) -> EventView:

@@ -6,7 +6,10 @@ applications.flotilla.dev` on a Kubernetes store, or a tool reading the SQLite f
 only what is stored. So one supervised task keeps `AppRecord.health` equal to it. It wakes
 when the store publishes a change of an application and whenever a watch cache changes,
 passes at most once per `INTERVAL` however many changes came, and writes only the
-applications whose health moved.
+applications whose health moved. An application nothing moved under since the last pass
+(hub.service.memo's `Inputs`: its rows, its clusters' records and caches, its drift) is
+not rolled up again: a change of one cluster's cache wakes a pass over every application,
+and rolling up a thousand targets took a quarter of a second.
 
 It writes only the applications this hub drives: several hubs may share a store, and the
 owner is the one whose caches watch the application's clusters. So, given the drift
@@ -27,11 +30,20 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from hub.errors import FlotillaError
 from hub.fleet.registry import Registry
-from hub.model.records import AppRecord
-from hub.service.status import DriftOf, Judged, cached_health, cached_objects, observed_record
+from hub.model.records import AppRecord, Release
+from hub.service.memo import Fingerprint, Inputs
+from hub.service.status import (
+    DriftOf,
+    Judged,
+    cached_health,
+    cached_objects,
+    observed_record,
+    placed,
+)
 from hub.state.changes import Subscription
 from hub.state.interface import AppStore
 from hub.tasks import Supervisor, first_line
@@ -57,6 +69,14 @@ RETRY = 5.0
 # keeper looks at a change after this task does (a GET and a dry run on the cluster), and
 # what it shows moves (found, healed, contested) without another cache event.
 RECHECK = 3.0
+
+
+class _Rolled(NamedTuple):
+    """What the last pass rolled up an application from, and whether it showed drift."""
+
+    releases: tuple[Release, ...]
+    fingerprint: Fingerprint
+    drifting: bool
 
 
 class StoredHealth:
@@ -89,6 +109,8 @@ class StoredHealth:
         self._drifting = False
         """The last pass observed drift."""
         self._again: asyncio.TimerHandle | None = None
+        self._inputs = Inputs(apps, registry, observe)
+        self._rolled: dict[str, _Rolled] = {}
 
     def start(self) -> None:
         """A pass now, and again after every change of an application or a watch cache."""
@@ -116,32 +138,55 @@ class StoredHealth:
             records = [r for r in self._apps.apps() if self._owns(r.name)]
         except FlotillaError as e:
             records, refused = [], e
+        rolled, self._rolled = self._rolled, {}
         for record in records:
             try:
-                targets = self._apps.targets(record.name, record.revision)
-                cached = cached_objects(self._apps, self._registry, record, targets)
-                health = cached_health(self._apps, self._registry, record, targets, cached).value
-                wrote = health != record.health
-                if wrote:
-                    self._apps.set_health(record.name, health)
-                if observe is not None and self._keep_observed(observe, record, cached):
-                    wrote = True
-                if wrote:
+                last = rolled.get(record.name)
+                if last is not None and self._inputs.of(record.name, last.releases) == (
+                    last.fingerprint
+                ):
+                    self._rolled[record.name] = last
+                    self._drifting |= last.drifting
+                    continue
+                if self._roll_up(record, observe):
                     written.append(record.name)
             except FlotillaError as e:
                 refused = refused or e
         self._tell(refused)
         return written
 
-    def _keep_observed(self, observe: DriftOf, record: AppRecord, cached: Judged) -> bool:
+    def _roll_up(self, record: AppRecord, observe: DriftOf | None) -> bool:
+        """Keep `record`'s health (and observation) as its caches show it now; whether
+        anything was written."""
+        targets = self._apps.targets(record.name, record.revision)
+        cached = cached_objects(self._apps, self._registry, record, targets)
+        health = cached_health(self._apps, self._registry, record, targets, cached).value
+        wrote = health != record.health
+        if wrote:
+            self._apps.set_health(record.name, health)
+        drifting = False
+        if observe is not None:
+            observed, drifting = self._keep_observed(observe, record, cached)
+            wrote |= observed
+        self._drifting |= drifting
+        releases = placed(targets)
+        # After the writes, which move the store's count: the next pass finds it as it is.
+        fingerprint = self._inputs.of(record.name, releases)
+        if fingerprint is not None:
+            self._rolled[record.name] = _Rolled(releases, fingerprint, drifting)
+        return wrote
+
+    def _keep_observed(
+        self, observe: DriftOf, record: AppRecord, cached: Judged
+    ) -> tuple[bool, bool]:
         """Store what the caches (`cached`) and the keeper show of `record`'s objects, if
-        it changed; whether it did."""
+        it changed; whether it did, and whether any of them drifted."""
         now = observed_record(observe, record, cached)
-        self._drifting |= any(o.drift for objects in now.releases.values() for o in objects)
+        drifting = any(o.drift for objects in now.releases.values() for o in objects)
         if now == self._apps.observed(record.name):
-            return False
+            return False, drifting
         self._apps.set_observed(record.name, now)
-        return True
+        return True, drifting
 
     def _tell(self, refused: FlotillaError | None) -> None:
         """Say once that the store refuses the writes, and once that it takes them again."""

@@ -91,7 +91,18 @@ Judged = dict[Release, list[tuple[dict[str, Any], Health]]]
 """Each release's objects (inventory entries) with their health."""
 
 
-async def application_status(
+class Tree(NamedTuple):
+    """A status tree, with what a memo of it needs to know (hub.service.memo)."""
+
+    view: StatusView
+    releases: tuple[Release, ...]
+    """Every release its targets place."""
+    cached: bool
+    """Every object's health came from a watch cache or the store: none was read from
+    its cluster for this tree."""
+
+
+async def status_tree(
     apps: AppStore,
     registry: Registry,
     analyses: Analyses,
@@ -99,7 +110,7 @@ async def application_status(
     name: str,
     *,
     owned: bool = True,
-) -> StatusView:
+) -> Tree:
     """`drift(app, cluster, component)`: what the drift keeper found out of sync there.
     `owned`: this hub drives the application (its caches and keeper know its objects);
     otherwise they come from the store's `ObservedRecord`."""
@@ -109,15 +120,9 @@ async def application_status(
     targets = apps.targets(name, record.revision)
     inventory = apps.inventory(name)
     clusters = {c.name: c for c in registry.clusters()}
-    # When each targeted one was last heard from, by its prober or its watches, which may
-    # have heard from a dying cluster after its last probe.
-    last_seen = {
-        name: registry.last_seen(clusters[name])
-        for name in {t.cluster for t in targets}
-        if name in clusters
-    }
+    cached = True
     if owned:
-        found = await _read_objects(registry, clusters, targets, inventory)
+        found, cached = await _read_objects(registry, clusters, targets, inventory)
         seen = _with_drift(found, drift, name)
     else:
         seen = _as_observed(apps.observed(name), clusters, targets, inventory)
@@ -133,7 +138,7 @@ async def application_status(
             step,
             [t for t in targets if t.step == step.name],
             clusters,
-            last_seen,
+            registry,
             seen,
             analyses.view(name, record.revision, step),
         )
@@ -144,7 +149,7 @@ async def application_status(
     # What the blast-radius guard holds (hub.service.enrollment) waits for the operator.
     hold = apps.hold(name)
     held = hold.reason if hold is not None and not hold.confirmed else None
-    return {
+    view: StatusView = {
         "name": name,
         "revision": record.revision,
         "publishVersion": revision.publish_version or None,
@@ -155,6 +160,20 @@ async def application_status(
         "next": f"run `flotilla workflow resume {name}`" if held else next_action(record, steps),
         "steps": step_views,
     }
+    return Tree(view, placed(targets), cached)
+
+
+def placed(targets: Iterable[TargetRecord]) -> tuple[Release, ...]:
+    """The releases `targets` place, in order, each once (a release may be a target of
+    several steps)."""
+    return tuple(sorted({(t.cluster, t.component) for t in targets}))
+
+
+def seen_at(registry: Registry, name: str) -> str | None:
+    """When cluster `name` was last heard from, by its prober or its watches (which may
+    have heard from a dying cluster after its last probe); None if it is not registered."""
+    record = registry.record(name)
+    return None if record is None else timestamp(registry.last_seen(record))
 
 
 def cached_objects(
@@ -204,10 +223,7 @@ def observed_record(drift: DriftOf, record: AppRecord, cached: Judged) -> Observ
 
 def _releases(targets: list[TargetRecord], inventory: Inventory) -> dict[Release, Objects]:
     """Each release the targets place, with the objects its inventory lists."""
-    return {
-        key: inventory.get(key, (0, []))[1]
-        for key in sorted({(t.cluster, t.component) for t in targets})
-    }
+    return {key: inventory.get(key, (0, []))[1] for key in placed(targets)}
 
 
 def _sighted(registry: Registry, key: Release, refs: Objects) -> list[Health | None]:
@@ -328,10 +344,11 @@ async def _read_objects(
     clusters: Mapping[str, ClusterRecord],
     targets: list[TargetRecord],
     inventory: Inventory,
-) -> Judged:
+) -> tuple[Judged, bool]:
     """Each release's objects with their health: from the watch caches, and what they
-    cannot tell read from the clusters concurrently. Only those reads become tasks: with
-    every object cached, a call creates none."""
+    cannot tell read from the clusters concurrently; and whether every one came from a
+    cache. Only those reads become tasks: with every object cached, a call creates none
+    and never yields to the loop."""
     found: dict[Release, list[tuple[dict[str, Any], Health | None]]] = {}
     for key, refs in _releases(targets, inventory).items():
         if key[0] not in clusters:
@@ -341,7 +358,7 @@ async def _read_objects(
         found[key] = list(zip(refs, _sighted(registry, key, refs), strict=True))
     unseen = {k: refs for k, pairs in found.items() if (refs := [r for r, h in pairs if h is None])}
     if not unseen:  # every object cached: nothing to read or to fill in
-        return cast(Judged, found)
+        return cast(Judged, found), True
     reads = await asyncio.gather(
         *(_read_live(registry, clusters[key[0]], refs) for key, refs in unseen.items())
     )
@@ -349,7 +366,7 @@ async def _read_objects(
     return {
         key: [(r, h if h is not None else next(live[key])) for r, h in pairs]
         for key, pairs in found.items()
-    }
+    }, False
 
 
 async def _read_live(registry: Registry, cluster: ClusterRecord, refs: Objects) -> list[Health]:
@@ -382,7 +399,7 @@ def _step_view(
     step: StepRecord,
     targets: list[TargetRecord],
     clusters: Mapping[str, ClusterRecord],
-    last_seen: Mapping[str, float | None],
+    registry: Registry,
     seen: Seen,
     analysis: list[MeasurementView],
 ) -> StepView:
@@ -409,7 +426,7 @@ def _step_view(
                 "labels": cluster.labels if cluster else {},
                 "reachable": cluster is not None and cluster.health != "Unreachable",
                 "clusterHealth": cluster.health if cluster else "NotRegistered",
-                "lastSeen": timestamp(last_seen[name]) if cluster else None,
+                "lastSeen": seen_at(registry, name),
                 "health": health.status.value,
                 "reason": health.reason,
                 "releases": releases,

@@ -67,6 +67,7 @@ class SqliteAppStore(AppStore):
         self._keep_events = settings.events_per_app
         self._event_age = settings.events_max_age
         self._events_added = 0
+        self._writes = 0
 
     def create_revision(
         self,
@@ -127,6 +128,12 @@ class SqliteAppStore(AppStore):
         self._changed(app)
         return self.revision(app, number)
 
+    def writes(self) -> int:
+        """Every write of this store's, and the registry's renames and removals of clusters,
+        which re-point or drop the rows naming them: nothing else writes these tables (one
+        process owns the file)."""
+        return self._writes + self._store.cluster_rows_moved
+
     def apps(self) -> list[AppRecord]:
         rows = self._db.execute(f"SELECT {APP_COLUMNS} FROM applications ORDER BY name").fetchall()
         return [_app(r) for r in rows]
@@ -161,11 +168,13 @@ class SqliteAppStore(AppStore):
                 "UPDATE applications SET health = ? WHERE name = ? AND health != ?",
                 (health, name, health),
             )
+        self._writes += 1
 
     def set_observed(self, name: str, record: ObservedRecord) -> None:
         text = json.dumps(record.to_json(), separators=(",", ":"))
         with self._store.transaction() as db:
             db.execute("UPDATE applications SET observed = ? WHERE name = ?", (text, name))
+        self._writes += 1
 
     def observed(self, name: str) -> ObservedRecord | None:
         row = self._db.execute(
@@ -564,6 +573,7 @@ class SqliteAppStore(AppStore):
         event = EventRecord(
             int(cursor.lastrowid or 0), app, at, message, revision, step, cluster, component
         )
+        self._writes += 1
         self.changes.publish(Change(app, event))
         return event
 
@@ -592,6 +602,7 @@ class SqliteAppStore(AppStore):
         return [EventRecord(**dict(r)) for r in reversed(rows)]
 
     def _changed(self, app: str) -> None:
+        self._writes += 1
         self.changes.publish(Change(app))
 
 

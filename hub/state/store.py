@@ -75,6 +75,9 @@ class SqliteStore:
         path.chmod(0o600)
         self.path = path
         self._refusal_logged = -REFUSAL_LOG_EVERY  # monotonic seconds
+        self.cluster_rows_moved = 0
+        """Renames and removals of clusters, which re-point or drop the applications' rows
+        naming them (part of `SqliteAppStore.writes`)."""
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.OperationalError as e:
@@ -225,6 +228,7 @@ class SqliteStore:
                     db.execute(f"UPDATE {table} SET cluster = ? WHERE cluster = ?", (new, old))
         except sqlite3.IntegrityError:
             raise Conflict(f"cluster {new!r} is already registered; pick another name") from None
+        self.cluster_rows_moved += 1
 
     def delete_cluster(self, name: str) -> None:
         """Forget a cluster and every row naming it (targets, inventory, canaries), so that
@@ -235,6 +239,7 @@ class SqliteStore:
                 raise NotFound(f"cluster {name!r} is not registered")
             for table in CLUSTER_TABLES:
                 db.execute(f"DELETE FROM {table} WHERE cluster = ?", (name,))
+        self.cluster_rows_moved += 1
 
     def record_probe(
         self, name: str, *, health: str, reason: str, version: str | None, seen: bool

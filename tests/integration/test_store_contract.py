@@ -824,10 +824,43 @@ def test_every_write_is_published(apps: AppStore) -> None:
         ("finish_revision", lambda: apps.finish_revision("shop", revision, Outcome.FAILED)),
         ("delete_app", lambda: apps.delete_app("shop")),
     ]
+    counted = apps.writes()
     for name, write in writes:
         write()
         assert any(c.app == "shop" for c in subscription.drain()), name
+        counted = _moved(apps, counted, name)
     subscription.close()
+
+
+def test_the_count_of_writes_moves_with_the_unpublished_ones_too(
+    store: ClusterStore, apps: AppStore
+) -> None:
+    """`writes`: what a status tree is kept by (hub.service.memo) moves with the writes not
+    published, and with what a cluster's rename or removal does to the rows naming it;
+    a store that cannot count them says None, always."""
+    for name in ("a", "b"):
+        store.add_cluster(_cluster(name))
+    _on(apps, "shop", "a")
+    counted = apps.writes()
+    writes: list[tuple[str, Callable[[], object]]] = [
+        ("set_health", lambda: apps.set_health("shop", "Degraded")),
+        ("set_observed", lambda: apps.set_observed("shop", ObservedRecord({}))),
+        ("rename_cluster", lambda: store.rename_cluster("a", "c")),
+        ("delete_cluster", lambda: store.delete_cluster("c")),
+    ]
+    for name, write in writes:
+        write()
+        counted = _moved(apps, counted, name)
+
+
+def _moved(apps: AppStore, before: int | None, write: str) -> int | None:
+    """`apps.writes()` now, which must have moved since `before` unless it is never kept."""
+    now = apps.writes()
+    if before is None or now is None:
+        assert before is now is None, f"{write}: writes became {now}, after {before}"
+    else:
+        assert now > before, f"{write}: writes did not move"
+    return now
 
 
 # a restart

@@ -71,17 +71,20 @@ def gone() -> dict[str, Any]:
 class FakeApi:
     """`lists` answers the n-th list; `watches` scripts the n-th watch connection (its
     events, then a clean end). Unscripted watches stay open and silent. `failures`
-    answers the first requests of any kind with (status, Status) before the script."""
+    answers the first requests of any kind with (status, Status) before the script.
+    `pushed`: events a test sends down the open unscripted watch as it goes on."""
 
     lists: list[list[dict[str, Any]]] = field(default_factory=list)
     watches: list[list[dict[str, Any]]] = field(default_factory=list)
     failures: list[int] = field(default_factory=list)
     seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    pushed: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/v1", self._discovery)
+        app.router.add_get("/readyz", self._ready)
         app.router.add_get("/api/v1/namespaces/ns/configmaps", self._configmaps)
         app.router.add_get("/api/v1/configmaps", self._configmaps)
         app.router.add_get("/api/v1/namespaces/ns/configmaps/{name}", self._get)
@@ -102,6 +105,10 @@ class FakeApi:
     async def _discovery(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(("discovery", {}))
         return self._failure() or web.json_response(DISCOVERY)
+
+    async def _ready(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(("readyz", {}))
+        return self._failure() or web.Response(text="ok")
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         """One object, as the latest scripted list has it."""
@@ -137,8 +144,15 @@ class FakeApi:
         response = web.StreamResponse()
         await response.prepare(request)
         if number >= len(self.watches):
-            await self.stopping.wait()  # open and silent until the server stops
-            return response
+            # Open until the server stops, with what the test pushes meanwhile.
+            stopping = asyncio.ensure_future(self.stopping.wait())
+            while True:
+                pushed = asyncio.ensure_future(self.pushed.get())
+                await asyncio.wait((stopping, pushed), return_when=asyncio.FIRST_COMPLETED)
+                if not pushed.done():
+                    pushed.cancel()
+                    return response
+                await response.write(json.dumps(pushed.result()).encode() + b"\n")
         for line in self.watches[number]:
             await response.write(json.dumps(line).encode() + b"\n")
         return response

@@ -27,7 +27,6 @@ from hub.model.targets import ChartSpec, TargetSpec
 from hub.redaction import Scrubber
 from hub.service.applications import Applications
 from hub.service.metrics import HubMetrics
-from hub.service.status import application_status
 from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
 from hub.workflow.engine import RUNNER
@@ -231,13 +230,7 @@ async def test_health_is_what_status_rolls_up_when_the_caches_hold_every_object(
         samples = scrape(h.metrics)
         apps = h.applications
         for app in ("shop", "gone", "blog", "web"):
-            status = await application_status(
-                apps.apps,
-                apps.registry,
-                apps.analyses,
-                apps.keeper.drift,
-                app,
-            )
+            status = await apps.status(app)
             healths = by(samples, "flotilla_application_health", "health", application=app)
             assert healths[status["health"]] == 1, app
 

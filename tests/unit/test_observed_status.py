@@ -15,9 +15,9 @@ from hub.service.applications import Applications
 from hub.service.status import (
     NOT_OBSERVED,
     STORED_VALUE_MAX,
-    application_status,
     cached_objects,
     observed_record,
+    status_tree,
 )
 from tests.unit.hubparts import Drifts, applications_of
 from tests.unit.test_metrics import hub
@@ -28,7 +28,7 @@ spare, which does not answer), web (a canary paused on edge, nothing applied).""
 
 
 async def _status(applications: Applications, drifts: Drifts, app: str, owned: bool) -> StatusView:
-    return await application_status(
+    tree = await status_tree(
         applications.apps,
         applications.registry,
         applications.analyses,
@@ -36,6 +36,7 @@ async def _status(applications: Applications, drifts: Drifts, app: str, owned: b
         app,
         owned=owned,
     )
+    return tree.view
 
 
 def _observe(applications: Applications, drifts: Drifts, app: str) -> ObservedRecord:

@@ -18,7 +18,7 @@ from hub.fleet.registry import PROBE_TASK, Registry
 from hub.format import Application
 from hub.model.phases import TargetPhase
 from hub.redaction import Scrubber
-from hub.service.status import application_status
+from hub.service.status import status_tree
 from hub.state.apps import SqliteAppStore
 from hub.state.store import SqliteStore
 from hub.tasks import Supervisor
@@ -51,7 +51,8 @@ class Hub:
     async def status(self) -> Any:
         apps = SqliteAppStore(self.store)
         analyses = Analyses(apps, self.registry, signals=Signals(), application=_no_spec)
-        return await application_status(apps, self.registry, analyses, lambda *release: {}, APP)
+        tree = await status_tree(apps, self.registry, analyses, lambda *release: {}, APP)
+        return tree.view
 
     def requests(self) -> list[str]:
         return [kind for kind, _ in self.fake.seen if kind in ("list", "get")]

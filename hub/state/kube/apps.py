@@ -144,6 +144,11 @@ class KubeAppStore(AppStore):
         self._events_added = 0
         self._pruning: set[str] = set()
 
+    def writes(self) -> None:
+        """None: other hubs write the same objects, and the mirror shows their writes
+        before this hub hears of them on `changes`."""
+        return None
+
     # ------------------------------------------------------------------ applications
 
     def create_revision(
