@@ -8,7 +8,8 @@ of template come out differently from what `helm upgrade --install` would apply:
   password it generated once) takes its "not there yet" branch on every render;
 - templates that draw random values or read the clock (`randAlphaNum`, `uuidv4`, `now`,
   `genCA` ...) differ on every render, and a field that differs looks changed to every
-  later comparison.
+  later comparison. A second render shows them; a chart none of whose templates calls
+  such a function (`renders_alike`) is not rendered twice.
 
 The planner names both, so that a user learns it from `plan` and not from a Secret that
 changes under their application. Pure: this reads template sources and compares objects
@@ -29,6 +30,34 @@ from clusters.resources import ObjectRef
 # `lookup` used as a function: not a field (`.lookup`), a variable (`$lookup`) or part of
 # a longer name (`lookupTable`).
 _LOOKUP_CALL = re.compile(r"(?<![\w.$])lookup(?![\w])")
+# What comes out differently on every render (Sprig's functions.go: random values, the
+# clock, generated keys and certificates, salted hashes, DNS answers), and Helm's `tpl`,
+# which renders text from the values, where no template shows what it calls.
+UNSTABLE_FUNCTIONS = (
+    "now",
+    "ago",
+    "randAlphaNum",
+    "randAlpha",
+    "randAscii",
+    "randNumeric",
+    "randInt",
+    "randBytes",
+    "shuffle",
+    "uuidv4",
+    "getHostByName",
+    "bcrypt",
+    "htpasswd",
+    "encryptAES",
+    "genPrivateKey",
+    "genCA",
+    "genCAWithKey",
+    "genSelfSignedCert",
+    "genSelfSignedCertWithKey",
+    "genSignedCert",
+    "genSignedCertWithKey",
+    "tpl",
+)
+_UNSTABLE_CALL = re.compile(r"(?<![\w.$])(?:" + "|".join(UNSTABLE_FUNCTIONS) + r")(?![\w])")
 _OPEN, _CLOSE = "{{", "}}"
 # A comment opens an action, after a trim marker if any: `{{/*` or `{{- /*`.
 _COMMENT_OPEN = re.compile(r"(?:-\s+)?/\*")
@@ -46,6 +75,15 @@ def calls_lookup(source: str) -> bool:
 def lookup_templates(sources: Mapping[str, str]) -> list[str]:
     """The paths of the templates (of `sources`, by path) that call `lookup`, sorted."""
     return sorted(path for path, source in sources.items() if calls_lookup(source))
+
+
+def renders_alike(sources: Mapping[str, str]) -> bool:
+    """Whether two renders of the same input must come out the same: no template (of
+    `sources`, by path) calls one of `UNSTABLE_FUNCTIONS`. When it holds, a second render
+    can show nothing `unstable_fields` would find, and need not be made."""
+    return not any(
+        _UNSTABLE_CALL.search(code) for source in sources.values() for code in _actions(source)
+    )
 
 
 def _actions(source: str) -> Iterator[str]:

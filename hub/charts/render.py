@@ -28,6 +28,7 @@ from helm_python import _native
 from clusters.discovery import Capabilities
 from hub.charts.errors import ChartRenderError, InvalidValues, one_line
 from hub.charts.kubeversion import IncompatibleCluster, satisfies
+from hub.charts.offline import lookup_templates, renders_alike
 from hub.format.documents import ManifestLoader
 
 if TYPE_CHECKING:  # pins name a chart by what it loads as: a cycle for the type checker only
@@ -183,6 +184,18 @@ class LoadedChart:
         if self._pristine is None:
             return {t["name"]: t["data"] for t in self._handle.templates}
         return _archived_templates(self._pristine)
+
+    @functools.cached_property
+    def lookups(self) -> list[str]:
+        """The templates that call `lookup` (`hub.charts.offline`), found once per chart:
+        a plan asks it for every target."""
+        return lookup_templates(self.templates)
+
+    @functools.cached_property
+    def renders_alike(self) -> bool:
+        """Whether two renders of the same input must come out the same
+        (`hub.charts.offline.renders_alike`), found once per chart."""
+        return renders_alike(self.templates)
 
     @property
     def crds(self) -> list[dict[str, Any]]:

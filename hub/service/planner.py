@@ -26,7 +26,7 @@ from clusters.resources import ObjectRef
 from hub.charts import ChartCache, ChartPin, ChartRef, LoadedChart, RepoType
 from hub.charts.hooks import classify
 from hub.charts.kubeversion import IncompatibleCluster
-from hub.charts.offline import lookup_templates, unstable_fields
+from hub.charts.offline import unstable_fields
 from hub.errors import FlotillaError
 from hub.fleet.keep import deletable
 from hub.fleet.objects import ref_of
@@ -231,12 +231,15 @@ async def _render(
             capabilities=seen,
         )
         planned.objects = classify(await render()).release  # hooks are no object of it
-        # A second render of the same input: what differs changes on every render.
-        again = classify(await render(again=True)).release
+        # A second render of the same input: what differs changes on every render. Half of
+        # a plan's renders, made only where a template may draw what differs.
+        again = planned.objects
+        if not chart.renders_alike:
+            again = classify(await render(again=True)).release
     except FlotillaError as e:
         planned.error = str(e)
         return
-    planned.lookup = lookup_templates(chart.templates)
+    planned.lookup = list(chart.lookups)
     unstable = unstable_fields(planned.objects, again, target.namespace)
     planned.warnings = [str(u) for u in unstable]
 

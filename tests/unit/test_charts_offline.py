@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from hub.charts.offline import Unstable, calls_lookup, lookup_templates, unstable_fields
+from hub.charts.offline import (
+    Unstable,
+    calls_lookup,
+    lookup_templates,
+    renders_alike,
+    unstable_fields,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +53,34 @@ def test_the_templates_calling_lookup_are_named_by_path() -> None:
     }
 
     assert lookup_templates(sources) == ["charts/db/templates/a.yaml", "templates/b.yaml"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "password: {{ randAlphaNum 16 | b64enc }}",
+        '{{- $ca := genCA "demo" 365 }}',
+        'at: {{ now | date "2006" }}',
+        "id: {{ uuidv4 }}",
+        "{{ tpl .Values.extra . }}",  # the values may call any of them
+        '{{ include "x" . }}{{ htpasswd "u" "p" }}',
+    ],
+)
+def test_a_template_that_may_differ_on_every_render_is_found(source: str) -> None:
+    assert not renders_alike({"templates/a.yaml": "a: 1", "templates/b.yaml": source})
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{/* randAlphaNum would differ */}}kind: Secret",
+        '{{ .Values.now }}{{ $uuidv4 := 1 }}{{ include "tplHelper" . }}{{ "now" }}',
+        "# now and then\nreplicas: {{ .Values.replicas }}",
+        '{{ date "2006" .Values.when }}{{ lookup "v1" "Secret" "" "" }}',
+    ],
+)
+def test_a_template_of_stable_functions_renders_alike(source: str) -> None:
+    assert renders_alike({"templates/a.yaml": source})
 
 
 def secret(password: str, name: str = "demo-token", **metadata: Any) -> dict[str, Any]:
