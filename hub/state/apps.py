@@ -129,8 +129,9 @@ class SqliteAppStore(AppStore):
         return self.revision(app, number)
 
     def writes(self) -> int:
-        """Every write of this store's, and the registry's renames and removals of clusters,
-        which re-point or drop the rows naming them: nothing else writes these tables (one
+        """Every write of this store's but `set_health` (status rolls its own health up and
+        shows no stored one), and the registry's renames and removals of clusters, which
+        re-point or drop the rows naming them: nothing else writes these tables (one
         process owns the file)."""
         return self._writes + self._store.cluster_rows_moved
 
@@ -168,7 +169,6 @@ class SqliteAppStore(AppStore):
                 "UPDATE applications SET health = ? WHERE name = ? AND health != ?",
                 (health, name, health),
             )
-        self._writes += 1
 
     def set_observed(self, name: str, record: ObservedRecord) -> None:
         text = json.dumps(record.to_json(), separators=(",", ":"))

@@ -78,7 +78,8 @@ class AppStore(Protocol):
 
     def writes(self) -> int | None:
         """A count that moves with every write `status` shows (whatever `changes` would
-        say, and what a cluster's rename or removal does to the rows naming it), so that a
+        say, `set_observed`, and what a cluster's rename or removal does to the rows naming
+        it; not `set_health`, whose health status does not show), so that a
         reader can tell that nothing moved since it last looked without reading the rows
         again (hub.service.memo). None: this store cannot promise that, as when others
         write the same store and their writes reach this hub's reads before its `changes`."""

@@ -835,15 +835,15 @@ def test_every_write_is_published(apps: AppStore) -> None:
 def test_the_count_of_writes_moves_with_the_unpublished_ones_too(
     store: ClusterStore, apps: AppStore
 ) -> None:
-    """`writes`: what a status tree is kept by (hub.service.memo) moves with the writes not
-    published, and with what a cluster's rename or removal does to the rows naming it;
-    a store that cannot count them says None, always."""
+    """`writes`: what a status tree is kept by (hub.service.memo) moves with the observation
+    (shown by a replica that does not drive the application), not published, and with what
+    a cluster's rename or removal does to the rows naming it; a store that cannot count
+    them says None, always."""
     for name in ("a", "b"):
         store.add_cluster(_cluster(name))
     _on(apps, "shop", "a")
     counted = apps.writes()
     writes: list[tuple[str, Callable[[], object]]] = [
-        ("set_health", lambda: apps.set_health("shop", "Degraded")),
         ("set_observed", lambda: apps.set_observed("shop", ObservedRecord({}))),
         ("rename_cluster", lambda: store.rename_cluster("a", "c")),
         ("delete_cluster", lambda: store.delete_cluster("c")),
