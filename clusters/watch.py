@@ -22,7 +22,7 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
@@ -111,6 +111,10 @@ class ClusterCache:
         self._tasks: builtins.list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._version = 0
+        # The version at which the cache's state (what is listed, synced or failing) last
+        # changed, and at which each namespace's objects did ("" for cluster-scoped ones).
+        self._state_moved = 0
+        self._moved: dict[str, int] = {}
         self._last_seen: float | None = None
         self._synced = (-1, False)
 
@@ -185,6 +189,16 @@ class ClusterCache:
         """Increases on every change of objects or sync state: `wait_for` a new one."""
         return self._version
 
+    def moved(self, namespaces: Iterable[str]) -> tuple[int, ...]:
+        """The version at which the cache's state last changed, then, for each of
+        `namespaces` ("" for cluster-scoped objects), the version at which an object of
+        it last changed: equal for as long as nothing a reader of those namespaces sees
+        moved. `version` moves with every namespace; a status tree kept by this (its
+        releases' namespaces) survives changes elsewhere in the cluster, such as another
+        application's rollout."""
+        moved = self._moved
+        return (self._state_moved, *(moved.get(namespace, 0) for namespace in namespaces))
+
     def watches(self, api_version: str, kind: str) -> bool:
         """Whether `kind` of `api_version`'s API group is one of the cache's kinds. Any
         version of the group will do (they serve the same objects); another group's kind
@@ -250,8 +264,15 @@ class ClusterCache:
         except KeyError:
             raise KeyError(f"{kind} is not watched by this cache") from None
 
-    def _notify(self) -> None:
+    def _notify(self, moved: Collection[str] = ()) -> None:
+        """Wake the waiters: objects of the namespaces `moved` changed or, with none given,
+        the cache's state did."""
         self._version += 1
+        if moved:
+            for namespace in moved:
+                self._moved[namespace] = self._version
+        else:
+            self._state_moved = self._version
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -337,18 +358,21 @@ class ClusterCache:
         for item in items:
             obj = _normalized(item, resource)
             fresh[_key(obj)] = obj
+        moved: set[str] = set()
         # The list is the whole truth for this stream's scope: what it lacks is gone.
         for key in [k for k in state.objects if k not in fresh]:
             if stream.namespace is None or key[0] == stream.namespace:
                 self._on_change(state.objects.pop(key))
+                moved.add(key[0])
         for key, obj in fresh.items():
             held = state.objects.get(key)
             if held is None or _version(held) != _version(obj):
                 self._on_change(obj)
+                moved.add(key[0])
         state.objects.update(fresh)
         state.judged.clear()  # a list is rare: no need to tell which of them changed
         stream.resource_version = str(answer["metadata"]["resourceVersion"])
-        self._mark_alive(stream)
+        self._mark_alive(stream, moved)
 
     async def _watch(self, state: _Kind, resource: ResourceType, stream: _Stream) -> None:
         """One watch connection, until the server ends it; raises on failures and on 410."""
@@ -362,7 +386,7 @@ class ClusterCache:
             async with self._rc.client.stream(
                 resource.path(stream.namespace), query=query, read_timeout=READ_TIMEOUT
             ) as response:
-                self._mark_alive(stream, changed=False)
+                self._mark_alive(stream)
                 async for line in response.content:
                     if line.strip():
                         # orjson: every event of every watched kind is parsed here, and
@@ -379,30 +403,36 @@ class ClusterCache:
             code = int(obj.get("code") or 500)
             raise api_error(code, str(obj.get("message", "")), str(obj.get("reason", "")))
         version = (obj.get("metadata") or {}).get("resourceVersion")
+        moved: tuple[str, ...] = ()
         if kind in ("ADDED", "MODIFIED"):
             normalized = _normalized(obj, resource)
             state.objects[key := _key(normalized)] = normalized
             state.judged.pop(key, None)
             self._on_change(normalized)
+            moved = (key[0],)
         elif kind == "DELETED":
             state.objects.pop(key := _key(obj), None)
             state.judged.pop(key, None)
             self._on_change(obj)
+            moved = (key[0],)
         if version:
             stream.resource_version = str(version)
-        self._mark_alive(stream, changed=kind in ("ADDED", "MODIFIED", "DELETED"))
+        self._mark_alive(stream, moved)
 
-    def _mark_alive(self, stream: _Stream, *, changed: bool = True) -> None:
-        """The stream answered. Waiters and listeners hear of it only when an object or
-        the stream's state changed: a bookmark or a resumed watch changes neither, and a
-        thousand idle clusters' watches hear a bookmark 150 times a second, each of which
-        woke the drift keeper and the status keeper for nothing."""
+    def _mark_alive(self, stream: _Stream, moved: Collection[str] = ()) -> None:
+        """The stream answered, with changes to the objects of the namespaces `moved`.
+        Waiters and listeners hear of it only when an object or the stream's state
+        changed: a bookmark or a resumed watch changes neither, and a thousand idle
+        clusters' watches hear a bookmark 150 times a second, each of which woke the
+        drift keeper and the status keeper for nothing."""
         was_fine = stream.synced and stream.error is None
         stream.last_seen = self._last_seen = time.time()
         stream.synced = True
         stream.error = None
-        if changed or not was_fine:
+        if not was_fine:
             self._notify()
+        if moved:
+            self._notify(moved)
 
 
 def _version(obj: Object) -> str | None:

@@ -34,11 +34,12 @@ from typing import NamedTuple
 
 from hub.errors import FlotillaError
 from hub.fleet.registry import Registry
-from hub.model.records import AppRecord, Release
+from hub.model.records import AppRecord
 from hub.service.memo import Fingerprint, Inputs
 from hub.service.status import (
     DriftOf,
     Judged,
+    Placed,
     cached_health,
     cached_objects,
     observed_record,
@@ -74,7 +75,7 @@ RECHECK = 3.0
 class _Rolled(NamedTuple):
     """What the last pass rolled up an application from, and whether it showed drift."""
 
-    releases: tuple[Release, ...]
+    placed: Placed
     fingerprint: Fingerprint
     drifting: bool
 
@@ -142,7 +143,7 @@ class StoredHealth:
         for record in records:
             try:
                 last = rolled.get(record.name)
-                if last is not None and self._inputs.of(record.name, last.releases) == (
+                if last is not None and self._inputs.of(record.name, last.placed) == (
                     last.fingerprint
                 ):
                     self._rolled[record.name] = last
@@ -159,7 +160,8 @@ class StoredHealth:
         """Keep `record`'s health (and observation) as its caches show it now; whether
         anything was written."""
         targets = self._apps.targets(record.name, record.revision)
-        cached = cached_objects(self._apps, self._registry, record, targets)
+        inventory = self._apps.inventory(record.name)
+        cached = cached_objects(self._registry, targets, inventory)
         health = cached_health(self._apps, self._registry, record, targets, cached).value
         wrote = health != record.health
         if wrote:
@@ -169,11 +171,11 @@ class StoredHealth:
             observed, drifting = self._keep_observed(observe, record, cached)
             wrote |= observed
         self._drifting |= drifting
-        releases = placed(targets)
+        where = placed(targets, inventory)
         # After the writes, which move the store's count: the next pass finds it as it is.
-        fingerprint = self._inputs.of(record.name, releases)
+        fingerprint = self._inputs.of(record.name, where)
         if fingerprint is not None:
-            self._rolled[record.name] = _Rolled(releases, fingerprint, drifting)
+            self._rolled[record.name] = _Rolled(where, fingerprint, drifting)
         return wrote
 
     def _keep_observed(

@@ -7,9 +7,10 @@ move it, each told apart here without reading the rows or objects again (`Inputs
 - the application's rows in the store: the store's `writes` count (a store that cannot
   keep one, the Kubernetes store shared by several hubs, gets every tree built anew);
 - each targeted cluster's record as its tree shows it (health, labels) and its watch
-  cache: which one, its version (every object and every sync state moves it), and, while
-  it is not connected, when it last heard from its cluster (the "as last seen" of its
-  objects);
+  cache: which one, its state (listed, synced, failing) and the objects of the namespaces
+  the application's objects are in there (`ClusterCache.moved`: a rollout of another
+  application in other namespaces of the cluster moves none of them), and, while it is
+  not connected, when it last heard from its cluster (the "as last seen" of its objects);
 - what the drift keeper shows of each release.
 
 When each cluster was last heard from moves with every probe and is not kept: it is put
@@ -24,13 +25,11 @@ pass after a change elsewhere skips those nothing moved under.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 from hub.fleet.registry import Registry
-from hub.model.records import Release
 from hub.model.views import StatusView, StepView
-from hub.service.status import DriftOf, Tree, seen_at, status_tree
+from hub.service.status import DriftOf, Placed, Tree, seen_at, status_tree
 from hub.state.interface import AppStore
 from hub.workflow.analysis import Analyses
 
@@ -48,28 +47,32 @@ class Inputs:
         self._registry = registry
         self._drift = drift
 
-    def of(self, app: str, releases: Sequence[Release]) -> Fingerprint | None:
-        """The fingerprint of `app` placed as `releases` (as a tree of it found them last);
+    def of(self, app: str, placed: Placed) -> Fingerprint | None:
+        """The fingerprint of `app` placed as `placed` (as a tree of it found it last);
         None when the store cannot say whether its rows moved."""
         writes = self._apps.writes()
         if writes is None:
             return None
-        clusters = tuple(self._cluster(name) for name in sorted({c for c, _ in releases}))
+        clusters = tuple(self._cluster(*where) for where in sorted(placed.namespaces.items()))
         drift = self._drift
-        drifts = () if drift is None else tuple(tuple(drift(app, *r).items()) for r in releases)
+        drifts = (
+            () if drift is None else tuple(tuple(drift(app, *r).items()) for r in placed.releases)
+        )
         return writes, clusters, drifts
 
-    def _cluster(self, name: str) -> object:
+    def _cluster(self, name: str, namespaces: tuple[str, ...]) -> object:
         record = self._registry.record(name)
         cache = self._registry.observer.cache(name)
         return (
             None if record is None else (record.health, record.labels),
-            None if cache is None else (cache, cache.version, not cache.synced and cache.last_seen),
+            None
+            if cache is None
+            else (cache, cache.moved(namespaces), not cache.synced and cache.last_seen),
         )
 
 
 class _Kept(NamedTuple):
-    releases: tuple[Release, ...]
+    placed: Placed
     fingerprint: Fingerprint
     view: StatusView
 
@@ -89,7 +92,7 @@ class StatusMemo:
 
     async def status(self, name: str, *, owned: bool) -> StatusView:
         kept = self._kept.pop(name, None)
-        if owned and kept is not None and self._inputs.of(name, kept.releases) == kept.fingerprint:
+        if owned and kept is not None and self._inputs.of(name, kept.placed) == kept.fingerprint:
             self._kept[name] = kept
             return _as_seen_now(kept.view, self._registry)
         tree = await status_tree(
@@ -104,9 +107,9 @@ class StatusMemo:
         was made of."""
         if not (owned and tree.cached):
             return
-        fingerprint = self._inputs.of(name, tree.releases)
+        fingerprint = self._inputs.of(name, tree.placed)
         if fingerprint is not None:
-            self._kept[name] = _Kept(tree.releases, fingerprint, tree.view)
+            self._kept[name] = _Kept(tree.placed, fingerprint, tree.view)
 
 
 def _as_seen_now(view: StatusView, registry: Registry) -> StatusView:

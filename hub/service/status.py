@@ -91,12 +91,22 @@ Judged = dict[Release, list[tuple[dict[str, Any], Health]]]
 """Each release's objects (inventory entries) with their health."""
 
 
+class Placed(NamedTuple):
+    """Where an application's objects are: what a memo of its tree or health watches for
+    moves (hub.service.memo)."""
+
+    releases: tuple[Release, ...]
+    """Every release its targets place, in order."""
+    namespaces: Mapping[str, tuple[str, ...]]
+    """Each targeted cluster's namespaces that its releases' objects are in, in order
+    ("" for cluster-scoped ones)."""
+
+
 class Tree(NamedTuple):
     """A status tree, with what a memo of it needs to know (hub.service.memo)."""
 
     view: StatusView
-    releases: tuple[Release, ...]
-    """Every release its targets place."""
+    placed: Placed
     cached: bool
     """Every object's health came from a watch cache or the store: none was read from
     its cluster for this tree."""
@@ -160,10 +170,20 @@ async def status_tree(
         "next": f"run `flotilla workflow resume {name}`" if held else next_action(record, steps),
         "steps": step_views,
     }
-    return Tree(view, placed(targets), cached)
+    return Tree(view, placed(targets, inventory), cached)
 
 
-def placed(targets: Iterable[TargetRecord]) -> tuple[Release, ...]:
+def placed(targets: Iterable[TargetRecord], inventory: Inventory) -> Placed:
+    """Where the objects of the releases `targets` place are, as `inventory` lists them."""
+    releases = _placing(targets)
+    namespaces: dict[str, set[str]] = {}
+    for key in releases:
+        where = namespaces.setdefault(key[0], set())
+        where.update(ref.get("namespace") or "" for ref in inventory.get(key, (0, []))[1])
+    return Placed(releases, {c: tuple(sorted(where)) for c, where in namespaces.items()})
+
+
+def _placing(targets: Iterable[TargetRecord]) -> tuple[Release, ...]:
     """The releases `targets` place, in order, each once (a release may be a target of
     several steps)."""
     return tuple(sorted({(t.cluster, t.component) for t in targets}))
@@ -176,14 +196,17 @@ def seen_at(registry: Registry, name: str) -> str | None:
     return None if record is None else timestamp(registry.last_seen(record))
 
 
-def cached_objects(
-    apps: AppStore, registry: Registry, record: AppRecord, targets: list[TargetRecord]
-) -> Judged:
-    """The objects of `record`'s releases (its current revision's `targets`) that the
-    watch caches can tell, with their health: from the store and the caches alone, so it
-    asks no cluster and starts no watch. What `cached_health` and `observed_record` are
-    made of; a caller that wants both reads it once."""
-    return _cached(registry, targets, apps.inventory(record.name))
+def cached_objects(registry: Registry, targets: list[TargetRecord], inventory: Inventory) -> Judged:
+    """The objects of the releases an application's current `targets` place (as its
+    `inventory` lists them) that the watch caches can tell, with their health: from the
+    store and the caches alone, so it asks no cluster and starts no watch. What
+    `cached_health` and `observed_record` are made of; a caller that wants both reads it
+    once."""
+    found: Judged = {}
+    for key, refs in _releases(targets, inventory).items():
+        healths = _sighted(registry, key, refs)
+        found[key] = [(r, h) for r, h in zip(refs, healths, strict=True) if h is not None]
+    return found
 
 
 def cached_health(
@@ -200,7 +223,7 @@ def cached_health(
     `cached`: `cached_objects` of the same, when the caller has it already."""
     steps = {s.name: s for s in apps.steps(record.name, record.revision)}
     if cached is None:
-        cached = cached_objects(apps, registry, record, targets)
+        cached = cached_objects(registry, targets, apps.inventory(record.name))
     clusters = {c.name: c for c in registry.clusters()}
     healths = []
     for target in targets:
@@ -223,7 +246,7 @@ def observed_record(drift: DriftOf, record: AppRecord, cached: Judged) -> Observ
 
 def _releases(targets: list[TargetRecord], inventory: Inventory) -> dict[Release, Objects]:
     """Each release the targets place, with the objects its inventory lists."""
-    return {key: inventory.get(key, (0, []))[1] for key in placed(targets)}
+    return {key: inventory.get(key, (0, []))[1] for key in _placing(targets)}
 
 
 def _sighted(registry: Registry, key: Release, refs: Objects) -> list[Health | None]:
@@ -231,15 +254,6 @@ def _sighted(registry: Registry, key: Release, refs: Objects) -> list[Health | N
     it cannot tell."""
     sightings = registry.observer.sightings(key[0], refs)
     return [_judged(seen) if seen is not None else None for seen in sightings]
-
-
-def _cached(registry: Registry, targets: list[TargetRecord], inventory: Inventory) -> Judged:
-    """The objects of each release that the watch caches can tell, with their health."""
-    found: Judged = {}
-    for key, refs in _releases(targets, inventory).items():
-        healths = _sighted(registry, key, refs)
-        found[key] = [(r, h) for r, h in zip(refs, healths, strict=True) if h is not None]
-    return found
 
 
 def _with_drift(found: Judged, drift: DriftOf, app: str) -> Seen:

@@ -122,6 +122,19 @@ async def test_each_thing_a_tree_is_made_of_moves_it(tmp_path: Path) -> None:
         assert await m.built() is False
 
 
+async def test_a_change_elsewhere_in_the_cluster_moves_no_tree(tmp_path: Path) -> None:
+    """Another application's objects (another namespace) change on the cluster: its cache
+    moves, and the tree, made of none of them, is answered again."""
+    async with memoized(tmp_path) as m:
+        first = await m.status()
+        cache = await m.hub.cache()
+        version = cache.version
+        m.hub.fake.pushed.put_nowait(event("ADDED", _config_map("theirs", "elsewhere")))
+        assert await cache.wait_for(lambda: cache.version != version, 10)
+        assert await m.built() is False
+        assert objects(await m.status()) == objects(first)
+
+
 async def test_a_tree_with_objects_read_from_their_cluster_is_not_kept(tmp_path: Path) -> None:
     async with memoized(tmp_path) as m:
         await m.hub.registry.observer.forget(CLUSTER)
@@ -141,5 +154,5 @@ def _without_steps(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if k != "steps"}
 
 
-def _config_map(name: str) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": "7"}}
+def _config_map(name: str, namespace: str = "ns") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": namespace, "resourceVersion": "7"}}

@@ -45,7 +45,7 @@ def _observe(applications: Applications, drifts: Drifts, app: str) -> ObservedRe
     record = apps.app(app)
     targets = apps.targets(app, record.revision)
     return observed_record(
-        drifts, record, cached_objects(apps, applications.registry, record, targets)
+        drifts, record, cached_objects(applications.registry, targets, apps.inventory(app))
     )
 
 

@@ -11,6 +11,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from clusters.health import HealthStatus
 from clusters.watch import ClusterCache
 from tests.unit.fakeapi import CONFIG_MAPS, FAST, WAIT, FakeApi, config_map, event, gone, serving
+from tests.unit.hubparts import until
 
 
 def watch_versions(fake: FakeApi) -> list[str]:
@@ -26,7 +27,8 @@ async def test_a_410_re_lists_and_replaces_the_stale_view() -> None:
         serving(fake) as api,
         ClusterCache(api, CONFIG_MAPS, namespaces=["ns"], backoff=FAST) as cache,
     ):
-        assert await cache.wait_for(lambda: len(watch_versions(fake)) == 2, WAIT)
+        # The cache announces no request it sends: poll for the watch.
+        assert await until(lambda: len(watch_versions(fake)) == 2)
         assert cache.get("ConfigMap", "ns", "new") is not None
         assert cache.get("ConfigMap", "ns", "old") is None
         assert fake.count("list") == 2
@@ -48,7 +50,7 @@ async def test_a_watch_that_ends_resumes_from_the_last_version_without_a_list() 
         serving(fake) as api,
         ClusterCache(api, CONFIG_MAPS, label_selector="app=web", backoff=FAST) as cache,
     ):
-        assert await cache.wait_for(lambda: len(watch_versions(fake)) == 3, WAIT)
+        assert await until(lambda: len(watch_versions(fake)) == 3)
         assert cache.get("ConfigMap", "ns", "a") is None
         assert [o["metadata"]["name"] for o in cache.list("ConfigMap")] == ["b"]
     assert fake.count("list") == 1
@@ -174,3 +176,28 @@ async def test_an_objects_judged_health_follows_every_change_of_it() -> None:
         HealthStatus.PROGRESSING,  # the second list, told before it is stored
     ]
     assert final == HealthStatus.HEALTHY  # what the second list stored
+
+
+async def test_moved_tells_the_namespaces_whose_objects_changed_apart() -> None:
+    """A status tree is kept while `moved` of its namespaces holds (hub.service.memo): an
+    object changed in another namespace must leave it, one changed in its own, or the
+    cache's state changing, must move it."""
+    theirs = config_map("b", "2")
+    theirs["metadata"]["namespace"] = "theirs"
+    fake = FakeApi(lists=[[config_map("a", "1")]])
+    async with (
+        serving(fake) as api,
+        ClusterCache(api, CONFIG_MAPS, label_selector="app=web", backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: cache.synced, WAIT)
+        listed = cache.moved(["ns", "theirs"])
+        assert listed[1] > 0 and listed[2] == 0, "the list brought ns's object only"
+        version = cache.version
+        fake.pushed.put_nowait(event("ADDED", theirs))
+        assert await cache.wait_for(lambda: cache.version != version, WAIT)
+        assert cache.moved(["ns"]) == listed[:2]
+        assert cache.moved(["theirs"])[1] > listed[1]
+        fake.pushed.put_nowait(event("MODIFIED", config_map("a", "3")))
+        assert await cache.wait_for(lambda: cache.moved(["ns"]) != listed[:2], WAIT)
+        assert cache.moved([])[0] == listed[0], "an object's change moved the state"
+    assert cache.moved([])[0] > listed[0], "stopping the cache did not move its state"
