@@ -175,18 +175,11 @@ async def status_tree(
 
 def placed(targets: Iterable[TargetRecord], inventory: Inventory) -> Placed:
     """Where the objects of the releases `targets` place are, as `inventory` lists them."""
-    releases = _placing(targets)
+    releases = _releases(targets, inventory)
     namespaces: dict[str, set[str]] = {}
-    for key in releases:
-        where = namespaces.setdefault(key[0], set())
-        where.update(ref.get("namespace") or "" for ref in inventory.get(key, (0, []))[1])
-    return Placed(releases, {c: tuple(sorted(where)) for c, where in namespaces.items()})
-
-
-def _placing(targets: Iterable[TargetRecord]) -> tuple[Release, ...]:
-    """The releases `targets` place, in order, each once (a release may be a target of
-    several steps)."""
-    return tuple(sorted({(t.cluster, t.component) for t in targets}))
+    for (cluster, _), refs in releases.items():
+        namespaces.setdefault(cluster, set()).update(ref.get("namespace") or "" for ref in refs)
+    return Placed(tuple(releases), {c: tuple(sorted(where)) for c, where in namespaces.items()})
 
 
 def seen_at(registry: Registry, name: str) -> str | None:
@@ -244,9 +237,11 @@ def observed_record(drift: DriftOf, record: AppRecord, cached: Judged) -> Observ
     )
 
 
-def _releases(targets: list[TargetRecord], inventory: Inventory) -> dict[Release, Objects]:
-    """Each release the targets place, with the objects its inventory lists."""
-    return {key: inventory.get(key, (0, []))[1] for key in _placing(targets)}
+def _releases(targets: Iterable[TargetRecord], inventory: Inventory) -> dict[Release, Objects]:
+    """Each release the targets place, in order and each once (a release may be a target
+    of several steps), with the objects its inventory lists."""
+    keys = sorted({(t.cluster, t.component) for t in targets})
+    return {key: inventory.get(key, (0, []))[1] for key in keys}
 
 
 def _sighted(registry: Registry, key: Release, refs: Objects) -> list[Health | None]:
