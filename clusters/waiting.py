@@ -2,8 +2,8 @@
 
 Polling every object of a release with GETs until it is ready is the load that gets a
 hub throttled by many API servers. The cluster's `ClusterCache` already sees every
-change, so these waits re-judge only when it reports one (`ClusterCache.version`) and
-never ask the API server anything, nor wake on a timer.
+change, so these waits re-judge only when it reports one in their objects' namespaces
+(`ClusterCache.moved`), and never ask the API server anything, nor wake on a timer.
 
 A cache can be behind: right after an apply it may still hold the pre-apply object,
 whose status for the old spec looks healthy. So an object counts only once the cache
@@ -55,13 +55,14 @@ async def wait_healthy(
     """
     _check_watched(cache, refs)
     deadline = asyncio.get_running_loop().time() + timeout
+    namespaces = _namespaces(refs)
     reported: Health | None = None
     while True:
         verdict, done = _survey(cache, refs, judge)
         if on_change is not None and verdict != reported:
             on_change(verdict)
         reported = verdict
-        if done or not await _next_change(cache, deadline):
+        if done or not await _next_change(cache, namespaces, deadline):
             return verdict
 
 
@@ -74,7 +75,7 @@ async def wait_gone(cache: ClusterCache, refs: Sequence[AppliedRef], *, timeout:
         # Synced implies every stream has listed: an absent object is known to be absent.
         return cache.synced and all(gone(cache.get(r.kind, r.namespace, r.name), r) for r in refs)
 
-    return await cache.wait_for(done, timeout)
+    return await cache.wait_for(done, timeout, _namespaces(refs))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -109,8 +110,17 @@ def named(ref: AppliedRef, health: Health) -> Health:
     return Health(health.status, f"{ref}: {health.reason}")
 
 
-async def _next_change(cache: ClusterCache, deadline: float) -> bool:
-    """Wait for the cache's next change; False if `deadline` (loop time) comes first."""
+def _namespaces(refs: Iterable[AppliedRef]) -> set[str]:
+    """The namespaces of `refs` as the cache names them ("" for cluster-scoped objects):
+    a wait wakes only when their objects change."""
+    return {ref.namespace or "" for ref in refs}
+
+
+async def _next_change(cache: ClusterCache, namespaces: set[str], deadline: float) -> bool:
+    """Wait for the next change of the objects of `namespaces` or of the cache's state;
+    False if `deadline` (loop time) comes first."""
     remaining = deadline - asyncio.get_running_loop().time()
-    seen = cache.version
-    return remaining > 0 and await cache.wait_for(lambda: cache.version != seen, remaining)
+    seen = cache.moved(namespaces)
+    return remaining > 0 and await cache.wait_for(
+        lambda: cache.moved(namespaces) != seen, remaining, namespaces
+    )

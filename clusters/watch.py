@@ -115,6 +115,8 @@ class ClusterCache:
         # changed, and at which each namespace's objects did ("" for cluster-scoped ones).
         self._state_moved = 0
         self._moved: dict[str, int] = {}
+        # Waiters for a change of a namespace's objects (or of the state), by namespace.
+        self._waiting: dict[str | None, set[asyncio.Future[None]]] = {}
         self._last_seen: float | None = None
         self._synced = (-1, False)
 
@@ -246,12 +248,25 @@ class ClusterCache:
             and wanted <= ((obj.get("metadata") or {}).get("labels") or {}).items()
         ]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `predicate()` holds, re-checking on every change; False on timeout."""
+    async def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        timeout: float,
+        namespaces: Collection[str] | None = None,
+    ) -> bool:
+        """Wait until `predicate()` holds, re-checking on every change; False on timeout.
+
+        With `namespaces` ("" for cluster-scoped objects), only a change of their objects
+        or of the cache's state re-checks it: a release's wait on a cluster where other
+        releases roll out would otherwise judge its objects again at each of their events.
+        """
         try:
             async with asyncio.timeout(timeout):
                 while not predicate():
-                    await self._changed.wait()
+                    if namespaces is None:
+                        await self._changed.wait()
+                    else:
+                        await self._moved_in(namespaces)
         except TimeoutError:
             return predicate()
         return True
@@ -268,13 +283,37 @@ class ClusterCache:
         """Wake the waiters: objects of the namespaces `moved` changed or, with none given,
         the cache's state did."""
         self._version += 1
+        waiting = self._waiting
+        woken: Iterable[set[asyncio.Future[None]]] = ()
         if moved:
             for namespace in moved:
                 self._moved[namespace] = self._version
+            if waiting:
+                woken = [waiting.pop(ns) for ns in moved if ns in waiting]
         else:
             self._state_moved = self._version
+            woken, self._waiting = waiting.values(), {}
+        for futures in woken:
+            for future in futures:
+                if not future.done():
+                    future.set_result(None)
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def _moved_in(self, namespaces: Collection[str]) -> None:
+        """Until the objects of one of `namespaces` or the cache's state change."""
+        future = asyncio.get_running_loop().create_future()
+        keys = namespaces or (None,)  # None: no namespace, only a change of the state
+        for namespace in keys:
+            self._waiting.setdefault(namespace, set()).add(future)
+        try:
+            await future
+        finally:
+            for namespace in keys:
+                if (futures := self._waiting.get(namespace)) is not None:
+                    futures.discard(future)
+                    if not futures:
+                        del self._waiting[namespace]
 
     def _spawn(self, state: _Kind, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)

@@ -156,16 +156,16 @@ class Keeper:
             await asyncio.sleep(COALESCE)
             self._wake.clear()
             dirty, self._dirty = sorted(self._dirty), set()
-            await asyncio.gather(*(self._keep_cluster(name) for name in dirty))
+            # Read once per pass: during a rollout every cluster is dirty in every pass.
+            records = [r for r in self._apps.apps() if self._owns(r.name)]
+            await asyncio.gather(*(self._keep_cluster(name, records) for name in dirty))
 
-    async def _keep_cluster(self, cluster: str) -> None:
+    async def _keep_cluster(self, cluster: str, records: list[AppRecord]) -> None:
         cache = self._registry.observer.cache(cluster)
         if cache is None or not cache.synced:
             return  # a cache that is not connected cannot tell a deleted object from a gap
         here: set[ReleaseKey] = set()
-        for record in self._apps.apps():
-            if not self._owns(record.name):
-                continue
+        for record in records:
             inventory = self._apps.inventory(record.name, cluster)
             for (_, component), (revision, entries) in sorted(inventory.items()):
                 release = (record.name, cluster, component)

@@ -94,7 +94,7 @@ class Waits:
             return [], list(refs)
         # Starting: give it a moment to list. Failing (no right to watch cluster-wide, or
         # the cluster is away right now): poll, which reports the failure in its own words.
-        await cache.wait_for(lambda: cache.synced or cache.last_error is not None, CACHE_START)
+        await cache.wait_for(lambda: cache.synced or cache.last_error is not None, CACHE_START, ())
         if not cache.synced:
             return [], list(refs)
         watched = [r for r in refs if cache.watches(r.api_version, r.kind) and cache.listed(r.kind)]

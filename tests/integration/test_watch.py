@@ -85,6 +85,25 @@ async def test_cache_sees_create_update_and_delete(api: ApiClient, namespace: st
         assert await cache.wait_for(lambda: data() is None, DEADLINE)
 
 
+async def test_an_object_larger_than_aiohttps_line_buffer_comes_by_watch(
+    api: ApiClient, namespace: str
+) -> None:
+    """A watch event is one line, read with `readline`: aiohttp refuses a line longer
+    than twice its session's read buffer (by default 128 KiB in all), and a ConfigMap of
+    dashboards can be a megabyte. kubernetes_asyncio's session reads 2 MiB at a time."""
+    async with ClusterCache(api, [("v1", "ConfigMap")], namespaces=[namespace]) as cache:
+        assert await cache.wait_for(lambda: cache.synced, DEADLINE), cache.last_error
+        dashboards = "x" * (700 * 1024)
+        await apply(api, [config_map("dashboards", json=dashboards)], default_namespace=namespace)
+        await apply(api, [config_map("after")], default_namespace=namespace)
+        assert await cache.wait_for(
+            lambda: cache.get("ConfigMap", namespace, "after") is not None, DEADLINE
+        ), cache.last_error
+        big = cache.get("ConfigMap", namespace, "dashboards")
+        assert big is not None and big["data"]["json"] == dashboards
+        assert cache.synced and cache.last_error is None
+
+
 async def test_the_engine_can_wait_for_health_without_polling(
     api: ApiClient, namespace: str
 ) -> None:

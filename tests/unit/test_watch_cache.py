@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -201,3 +202,38 @@ async def test_moved_tells_the_namespaces_whose_objects_changed_apart() -> None:
         assert await cache.wait_for(lambda: cache.moved(["ns"]) != listed[:2], WAIT)
         assert cache.moved([])[0] == listed[0], "an object's change moved the state"
     assert cache.moved([])[0] > listed[0], "stopping the cache did not move its state"
+
+
+async def test_a_wait_on_namespaces_wakes_for_their_objects_and_the_state_only() -> None:
+    """A release's health wait names its namespaces: on a cluster where other releases
+    roll out it must not judge its objects again at each of their events, yet must see
+    its own objects change and the cache lose its connection."""
+    theirs = config_map("b", "2")
+    theirs["metadata"]["namespace"] = "theirs"
+    fake = FakeApi(lists=[[config_map("a", "1")]])
+    async with (
+        serving(fake) as api,
+        ClusterCache(api, CONFIG_MAPS, label_selector="app=web", backoff=FAST) as cache,
+    ):
+        assert await cache.wait_for(lambda: cache.synced, WAIT)
+        checks: list[str] = []
+
+        def updated() -> bool:
+            obj = cache.get("ConfigMap", "ns", "a")
+            checks.append(obj["metadata"]["resourceVersion"] if obj else "")
+            return checks[-1] == "3"
+
+        waiter = asyncio.create_task(cache.wait_for(updated, WAIT, ["ns"]))
+        assert await until(lambda: checks == ["1"])
+        version = cache.version
+        fake.pushed.put_nowait(event("ADDED", theirs))
+        assert await cache.wait_for(lambda: cache.version != version, WAIT)
+        fake.pushed.put_nowait(event("MODIFIED", config_map("a", "3")))
+        assert await waiter
+        assert checks == ["1", "3"], "the change in another namespace woke the wait"
+
+        # Bounded by `until`, not by its own timeout, which would answer True as well.
+        lost = asyncio.create_task(cache.wait_for(lambda: not cache.synced, 3600, ["elsewhere"]))
+        await cache.stop()
+        assert await until(lost.done), "losing the connection did not wake the wait"
+        assert lost.result()
