@@ -85,6 +85,8 @@ class ClusterCache:
     listed and watched; `namespaces` limits namespaced kinds to those namespaces.
     `on_change` is told of every object an event or a re-list brought, changed or
     deleted, on the cache's loop, for whoever keeps an index or reacts to others' writes.
+    `on_moved` is told whenever the version moves, at once: for whoever only needs to
+    know that something changed, a task woken at every event costs the loop more.
     """
 
     def __init__(
@@ -96,10 +98,12 @@ class ClusterCache:
         namespaces: Collection[str] | None = None,
         backoff: Backoff = RECONNECT,
         on_change: Callable[[Object], None] | None = None,
+        on_moved: Callable[[], None] | None = None,
     ) -> None:
         # One attempt per call: the reconnect loop below is the retry, with its own backoff.
         self._rc = ResourceClient(connection, attempts=1)
         self._on_change = on_change or _unheard
+        self._on_moved = on_moved or _untold
         self._label_selector = label_selector
         self._namespaces = sorted(namespaces) if namespaces is not None else None
         self._backoff = backoff
@@ -109,6 +113,7 @@ class ClusterCache:
                 raise ValueError(f"kind {kind} is listed twice; one apiVersion per kind")
             self._kinds[kind] = _Kind(api_version, kind)
         self._tasks: builtins.list[asyncio.Task[None]] = []
+        self._died: asyncio.Future[asyncio.Task[None]] | None = None
         self._changed = asyncio.Event()
         self._version = 0
         # The version at which the cache's state (what is listed, synced or failing) last
@@ -126,6 +131,7 @@ class ClusterCache:
         """Start the background tasks; returns at once, before the first list."""
         if self._tasks:
             return
+        self._died = None  # a restart leaves the tasks that died behind
         for state in self._kinds.values():
             self._spawn(state, self._run_kind(state), f"discover {state.kind}")
 
@@ -151,6 +157,13 @@ class ClusterCache:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    async def died(self) -> asyncio.Task[None]:
+        """Until a task of the cache dies of an error its own retries do not cover (a
+        bug, logged and shown in `last_error`): that task. A restart forgets it."""
+        if self._died is None:
+            self._died = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._died)
 
     # ------------------------------------------------------------------ reads
 
@@ -299,6 +312,7 @@ class ClusterCache:
                     future.set_result(None)
         self._changed.set()
         self._changed = asyncio.Event()
+        self._on_moved()
 
     async def _moved_in(self, namespaces: Collection[str]) -> None:
         """Until the objects of one of `namespaces` or the cache's state change."""
@@ -329,6 +343,10 @@ class ClusterCache:
         state.error = f"{task.get_name()} stopped: {type(error).__name__}: {error}"
         for stream in state.streams:
             stream.synced = False
+        if self._died is None:
+            self._died = asyncio.get_running_loop().create_future()
+        if not self._died.done():
+            self._died.set_result(task)
         self._notify()
 
     async def _run_kind(self, state: _Kind) -> None:
@@ -480,6 +498,10 @@ def _version(obj: Object) -> str | None:
 
 def _unheard(obj: Object) -> None:
     """A cache nobody asked to be told of changes."""
+
+
+def _untold() -> None:
+    """A cache nobody asked to be told that its version moved."""
 
 
 def _normalized(obj: Object, resource: ResourceType) -> Object:

@@ -48,9 +48,6 @@ log = logging.getLogger(__name__)
 TASK_PREFIX = "observe:"
 # The state of a cluster this hub keeps no cache of (`WatchHealth.state`).
 NOT_WATCHED = "not watched"
-# How long a healthy cache is left alone between two looks at its tasks when nothing
-# changes at all; a dying task wakes the look at once (the cache notifies its waiters).
-QUIET_CHECK = 3600.0
 
 # What the status tree shows the health of (clusters.health rules), watched everywhere.
 # Pods and ReplicaSets are left out on purpose: workloads' own status says enough, and
@@ -292,7 +289,9 @@ class Observer:
             return  # detached before its cache could start
         await watched.cache.start()  # nothing to do when it runs already (a rename)
         try:
-            await _until_broken(watched.cache, partial(self._tell, name))
+            task = await watched.cache.died()
+            error = task.exception()
+            raise WatchBroken(f"{task.get_name()}: {type(error).__name__}: {error}") from error
         except Exception:
             await watched.cache.stop()  # the restart starts its watches afresh
             raise
@@ -320,29 +319,15 @@ class Observer:
                 await asyncio.sleep(self._backoff.delay(failures))
                 failures += 1
         self._waiting.pop(name, None)
-        cache = ClusterCache(client, kinds, label_selector=self._selector, backoff=self._backoff)
+        cache = ClusterCache(
+            client,
+            kinds,
+            label_selector=self._selector,
+            backoff=self._backoff,
+            on_moved=partial(self._tell, name),
+        )
         watched = self._watched[name] = _Watched(cache, {kind: _group(v) for v, kind in kinds})
         return watched
-
-
-async def _until_broken(cache: ClusterCache, changed: Callable[[], None]) -> None:
-    """Return never; raise WatchBroken once one of the cache's tasks has died. Calls
-    `changed` on every change of the cache.
-
-    The cache wakes its waiters on every change and when a task dies, so this costs
-    nothing while all is quiet. ClusterCache says that a task died only in words
-    (`last_error`, its log), so this looks at its task list; a public `failure` of the
-    cache would be better."""
-    while True:
-        for task in list(cache._tasks):
-            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
-                raise WatchBroken(f"{task.get_name()}: {type(error).__name__}: {error}") from error
-        if await cache.wait_for(partial(_changed_since, cache, cache.version), QUIET_CHECK):
-            changed()
-
-
-def _changed_since(cache: ClusterCache, version: int) -> bool:
-    return cache.version != version
 
 
 async def _served(client: ClusterClient, kinds: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
