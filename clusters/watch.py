@@ -114,7 +114,8 @@ class ClusterCache:
             self._kinds[kind] = _Kind(api_version, kind)
         self._tasks: builtins.list[asyncio.Task[None]] = []
         self._died: asyncio.Future[asyncio.Task[None]] | None = None
-        self._changed = asyncio.Event()
+        # Made by the first waiter after a change: most changes find nobody waiting.
+        self._changed: asyncio.Event | None = None
         self._version = 0
         # The version at which the cache's state (what is listed, synced or failing) last
         # changed, and at which each namespace's objects did ("" for cluster-scoped ones).
@@ -170,11 +171,12 @@ class ClusterCache:
     @property
     def synced(self) -> bool:
         """Every kind listed, and every watch connected right now. Worked out again only
-        when the cache's version moved (every change of a stream's state moves it):
-        `status` asks it of every cluster, which walked a thousand caches' streams."""
-        if self._synced[0] != self._version:
+        when the cache's state moved (every change of a stream's state moves it): `status`
+        asks it of every cluster, which walked a thousand caches' streams, and each health
+        wait at every event of its cluster."""
+        if self._synced[0] != self._state_moved:
             self._synced = (
-                self._version,
+                self._state_moved,
                 all(
                     state.resolved and all(stream.synced for stream in state.streams)
                     for state in self._kinds.values()
@@ -277,6 +279,8 @@ class ClusterCache:
             async with asyncio.timeout(timeout):
                 while not predicate():
                     if namespaces is None:
+                        if self._changed is None:
+                            self._changed = asyncio.Event()
                         await self._changed.wait()
                     else:
                         await self._moved_in(namespaces)
@@ -310,8 +314,9 @@ class ClusterCache:
             for future in futures:
                 if not future.done():
                     future.set_result(None)
-        self._changed.set()
-        self._changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
         self._on_moved()
 
     async def _moved_in(self, namespaces: Collection[str]) -> None:
