@@ -133,6 +133,9 @@ class Keeper:
         self._settled: dict[tuple[ReleaseKey, ObjectKey], tuple[str, int]] = {}
         self._manifests: dict[tuple[ReleaseKey, int], dict[ObjectKey, dict[str, Any]]] = {}
         self._heals: dict[tuple[ReleaseKey, ObjectKey, int], _Heals] = {}
+        # The releases each cluster had at its last look: what to forget is looked for
+        # only when they changed.
+        self._here: dict[str, set[ReleaseKey]] = {}
 
     def start(self) -> None:
         """Look at every cluster now, and again whenever its watch cache changes."""
@@ -190,7 +193,15 @@ class Keeper:
         self._forget(cluster, here)
 
     def _forget(self, cluster: str, here: set[ReleaseKey]) -> None:
-        """Drop what was kept of releases no longer on `cluster` (removed, or deleted apps)."""
+        """Drop what was kept of releases no longer on `cluster` (removed, or deleted apps).
+
+        Only when the cluster's releases changed since its last look: the tables hold the
+        releases of every cluster, and walking them at every look of every cluster was
+        a cost squared in the clusters during a rollout, when each is looked at every pass.
+        """
+        if self._here.get(cluster) == here:
+            return
+        self._here[cluster] = here
         for table in (self._drift, self._settled, self._manifests, self._heals):
             keys: list[Any] = list(table)
             for key in keys:
