@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import helm_python
 import yaml
@@ -33,6 +33,14 @@ from hub.format.documents import ManifestLoader
 
 if TYPE_CHECKING:  # pins name a chart by what it loads as: a cycle for the type checker only
     from hub.charts.pins import ChartPin
+
+K = TypeVar("K")
+V = TypeVar("V")
+# Per chart: the values last found valid, and the manifests last parsed. Targets of a
+# plan mostly share both, and each cost a millisecond or so (a native call, libyaml's
+# Python-side construction) of the hub's CPU per target.
+VALIDATED = 64
+PARSED = 256
 
 _HELM_TEST_HOOKS = frozenset({"test", "test-success", "test-failure"})
 
@@ -62,6 +70,8 @@ class LoadedChart:
         part of what identifies its renders; `digest` is the chart's own."""
         self._handle = handle
         self._renders = renders
+        self._validated: Lru[str, bool] = Lru(VALIDATED)
+        self._parsed_manifests: Lru[tuple[str, str], list[dict[str, Any]]] = Lru(PARSED)
         metadata = handle.metadata
         self.digest = digest
         self.dependencies = tuple(dependencies)
@@ -102,17 +112,20 @@ class LoadedChart:
         the schemas while it renders, after dropping the disabled subcharts, so a chart with
         subcharts is checked by a render of its own (whose other failures the render proper
         reports)."""
-        _canonical_json(values, self._subject)
+        values_json = _canonical_json(values, self._subject)
+        if self._validated.get(values_json):
+            return
         try:
             if self._pristine is None:
                 self._handle.validate_schema(self._handle.merge_values(values))
-                return
-            with self._opened() as handle:
-                handle.render(values)
+            else:
+                with self._opened() as handle:
+                    handle.render(values)
         except helm_python.HelmValuesError as e:
             raise InvalidValues(f"{self._subject}: {_schema_cause(e.detail, self.name)}") from e
         except helm_python.HelmError:
-            pass
+            return  # the render proper reports it
+        self._validated.put(values_json, True)
 
     def render(
         self,
@@ -251,9 +264,20 @@ class LoadedChart:
         return [
             obj
             for path, text in sources
-            for obj in self._parse(path, text)
+            for obj in self._parsed(path, text)
             if not _is_test_hook(obj)
         ]
+
+    def _parsed(self, path: str, text: str) -> list[dict[str, Any]]:
+        """`_parse`, once per text: the same manifest rendered for another target (its
+        namespace is not in it, as is usual) is not parsed again. The documents are shared
+        between renders, whose callers get copies (`render`)."""
+        key = (path, text)
+        documents = self._parsed_manifests.get(key)
+        if documents is None:
+            documents = list(self._parse(path, text))
+            self._parsed_manifests.put(key, documents)
+        return documents
 
     def _parse(self, path: str, text: str) -> Iterable[dict[str, Any]]:
         try:
@@ -272,27 +296,31 @@ class LoadedChart:
             yield document
 
 
-class RenderCache:
-    """A thread-safe LRU of rendered objects: one set of values renders once."""
+class Lru(Generic[K, V]):
+    """A thread-safe LRU: renders run in worker threads."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._entries: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+        self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+    def get(self, key: K) -> V | None:
         with self._lock:
-            objects = self._entries.get(key)
-            if objects is not None:
+            value = self._entries.get(key)
+            if value is not None:
                 self._entries.move_to_end(key)
-            return objects
+            return value
 
-    def put(self, key: tuple[Any, ...], objects: list[dict[str, Any]]) -> None:
+    def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._entries[key] = objects
+            self._entries[key] = value
             self._entries.move_to_end(key)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
+
+
+RenderCache = Lru[tuple[Any, ...], list[dict[str, Any]]]
+"""Rendered objects, shared by a hub's charts: one set of values renders once."""
 
 
 def _archive_of(handle: helm_python.Chart) -> bytes:

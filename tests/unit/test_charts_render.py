@@ -121,6 +121,51 @@ async def test_one_set_of_values_renders_once(
     assert second[0]["metadata"]["name"] == "rel-x"
 
 
+async def test_a_manifest_rendered_alike_for_another_namespace_is_parsed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets of a plan mostly differ by namespace only, which charts rarely write into
+    their manifests: the same text is parsed once, and each caller still gets objects of
+    its own to edit, the first caller's edits reaching no later render."""
+    chart = await load(write_chart(tmp_path, {"templates/cm.yaml": CONFIGMAP}))
+    parsed: list[str] = []
+    original = LoadedChart._parse
+
+    def counting(self: LoadedChart, path: str, text: str) -> Any:
+        parsed.append(path)
+        return original(self, path, text)
+
+    monkeypatch.setattr(LoadedChart, "_parse", counting)
+    first = chart.render({}, release_name="rel", namespace="a")
+    first[0]["data"]["revision"] = "edited by the caller"
+    second = chart.render({}, release_name="rel", namespace="b")
+    renamed = chart.render({}, release_name="other", namespace="b")
+
+    assert parsed == ["app/templates/cm.yaml", "app/templates/cm.yaml"]
+    assert second[0]["data"]["revision"] == "1"
+    assert renamed[0]["metadata"]["name"] == "other-config"
+
+
+async def test_values_found_valid_are_not_checked_again_and_invalid_ones_always_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = '{"type": "object", "properties": {"suffix": {"type": "string"}}}'
+    chart = await load(
+        write_chart(tmp_path, {"templates/cm.yaml": CONFIGMAP, "values.schema.json": schema})
+    )
+    checked: list[Any] = []
+    handle = chart._handle
+    original = handle.validate_schema
+    monkeypatch.setattr(handle, "validate_schema", lambda v: checked.append(v) or original(v))
+
+    for _ in range(2):
+        chart.validate({"suffix": "x"})
+        with pytest.raises(InvalidValues, match="suffix: got number, want string"):
+            chart.validate({"suffix": 5})
+
+    assert len(checked) == 3
+
+
 async def test_timestamps_stay_strings(tmp_path: Path) -> None:
     """Kubernetes gets what Helm sends: an unquoted date is a string, not a YAML timestamp."""
     dated = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\n"
