@@ -9,7 +9,8 @@ re-list; a 410 Gone (our resourceVersion is older than the server's window) re-l
 A cluster may vanish for minutes. The cache then keeps the last objects it saw and says
 so (`synced` False, `last_error`, `last_seen`), reconnecting with exponential backoff
 and resuming the watch where it stopped. Waiters (`wait_for`) are woken by every change,
-never by a timer, so the engine waits for health without asking the API server.
+or by every change of the namespaces they name, never by a timer, so the engine waits
+for health without asking the API server.
 
 One stream per kind (per namespace, if the cache is limited to namespaces) holds one
 connection of the cluster's client for as long as the cache runs: keep the kinds few
