@@ -171,11 +171,9 @@ def serve(
         lease_seconds=lease_seconds,
         renew_seconds=renew_seconds,
     )
-    # libuv's loop, with its TLS in C: a hub's CPU is mostly the loop's own work of
-    # reading watch streams and answers through TLS, which the stock loop does in Python.
-    import uvloop
+    import asyncio
 
-    run(lambda: uvloop.run(serve_hub(Home.default(), settings)))
+    run(lambda: asyncio.run(serve_hub(Home.default(), settings)))
 
 
 @app.command()
