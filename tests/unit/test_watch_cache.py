@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -179,10 +181,10 @@ async def test_an_objects_judged_health_follows_every_change_of_it() -> None:
     assert final == HealthStatus.HEALTHY  # what the second list stored
 
 
-async def test_moved_tells_the_namespaces_whose_objects_changed_apart() -> None:
-    """A status tree is kept while `moved` of its namespaces holds (hub.service.memo): an
-    object changed in another namespace must leave it, one changed in its own, or the
-    cache's state changing, must move it."""
+@contextlib.asynccontextmanager
+async def listed_in_ns() -> AsyncIterator[tuple[FakeApi, ClusterCache, dict[str, Any]]]:
+    """A synced cache that listed ConfigMap `a` in `ns`, and a ConfigMap of namespace
+    `theirs` for the test to push."""
     theirs = config_map("b", "2")
     theirs["metadata"]["namespace"] = "theirs"
     fake = FakeApi(lists=[[config_map("a", "1")]])
@@ -191,6 +193,14 @@ async def test_moved_tells_the_namespaces_whose_objects_changed_apart() -> None:
         ClusterCache(api, CONFIG_MAPS, label_selector="app=web", backoff=FAST) as cache,
     ):
         assert await cache.wait_for(lambda: cache.synced, WAIT)
+        yield fake, cache, theirs
+
+
+async def test_moved_tells_the_namespaces_whose_objects_changed_apart() -> None:
+    """A status tree is kept while `moved` of its namespaces holds (hub.service.memo): an
+    object changed in another namespace must leave it, one changed in its own, or the
+    cache's state changing, must move it."""
+    async with listed_in_ns() as (fake, cache, theirs):
         listed = cache.moved(["ns", "theirs"])
         assert listed[1] > 0 and listed[2] == 0, "the list brought ns's object only"
         version = cache.version
@@ -208,14 +218,7 @@ async def test_a_wait_on_namespaces_wakes_for_their_objects_and_the_state_only()
     """A release's health wait names its namespaces: on a cluster where other releases
     roll out it must not judge its objects again at each of their events, yet must see
     its own objects change and the cache lose its connection."""
-    theirs = config_map("b", "2")
-    theirs["metadata"]["namespace"] = "theirs"
-    fake = FakeApi(lists=[[config_map("a", "1")]])
-    async with (
-        serving(fake) as api,
-        ClusterCache(api, CONFIG_MAPS, label_selector="app=web", backoff=FAST) as cache,
-    ):
-        assert await cache.wait_for(lambda: cache.synced, WAIT)
+    async with listed_in_ns() as (fake, cache, theirs):
         checks: list[str] = []
 
         def updated() -> bool:
