@@ -67,8 +67,11 @@ class Counter:
     """Counts the events a cache of the hub's kinds and selector sees on the first server,
     while `counting`; and their mean size."""
 
-    def __init__(self, cache: ClusterCache, client: ClusterClient) -> None:
-        self.cache, self.client = cache, client
+    def __init__(self, client: ClusterClient) -> None:
+        self.client = client
+        self.cache = ClusterCache(
+            client, WATCHED_KINDS, label_selector=SELECTOR, on_change=self.seen
+        )
         self.events = 0
         self.bytes = 0
         self._on = False
@@ -92,16 +95,13 @@ async def counter(fleet: Fleet) -> AsyncIterator[Counter]:
     """A Counter on the server of the fleet's first slot, listed and watching."""
     document = yaml.safe_load(fleet.slots[0].info.kubeconfig.read_text())
     client = await ClusterClient.connect(document)
-    box: list[Counter] = []
-    cache = ClusterCache(
-        client, WATCHED_KINDS, label_selector=SELECTOR, on_change=lambda o: box[0].seen(o)
-    )
-    box.append(Counter(cache, client))
+    seen = Counter(client)
+    cache = seen.cache
     try:
         async with cache:
             if not await cache.wait_for(lambda: cache.synced, WAIT):
                 raise BenchError(f"the bench's own watch did not sync: {cache.last_error}")
-            yield box[0]
+            yield seen
     finally:
         await client.close()
 
