@@ -163,9 +163,13 @@ class ClusterCache:
     async def died(self) -> asyncio.Task[None]:
         """Until a task of the cache dies of an error its own retries do not cover (a
         bug, logged and shown in `last_error`): that task. A restart forgets it."""
+        return await asyncio.shield(self._death())
+
+    def _death(self) -> asyncio.Future[asyncio.Task[None]]:
+        """The future `died` awaits, made by whichever comes first: a waiter or a death."""
         if self._died is None:
             self._died = asyncio.get_running_loop().create_future()
-        return await asyncio.shield(self._died)
+        return self._died
 
     # ------------------------------------------------------------------ reads
 
@@ -349,10 +353,8 @@ class ClusterCache:
         state.error = f"{task.get_name()} stopped: {type(error).__name__}: {error}"
         for stream in state.streams:
             stream.synced = False
-        if self._died is None:
-            self._died = asyncio.get_running_loop().create_future()
-        if not self._died.done():
-            self._died.set_result(task)
+        if not (death := self._death()).done():
+            death.set_result(task)
         self._notify()
 
     async def _run_kind(self, state: _Kind) -> None:
