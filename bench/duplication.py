@@ -106,11 +106,13 @@ async def counter(fleet: Fleet) -> AsyncIterator[Counter]:
         await client.close()
 
 
-async def measure(fleet: Fleet, seen: Counter, releases: int) -> Duplication:
-    """From `seen`, which counted the events of `releases` releases (the deploys' own
-    targets on the first server, of all those deploys), and from writes on that server."""
+async def measure(fleet: Fleet, seen: Counter, deploys: int) -> Duplication:
+    """From `seen`, which counted the events of `deploys` deploys to every slot of the
+    fleet (of their targets on the first server, one per cache there), and from writes on
+    that server."""
     server = fleet.slots[0].info
     caches = sum(1 for slot in fleet.slots if slot.info.server == server.server)
+    releases = caches * deploys
     events = seen.events
     if not events or not releases:
         raise BenchError("the bench's own watch saw no event of the deploys")

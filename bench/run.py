@@ -514,10 +514,9 @@ async def run(args: argparse.Namespace) -> None:
         timings, runs = await fan_out(fleet, sizes)
         memory["deploy"] = timings[largest].peak_rss
         async with duplication.counter(fleet) as seen:
+            # The fleet has `largest` slots: each unwatched deploy is to all of them.
             unwatched = await unwatched_cost(fleet, largest, seen)
-            first = fleet.slots[0].info.server
-            own = sum(1 for slot in fleet.slots[:largest] if slot.info.server == first)
-            duplicated = await duplication.measure(fleet, seen, own * REPEATS)
+            duplicated = await duplication.measure(fleet, seen, REPEATS)
         helm = helm_loops(fleet) if largest >= HELM_SIZE else {}
         kept = f"fan{largest}-{REPEATS - 1}"
         status = await status_at_scale(fleet, kept, largest)
